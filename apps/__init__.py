@@ -1,0 +1,1 @@
+"""What a person runs or reads: the `interp` CLI, the report builder, the demo."""

@@ -1,0 +1,33 @@
+"""interp: capture activations into an on-disk cache and analyse them.
+
+Public API (imported lazily so `import interp` stays cheap):
+    interp.load_model(name, step=None)   -> HookedTransformer | nn.Module
+    interp.capture(model, tokens, hooks) -> dict[str, Tensor]
+    interp.open_cache(path)              -> CacheReader
+    interp.token_blocks(source, tokenizer, ctx, n_tokens) -> LongTensor[n_blocks, ctx]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": ("interp.models", "load"),
+    "capture": ("interp.capture", "capture"),
+    "open_cache": ("interp.cache", "open_cache"),
+    "token_blocks": ("interp.sources", "token_blocks"),
+    "InterpError": ("interp.errors", "InterpError"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'interp' has no attribute {name!r}")

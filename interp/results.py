@@ -1,0 +1,163 @@
+"""The analysis result contract: numbers in `result.json`, arrays in `arrays.safetensors`, figures on demand.
+
+Every analysis returns a subclass of `Result`. `save(dir)` writes it, `load(dir)` restores it without
+recomputation, `figures()` rebuilds the plotly figures from the stored numbers and arrays (used by Jupyter and
+by the report builder), and `_repr_html_` shows the headline table in a notebook.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+RESULT_SCHEMA_VERSION = 1
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy/torch scalars, arrays, tuples, paths and dataclass-like objects to plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: to_jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, rename: readers see the old or the new file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class Result:
+    """Base of every analysis result.
+
+    summary:    headline numbers (name -> scalar or short string), shown as the table in reports and Jupyter
+    details:    every other number, table (list of row dicts) or nested dict, all JSON-able
+    arrays:     named numpy arrays behind the figures (saved as safetensors)
+    config:     the Config the analysis ran with, as a dict
+    provenance: model, checkpoint, hooks, token source and count, package versions (see interp.provenance)
+    """
+
+    analysis: ClassVar[str] = "result"
+    title: ClassVar[str] = "Analysis result"
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    # ----------------------------------------------------------------------------------------- persistence
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write `result.json` and `arrays.safetensors` into `out_dir` (created if needed); return the folder."""
+        from safetensors.numpy import save as st_save
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in self.arrays.items()}
+        atomic_write_bytes(out / "arrays.safetensors", st_save(arrays) if arrays else st_save({}))
+        doc = {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "analysis": self.analysis,
+            "title": self.title,
+            "summary": to_jsonable(self.summary),
+            "details": to_jsonable(self.details),
+            "config": to_jsonable(self.config),
+            "provenance": to_jsonable(self.provenance),
+            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+        }
+        atomic_write_bytes(out / "result.json", json.dumps(doc, indent=2, sort_keys=False).encode())
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> Result:
+        """Restore a saved result (no recomputation). Calling on the base class returns the base type."""
+        from safetensors.numpy import load_file
+
+        from interp.errors import InterpError
+
+        out = Path(out_dir)
+        path = out / "result.json"
+        if not path.is_file():
+            raise InterpError(f"no result.json in {out}", hint="point at the folder an analysis wrote with --out")
+        doc = json.loads(path.read_text())
+        if cls.analysis != "result" and doc.get("analysis") != cls.analysis:
+            raise InterpError(
+                f"{path} holds a '{doc.get('analysis')}' result, not '{cls.analysis}'",
+                hint=f"load it with the {doc.get('analysis')} analysis' Result class",
+            )
+        arrays_path = out / "arrays.safetensors"
+        arrays = dict(load_file(str(arrays_path))) if arrays_path.is_file() else {}
+        return cls(
+            summary=doc.get("summary", {}),
+            details=doc.get("details", {}),
+            arrays=arrays,
+            config=doc.get("config", {}),
+            provenance=doc.get("provenance", {}),
+        )
+
+    # ----------------------------------------------------------------------------------------- display
+    def figures(self) -> dict[str, Any]:
+        """Named plotly figures built from the stored numbers and arrays. Subclasses override."""
+        return {}
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """The headline table as (name, formatted value) rows."""
+        return [(k, _format_value(v)) for k, v in self.summary.items()]
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+            for k, v in self.summary_rows()
+        )
+        return (
+            f"<div><b>{html.escape(self.title)}</b>"
+            f"<table><thead><tr><th>quantity</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
+            "<small>.figures() returns the plotly figures</small></div>"
+        )
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v}" for k, v in self.summary_rows()[:8])
+        return f"{type(self).__name__}({body})"
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    return str(v)
