@@ -7,3 +7,49 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save_tiny_hf(path, arch: str, seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    if arch == "neox":
+        cfg = GPTNeoXConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64, max_position_embeddings=32, rotary_pct=0.25,
+                            use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
+        model = GPTNeoXForCausalLM(cfg)
+    else:
+        cfg = GPT2Config(vocab_size=97, n_embd=32, n_layer=2, n_head=4, n_positions=32, n_ctx=32, bos_token_id=0,
+                         eos_token_id=0)
+        model = GPT2LMHeadModel(cfg)
+    model.save_pretrained(path, safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_neox_dir(tmp_path_factory):
+    """A random-weight 2-layer GPT-NeoX (Pythia architecture) saved as a Hugging Face folder."""
+    return _save_tiny_hf(tmp_path_factory.mktemp("neox") / "tiny-neox", "neox")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A random-weight 2-layer GPT-2 saved as a Hugging Face folder."""
+    return _save_tiny_hf(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2", "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_neox_dir):
+    """The tiny GPT-NeoX as an unprocessed HookedTransformer."""
+    from interp.models import load
+
+    return load(tiny_neox_dir)
+
+
+@pytest.fixture()
+def tokens():
+    return torch.randint(0, 97, (3, 16), generator=torch.Generator().manual_seed(1))

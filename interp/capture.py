@@ -1,0 +1,134 @@
+"""Capture activations at hook points: glob patterns -> hook names -> tensors.
+
+Hook names are transformer-lens names for HookedTransformers (`blocks.2.hook_resid_post`) and module paths for
+any other nn.Module (`layers.1`, `net.0`). The forward pass runs under inference_mode, skips the unembedding and
+stops as soon as every requested hook has fired.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Sequence
+
+import torch
+
+from interp.errors import HookNotFoundError
+from interp.models import is_transformer
+from interp.positions import Positions
+
+
+class _StopForward(Exception):
+    """Raised inside the last hook to end the forward pass early."""
+
+
+def hook_names(model: torch.nn.Module) -> list[str]:
+    """Every hook point of the model, in the order the forward pass reaches them (modules: registration order)."""
+    if is_transformer(model):
+        return list(model.hook_dict.keys())
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_hooks(model: torch.nn.Module, patterns: str | Sequence[str]) -> list[str]:
+    """Expand glob patterns to hook names, in model order; an unmatched pattern names the closest hooks."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    available = hook_names(model)
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = [n for n in available if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            close = difflib.get_close_matches(pattern, available, n=5, cutoff=0.3)
+            raise HookNotFoundError(
+                f"hook pattern '{pattern}' matches no hook point of {type(model).__name__}"
+                + (f"; closest: {', '.join(close)}" if close else ""),
+                hint="list them with interp.capture.hook_names(model) (globs like blocks.*.hook_resid_post work)",
+            )
+        chosen.update(hits)
+    return [n for n in available if n in chosen]
+
+
+class Capturer:
+    """Reusable capture of fixed hooks: `capturer(inputs) -> {hook: tensor}`; used by notebooks and extraction."""
+
+    def __init__(self, model: torch.nn.Module, hooks: str | Sequence[str], positions=None,
+                 dtype: torch.dtype | None = None, stop_early: bool = True):
+        self.model = model
+        self.names = resolve_hooks(model, hooks)
+        self.positions = Positions.parse(positions)
+        self.dtype = dtype
+        self.stop_early = stop_early
+        self.transformer = is_transformer(model)
+
+    def _forward(self, inputs, store: dict[str, torch.Tensor]) -> None:
+        remaining = set(self.names)
+
+        def grab(name: str, value: torch.Tensor) -> None:
+            if isinstance(value, tuple):
+                value = value[0]
+            store[name] = value.detach()
+            remaining.discard(name)
+            if self.stop_early and not remaining:
+                raise _StopForward
+
+        try:
+            if self.transformer:
+                hooks = [(n, lambda x, hook: grab(hook.name, x)) for n in self.names]
+                with self.model.hooks(fwd_hooks=hooks):
+                    self.model(inputs, return_type=None)
+            else:
+                modules = dict(self.model.named_modules())
+                handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: grab(n, o)) for n in self.names]
+                try:
+                    self.model(inputs)
+                finally:
+                    for h in handles:
+                        h.remove()
+        except _StopForward:
+            pass
+        missing = [n for n in self.names if n not in store]
+        if missing:
+            raise HookNotFoundError(f"hooks never fired during the forward pass: {', '.join(missing)}",
+                                    hint="these modules are not called by forward(); pick others")
+
+    @torch.inference_mode()
+    def __call__(self, inputs) -> dict[str, torch.Tensor]:
+        store: dict[str, torch.Tensor] = {}
+        self._forward(inputs, store)
+        out = {}
+        for name in self.names:
+            x = store[name]
+            if self.positions.kind != "all":
+                x = self.positions.select(x)
+            out[name] = x.to(self.dtype) if self.dtype is not None else x
+        return out
+
+
+def capture(model: torch.nn.Module, inputs, hooks: str | Sequence[str] = "blocks.*.hook_resid_post",
+            positions=None, dtype: torch.dtype | None = None, batch_size: int | None = None,
+            stop_early: bool = True) -> dict[str, torch.Tensor]:
+    """Activations at `hooks` for `inputs` (token ids `[batch, pos]` for transformers, any input for modules).
+
+    Without a position selector tensors are `[batch, pos, ...]` (the module's output as is for nn.Modules);
+    with one (`"drop:1"`, `"last"`, a bool mask) they are rows `[n_tokens, ...]`. `batch_size` splits the
+    inputs along dim 0 and concatenates, to bound memory.
+    """
+    cap = Capturer(model, hooks, positions=positions, dtype=dtype, stop_early=stop_early)
+    if batch_size is None or len(inputs) <= batch_size:
+        return cap(inputs)
+    if cap.positions.kind == "mask":
+        raise HookNotFoundError("batch_size with a mask selector is not supported",
+                                hint="apply the mask after capture or drop batch_size")
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in cap.names}
+    for start in range(0, len(inputs), batch_size):
+        for name, value in cap(inputs[start: start + batch_size]).items():
+            parts[name].append(value)
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+def layer_of(hook: str) -> int | None:
+    """The block index in a TL hook name (`blocks.3.hook_resid_post` -> 3), None for embed/final hooks."""
+    parts = hook.split(".")
+    if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
+        return int(parts[1])
+    return None

@@ -1,0 +1,129 @@
+"""One way to get a hookable model, whatever its origin.
+
+    load("toy-pythia-4l", step=512)   embedded suite (data/models) -> HookedTransformer
+    load("path/to/hf_folder")         local Hugging Face folder (GPT-NeoX, GPT-2, ...) -> HookedTransformer
+    load("pythia-70m", step=1000)     transformer-lens name (needs a reachable hub)
+    load(my_module)                   any torch.nn.Module, returned as is (hook names are module paths)
+
+transformer-lens stays behind this package: a move to TransformerBridge changes these modules only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+
+from interp.errors import ModelNotFoundError
+from interp.models.embedded import (
+    DEFAULT_MODEL,
+    data_dir,
+    embedded_checkpoint_path,
+    embedded_checkpoints,
+    embedded_names,
+    embedded_tokenizer_dir,
+    is_embedded,
+    suite_info,
+)
+from interp.models.hf_local import is_hf_folder, load_hf_folder, load_hf_tokenizer
+from interp.models.hub import hub_checkpoints, load_hub_model, official_name
+
+__all__ = [
+    "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
+    "suite_info", "data_dir", "is_transformer",
+]
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
+           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ModelNotFoundError(f"unknown dtype '{dtype}'", hint=f"use one of {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _unknown(name: str) -> ModelNotFoundError:
+    names = embedded_names()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    suggestion = f" Did you mean {', '.join(close)}?" if close else ""
+    return ModelNotFoundError(
+        f"unknown model '{name}'.{suggestion} Embedded: {', '.join(names) or 'none'}",
+        hint="pass an embedded name, a local Hugging Face folder (with config.json), or a transformer-lens name "
+             "such as pythia-70m",
+    )
+
+
+def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None = None, *, device: str = "cpu",
+         dtype: torch.dtype | str = torch.float32, processing: bool = False):
+    """A hookable model: HookedTransformer for names and folders, the module itself for an nn.Module."""
+    if isinstance(model, torch.nn.Module):
+        return model
+    dt = _dtype(dtype)
+    name = str(model)
+    if is_embedded(name):
+        path = embedded_checkpoint_path(name, step)
+        tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
+        return load_hf_folder(path, tokenizer=tok, device=device, dtype=dt, name=f"{name}@step{path.name[4:]}",
+                              processing=processing)
+    if is_hf_folder(name):
+        if step is not None:
+            raise ModelNotFoundError(f"a local folder has no training steps (got step={step})",
+                                     hint="pass the folder of that checkpoint instead")
+        return load_hf_folder(name, device=device, dtype=dt, processing=processing)
+    if Path(name).exists():
+        raise ModelNotFoundError(f"{name} exists but has no config.json",
+                                 hint="point at a folder written by save_pretrained")
+    if official_name(name) is not None:
+        return load_hub_model(name, step, device=device, dtype=dt, processing=processing)
+    raise _unknown(name)
+
+
+def checkpoints(model: str = DEFAULT_MODEL) -> list[int]:
+    """Training steps with a checkpoint: embedded suites from suite.json, Pythia-style names from transformer-lens."""
+    if is_embedded(model):
+        return embedded_checkpoints(model)
+    if official_name(model) is not None:
+        return hub_checkpoints(model)
+    raise _unknown(model)
+
+
+def checkpoint_path(model: str = DEFAULT_MODEL, step: int | None = None) -> Path:
+    """Folder of an embedded checkpoint (the final one when step is None)."""
+    if not is_embedded(model):
+        raise ModelNotFoundError(f"'{model}' is not an embedded suite, so it has no local checkpoint folders",
+                                 hint=f"embedded suites: {', '.join(embedded_names()) or 'none'}")
+    return embedded_checkpoint_path(model, step)
+
+
+def load_tokenizer(model: str | Path = DEFAULT_MODEL):
+    """The tokenizer of an embedded suite, a local folder, or a transformer-lens model (hub)."""
+    name = str(model)
+    if is_embedded(name):
+        return load_hf_tokenizer(embedded_tokenizer_dir(name))
+    if is_hf_folder(name):
+        tok = load_hf_tokenizer(name)
+        if tok is None:
+            raise ModelNotFoundError(f"{name} has no tokenizer files", hint="save the tokenizer beside the model")
+        return tok
+    if official_name(name) is not None:
+        return load_hub_model(name).tokenizer
+    raise _unknown(name)
+
+
+def is_transformer(model: torch.nn.Module) -> bool:
+    """True for transformer-lens HookedTransformers (hook names are TL names, inputs are token ids)."""
+    from transformer_lens import HookedTransformer
+
+    return isinstance(model, HookedTransformer)
+
+
+def model_id(model: torch.nn.Module) -> str:
+    """A human-readable id for manifests: the TL model name, else the module's class."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and getattr(cfg, "model_name", None):
+        return str(cfg.model_name)
+    return type(model).__name__

@@ -1,0 +1,73 @@
+"""Local Hugging Face folders (GPT-NeoX/Pythia, GPT-2, ...) converted offline to a HookedTransformer.
+
+transformer-lens' `from_pretrained` only accepts official names, so this uses its lower-level pieces
+(`convert_hf_model_config` reads a local config.json; `get_pretrained_state_dict` converts the weights).
+Weights stay unprocessed (no LayerNorm folding or centering) so activations equal the Hugging Face model's.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from interp.errors import ModelNotFoundError
+
+SUPPORTED_ARCHITECTURES = ("GPTNeoXForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", "GPTNeoForCausalLM")
+
+
+def is_hf_folder(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def load_hf_tokenizer(path: str | Path):
+    """A fast tokenizer from a folder, or None when the folder has no tokenizer files."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return None
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                   name: str | None = None, processing: bool = False):
+    """Load `path` (a `save_pretrained` folder) as a HookedTransformer whose logits match the HF model's.
+
+    processing=True applies transformer-lens' from_pretrained processing (LNPre, fold_ln, centering): logits
+    then differ by a constant per position, log-probs agree.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens import loading_from_pretrained as loading
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path).resolve()
+    if not is_hf_folder(path):
+        raise ModelNotFoundError(f"{path} has no config.json", hint="point at a folder written by save_pretrained")
+    arch = (json.loads((path / "config.json").read_text()).get("architectures") or ["?"])[0]
+    if arch not in SUPPORTED_ARCHITECTURES:
+        raise ModelNotFoundError(
+            f"{path} holds a {arch}, which interp cannot convert",
+            hint=f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}"
+        )
+    if tokenizer is None:
+        tokenizer = load_hf_tokenizer(path)
+    hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    cfg_dict = loading.convert_hf_model_config(str(path))
+    cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype)
+    if processing:
+        cfg_dict["normalization_type"] = "LNPre" if cfg_dict.get("normalization_type") == "LN" else \
+            cfg_dict.get("normalization_type")
+    cfg = HookedTransformerConfig(**cfg_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
+    model.load_and_process_state_dict(
+        state, fold_ln=processing, center_writing_weights=processing, center_unembed=processing,
+        fold_value_biases=processing,
+    )
+    model = model.to(device)
+    return (model if dtype == torch.float32 else model.to(dtype)).eval()
