@@ -1,0 +1,227 @@
+"""Feature vectors of components and paths, coupling coefficients (Dunefsky & Cohan 2024, §3–4).
+
+A path is a list of nodes in forward order, e.g. ["attn0.3", "mlp1", "attn2.1"]: the signal enters the first
+node, flows through each, and ends in the logits. Its feature vector y lives at the residual stream that feeds
+the first node (before that node's LayerNorm): y·Δx ≈ the change of the observable along the path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from interp.errors import ConfigError
+
+from .observables import (
+    find_boundary,
+    ln_final_boundary,
+    pullback_layernorm,
+    pullback_unembed,
+)
+
+MLP_MODES = ("point", "boundary", "linear")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One component: an attention head (kind "attn", layer, head) or an MLP (kind "mlp", layer)."""
+
+    kind: str
+    layer: int
+    head: int = -1
+
+    def __str__(self) -> str:
+        return f"attn{self.layer}.{self.head}" if self.kind == "attn" else f"mlp{self.layer}"
+
+
+_NODE_RE = re.compile(r"^(?:attn|a|L)(\d+)[.H](\d+)$|^(?:mlp|m|M)(\d+)$")
+
+
+def parse_node(model, node: str | Node) -> Node:
+    """'attn3.1' / 'mlp2' (or a Node) -> Node, checked against the model's shape."""
+    if isinstance(node, Node):
+        out = node
+    else:
+        m = _NODE_RE.match(str(node).strip())
+        if not m:
+            raise ConfigError(f"cannot parse path node {node!r}", hint="write heads as 'attn3.1', MLPs as 'mlp2'")
+        out = Node("attn", int(m[1]), int(m[2])) if m[1] is not None else Node("mlp", int(m[3]))
+    cfg = model.cfg
+    if not 0 <= out.layer < cfg.n_layers or (out.kind == "attn" and not 0 <= out.head < cfg.n_heads):
+        raise ConfigError(f"node {out} does not exist in a {cfg.n_layers}-layer, {cfg.n_heads}-head model")
+    if out.kind == "mlp" and cfg.attn_only:
+        raise ConfigError(f"node {out}: the model is attention-only", hint="use attention heads only")
+    return out
+
+
+def ln_input_hook(model, node: Node) -> str:
+    """Hook name of the residual stream that node's LayerNorm reads."""
+    if node.kind == "attn" or model.cfg.parallel_attn_mlp:
+        return f"blocks.{node.layer}.hook_resid_pre"
+    return f"blocks.{node.layer}.hook_resid_mid"
+
+
+def ln_module(model, node: Node) -> torch.nn.Module:
+    """The LayerNorm in front of a node (ln1 for heads, ln2 for MLPs)."""
+    blk = model.blocks[node.layer]
+    return blk.ln1 if node.kind == "attn" else blk.ln2
+
+
+def final_hook(model) -> str:
+    """Hook name of the residual stream that ln_final reads."""
+    return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+
+
+def check_norm(model) -> None:
+    """Only LayerNorm-family (LN, LNPre) or no normalisation is supported."""
+    nt = model.cfg.normalization_type
+    if nt not in (None, "LN", "LNPre"):
+        raise ConfigError(f"normalization_type {nt!r} is not supported by obsprop", hint="use an LN model")
+
+
+def pullback_head_ov(model, layer: int, head: int, y: torch.Tensor) -> torch.Tensor:
+    """OV feature vector W_V[h] W_O[h] y (the paper's `get_attn_normal`; QK ignored). [d_model] (ln1 output)"""
+    attn = model.blocks[layer].attn
+    return attn.W_V[head].detach() @ (attn.W_O[head].detach() @ y.to(attn.W_O.dtype))
+
+
+def _mlp_fn(model, layer: int):
+    """x [d_model] (ln2 output) -> MLP output [d_model], through the model's own MLP module."""
+    mlp = model.blocks[layer].mlp
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return mlp(x.reshape(1, 1, -1).to(model.cfg.dtype)).reshape(-1)
+
+    return f
+
+
+def mlp_grad(model, layer: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """∇_x y·MLP(x) at x (autograd through the model's MLP). [d_model]"""
+    f = _mlp_fn(model, layer)
+    with torch.inference_mode(False), torch.enable_grad():
+        xx = x.detach().clone().to(model.cfg.dtype).requires_grad_(True)
+        (g,) = torch.autograd.grad(f(xx) @ y.detach().to(xx.dtype), xx)
+    return g.detach()
+
+
+def pullback_mlp(model, layer: int, y: torch.Tensor, mode: str = "point", x_ref: torch.Tensor | None = None,
+                 x_pos: torch.Tensor | None = None, x_neg: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, dict]:
+    """MLP feature vector on the MLP input (ln2 output). Returns (vector, info).
+
+    point:    ∇_x y·MLP(x) at x_ref
+    boundary: ∇ at the point x_t of segment [x_neg, x_pos] where y·MLP(x_t) = 0 (`domain_boundary_intersection`)
+    linear:   W_in W_out y, the activation treated as the identity (`get_fake_mlp_normal`)
+    """
+    if mode not in MLP_MODES:
+        raise ConfigError(f"unknown MLP mode {mode!r}", hint=f"one of {MLP_MODES}")
+    mlp = model.blocks[layer].mlp
+    if mode == "linear":
+        return mlp.W_in.detach() @ (mlp.W_out.detach() @ y.to(mlp.W_out.dtype)), {"mode": "linear"}
+    if mode == "point":
+        if x_ref is None:
+            raise ConfigError("MLP mode 'point' needs x_ref", hint="pass the MLP input at the token")
+        return mlp_grad(model, layer, y, x_ref), {"mode": "point"}
+    if x_pos is None or x_neg is None:
+        raise ConfigError("MLP mode 'boundary' needs x_pos and x_neg", hint="pass two prompts' MLP inputs")
+    f = _mlp_fn(model, layer)
+    yy = y.detach().to(model.cfg.dtype)
+    x_t, info = find_boundary(lambda x: f(x) @ yy, x_pos, x_neg)
+    return mlp_grad(model, layer, y, x_t), {"mode": "boundary", **info}
+
+
+def refs_from_cache(model, cache: Mapping[str, torch.Tensor], pos: int = -1, batch: int | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Residual streams at one position (one prompt, or the batch mean) keyed by hook name: the reference
+    points at which LN factors and MLP gradients are taken."""
+    out = {}
+    for k, v in cache.items():
+        if "hook_resid" in k:
+            v = v[:, pos] if v.dim() == 3 else v
+            out[k] = (v.mean(0) if batch is None else v[batch]).detach()
+    return out
+
+
+def feature_vector(model, n: torch.Tensor, path: Sequence[str | Node], refs: Mapping[str, torch.Tensor],
+                   ln: str = "approx", mlp: str = "point", refs_neg: Mapping[str, torch.Tensor] | None = None,
+                   ln_final: str = "token", approx_norm: str = "scale",
+                   node_refs: Mapping[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict]:
+    """Feature vector of an observable along a path (`get_normal_for_path`). Returns (y [d_model], info).
+
+    refs:      LN inputs keyed by hook name (see refs_from_cache); refs_neg the same for the negative prompt
+               (needed for mlp="boundary" and ln_final="boundary").
+    node_refs: per-node overrides of the LN input (e.g. a head's source token), keyed by str(node).
+    ln_final:  "token" (pullback with `ln` at refs' final residual) or "boundary" (tangent at the decision
+               boundary between refs and refs_neg).
+    """
+    check_norm(model)
+    nodes = [parse_node(model, p) for p in path]
+    for a, b in zip(nodes, nodes[1:]):
+        if not _feeds(model, a, b):
+            raise ConfigError(f"path node {a} cannot feed {b}", hint="order nodes by layer, earliest first")
+    has_ln = model.cfg.normalization_type is not None
+    info: dict = {"path": [str(x) for x in nodes], "ln": ln, "mlp": mlp, "ln_final": ln_final}
+    fh = final_hook(model)
+    y = pullback_unembed(model, n)
+    if has_ln and ln_final == "boundary":
+        if refs_neg is None:
+            raise ConfigError("ln_final='boundary' needs refs_neg", hint="pass the negative prompt's refs")
+        y, binfo = ln_final_boundary(model, n, refs[fh], refs_neg[fh])
+        info["ln_final_boundary"] = binfo
+    elif has_ln:
+        y = pullback_layernorm(model.ln_final, y, refs.get(fh), mode=ln, approx_norm=approx_norm)
+    node_refs = node_refs or {}
+    for node in reversed(nodes):
+        hk = ln_input_hook(model, node)
+        x_in = node_refs.get(str(node), refs.get(hk))
+        lnm = ln_module(model, node)
+        if node.kind == "attn":
+            y = pullback_head_ov(model, node.layer, node.head, y)
+        else:
+            kw = {}
+            if mlp == "point":
+                kw["x_ref"] = lnm(x_in.view(1, 1, -1)).view(-1) if has_ln else x_in
+            elif mlp == "boundary":
+                if refs_neg is None:
+                    raise ConfigError("mlp='boundary' needs refs_neg", hint="pass the negative prompt's refs")
+                xn = node_refs.get(str(node) + ":neg", refs_neg.get(hk))
+                kw["x_pos"] = lnm(x_in.view(1, 1, -1)).view(-1) if has_ln else x_in
+                kw["x_neg"] = lnm(xn.view(1, 1, -1)).view(-1) if has_ln else xn
+            y, minfo = pullback_mlp(model, node.layer, y, mode=mlp, **kw)
+            info[str(node)] = minfo
+        if has_ln:
+            y = pullback_layernorm(lnm, y, x_in, mode=ln, approx_norm=approx_norm)
+    return y.detach(), info
+
+
+def _feeds(model, a: Node, b: Node) -> bool:
+    """Whether node a's output is part of node b's input."""
+    if a.layer < b.layer:
+        return True
+    return (a.layer == b.layer and a.kind == "attn" and b.kind == "mlp" and not model.cfg.parallel_attn_mlp)
+
+
+def coupling(y1: torch.Tensor, y2: torch.Tensor, cov: torch.Tensor | None = None) -> float:
+    """Coupling coefficient C(y1, y2) = y1·y2 / ||y1||² (`coupling_coeff`): the expected change of the score
+    x·y2 per unit of x·y1 for isotropic x. With `cov` = Σ: y1ᵀΣy2 / y1ᵀΣy1, the OLS slope for x ~ N(μ, Σ)."""
+    a, b = y1.double().reshape(-1), y2.double().reshape(-1)
+    if cov is not None:
+        cov = cov.double()
+        return float(a @ cov @ b / (a @ cov @ a))
+    return float(a @ b / (a @ a))
+
+
+def cosine(y1: torch.Tensor, y2: torch.Tensor) -> float:
+    """Cosine similarity of two feature vectors (float64)."""
+    a, b = y1.double().reshape(-1), y2.double().reshape(-1)
+    return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-300))
+
+
+def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosines of the rows of [k, d]. [k, k] float64"""
+    v = vectors.double()
+    v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return v @ v.T
