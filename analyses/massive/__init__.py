@@ -1,0 +1,19 @@
+"""Massive activations across training checkpoints (Sun et al. 2024; Gallego-Feliciano et al. 2025).
+
+`run(Config())` sweeps the embedded suite's checkpoints: per-layer top-1/median ratios of the decoder-layer outputs,
+the five-parameter curve fit per layer (Lambert-W peak, early-peak/log-increase regime), detection rows, zero/mean
+interventions and the architecture → parameter predictor.
+"""
+
+from .config import Config
+from .curve import fit_ma_curve, fit_ma_curve_paper, ma_curve, ma_curve_reparam, peak_observable, t_peak
+from .intervene import intervene_massive
+from .method import detect_massive, detect_massive_dims, is_massive, layer_outputs, massive_stats
+from .pipeline import run
+from .predictor import arch_features, fit_param_predictors
+from .result import MassiveResult
+from .sweep import checkpoint_sweep
+
+__all__ = ["Config", "run", "MassiveResult", "ma_curve", "ma_curve_reparam", "fit_ma_curve", "fit_ma_curve_paper",
+           "t_peak", "peak_observable", "layer_outputs", "massive_stats", "is_massive", "detect_massive",
+           "detect_massive_dims", "intervene_massive", "checkpoint_sweep", "arch_features", "fit_param_predictors"]
