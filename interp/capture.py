@@ -52,12 +52,13 @@ class Capturer:
     """Reusable capture of fixed hooks: `capturer(inputs) -> {hook: tensor}`; used by notebooks and extraction."""
 
     def __init__(self, model: torch.nn.Module, hooks: str | Sequence[str], positions=None,
-                 dtype: torch.dtype | None = None, stop_early: bool = True):
+                 dtype: torch.dtype | None = None, stop_early: bool = True, flatten: bool = False):
         self.model = model
         self.names = resolve_hooks(model, hooks)
         self.positions = Positions.parse(positions)
         self.dtype = dtype
         self.stop_early = stop_early
+        self.flatten = flatten  # rows [n_tokens, ...] even for positions "all" (what caches store)
         self.transformer = is_transformer(model)
 
     def _forward(self, inputs, store: dict[str, torch.Tensor]) -> None:
@@ -98,7 +99,7 @@ class Capturer:
         out = {}
         for name in self.names:
             x = store[name]
-            if self.positions.kind != "all":
+            if self.positions.kind != "all" or (self.flatten and self.transformer):
                 x = self.positions.select(x)
             out[name] = x.to(self.dtype) if self.dtype is not None else x
         return out

@@ -1,0 +1,58 @@
+"""Per-hook storage formats: how a shard's `[rows, ...]` activations become arrays on disk, and back.
+
+"dense" stores the tensor as one `.npy` per shard. Other formats (sparse top-k, CSR; interp.cache.sparse)
+register an encoder/decoder pair here. The manifest records each hook's format spec, so readers need no model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.cache.shards import from_storage, to_storage
+from interp.errors import CacheError
+
+
+@dataclass
+class Format:
+    """A storage format: `encode(x, spec) -> {role: array}`, `decode({role: array}, spec) -> tensor`."""
+
+    name: str
+    encode: Callable[[torch.Tensor, dict], dict[str, np.ndarray]]
+    decode: Callable[[dict[str, np.ndarray], dict], torch.Tensor]
+    roles: tuple[str, ...] = ("data",)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    # Optional fast path: decode only rows [a, b) of a shard (dense slices the memory map before copying).
+    decode_rows: Callable[[dict[str, np.ndarray], dict, int, int], torch.Tensor] | None = None
+
+
+_FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> None:
+    _FORMATS[fmt.name] = fmt
+
+
+def get(name: str) -> Format:
+    if name not in _FORMATS:
+        raise CacheError(f"unknown cache storage format '{name}'", hint=f"known: {', '.join(sorted(_FORMATS))}")
+    return _FORMATS[name]
+
+
+def _dense_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    return {"data": to_storage(x, spec["dtype"])}
+
+
+def _dense_decode(arrays: dict[str, np.ndarray], spec: dict) -> torch.Tensor:
+    return from_storage(arrays["data"], spec["dtype"])
+
+
+def _dense_decode_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> torch.Tensor:
+    return from_storage(arrays["data"][a:b], spec["dtype"])
+
+
+register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows))

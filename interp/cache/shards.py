@@ -1,0 +1,134 @@
+"""Shard files: `.npy` arrays written atomically with their sha256, memory-mapped on read.
+
+bfloat16 has no numpy dtype, so bf16 tensors are stored as int16 bit patterns and viewed back on read;
+the manifest records the logical dtype.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interp.errors import CacheCorruptError, CacheError
+
+STORAGE = {  # logical dtype -> (torch dtype, numpy storage dtype)
+    "float32": (torch.float32, np.dtype("<f4")),
+    "float16": (torch.float16, np.dtype("<f2")),
+    "bfloat16": (torch.bfloat16, np.dtype("<i2")),
+    "float64": (torch.float64, np.dtype("<f8")),
+    "int32": (torch.int32, np.dtype("<i4")),
+    "int64": (torch.int64, np.dtype("<i8")),
+    "uint16": (torch.uint16, np.dtype("<u2")),
+    "uint8": (torch.uint8, np.dtype("u1")),
+}
+ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "float": "float32",
+           "fp64": "float64", "double": "float64"}
+
+
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """Canonical logical dtype name ('float32', 'bfloat16', ...)."""
+    if isinstance(dtype, torch.dtype):
+        for name, (td, _) in STORAGE.items():
+            if td == dtype:
+                return name
+        raise CacheError(f"dtype {dtype} cannot be stored", hint=f"use one of {', '.join(STORAGE)}")
+    name = ALIASES.get(str(dtype), str(dtype))
+    if name not in STORAGE:
+        raise CacheError(f"unknown storage dtype '{dtype}'", hint=f"use one of {', '.join(STORAGE)}")
+    return name
+
+
+def to_storage(x: torch.Tensor, dtype: str) -> np.ndarray:
+    """Tensor -> numpy array in the storage dtype (bf16 as int16 bits)."""
+    td, _ = STORAGE[dtype]
+    x = x.detach().to("cpu", td).contiguous()
+    if dtype == "bfloat16":
+        x = x.view(torch.int16)
+    return x.numpy()
+
+
+def from_storage(a: np.ndarray, dtype: str) -> torch.Tensor:
+    """Numpy (possibly memory-mapped) -> tensor in the logical dtype, without copying when possible."""
+    if not a.flags.writeable:
+        a = np.array(a)  # torch needs writable memory; this is the single copy out of the page cache
+    t = torch.from_numpy(a)
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+class _HashingWriter:
+    def __init__(self, f):
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def write(self, b) -> int:
+        b = memoryview(b).cast("B")
+        self.sha.update(b)
+        self.size += len(b)
+        return self.f.write(b)
+
+
+def write_npy_atomic(path: Path, array: np.ndarray) -> dict:
+    """Write `array` to `path` via temp file + fsync + rename; return {"sha256", "bytes"} of the file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            hw = _HashingWriter(f)
+            np.lib.format.write_array(hw, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return {"sha256": hw.sha.hexdigest(), "bytes": hw.size}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def check_file(path: Path, record: dict, full: bool = True) -> None:
+    """Raise CacheCorruptError naming the file when its size (and, if full, sha256) differ from the manifest."""
+    if not path.is_file():
+        raise CacheCorruptError(f"shard file {path} is missing",
+                                hint="run interp cache verify --repair, then interp extract --resume")
+    size = path.stat().st_size
+    if size != record["bytes"]:
+        raise CacheCorruptError(f"shard file {path} has {size} bytes, the manifest says {record['bytes']} (truncated?)",
+                                hint="run interp cache verify --repair, then interp extract --resume")
+    if full and sha256_file(path) != record["sha256"]:
+        raise CacheCorruptError(f"shard file {path} does not match its sha256 in the manifest (corrupted bytes)",
+                                hint="run interp cache verify --repair, then interp extract --resume")
+
+
+def open_npy(path: Path) -> np.ndarray:
+    """Memory-map an .npy file read-only."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise CacheCorruptError(f"shard file {path} is not a readable .npy array ({e})",
+                                hint="run interp cache verify") from e
+
+
+def file_stem(hook: str) -> str:
+    """A file-name-safe stem for a hook name (hook names are already mostly safe: dots, digits, letters)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", hook)
+
+
+def shard_file(stem: str, index: int) -> str:
+    return f"{stem}.{index:05d}.npy"

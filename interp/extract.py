@@ -1,0 +1,291 @@
+"""Streaming extraction: token source -> model -> hooks -> sharded on-disk cache, resumable and bounded in memory.
+
+Blocks of `ctx` tokens are grouped into shards of `blocks_per_shard` blocks (a multiple of the batch size, so a
+resumed run sees exactly the same batches and writes bit-identical shards). Shard k goes to rank k % world.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interp import distributed
+from interp.cache.formats import get as get_format
+from interp.cache.lock import CacheLock
+from interp.cache.manifest import MANIFEST, Manifest, identity_mismatch
+from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
+from interp.cache.writer import ShardWriter
+from interp.capture import Capturer
+from interp.errors import CacheError, ConfigError
+from interp.models import DEFAULT_MODEL, load, model_id
+from interp.positions import Positions
+from interp.provenance import environment
+from interp.sources import describe_source, iter_blocks
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that determines a cache's contents (plus how to run: device, resume, overwrite)."""
+
+    out: str
+    model: str = DEFAULT_MODEL
+    checkpoint: int | None = None
+    hooks: list[str] = field(default_factory=lambda: ["blocks.*.hook_resid_post"])
+    data: str = "embedded"
+    text_column: str = "text"
+    tokens: int = 65_536
+    ctx: int = 128
+    batch_size: int = 32
+    dtype: str = "float32"
+    positions: str = "all"
+    prepend_bos: bool = False
+    shard_mb: float = 64.0
+    device: str = "cpu"
+    resume: bool = False
+    overwrite: bool = False
+    max_pending: int = 2
+    formats: dict[str, dict] = field(default_factory=dict)  # hook -> {"format": "topk", ...}; default dense
+
+
+@dataclass
+class ExtractSummary:
+    out: str
+    n_tokens: int
+    n_rows: int
+    n_shards: int
+    bytes: int
+    seconds: float
+    tokens_per_s: float
+    shards_written: int
+    shards_resumed: int
+
+    def line(self) -> str:
+        return (f"{self.n_tokens:,} tokens, {self.n_rows:,} rows, {self.n_shards} shards "
+                f"({self.shards_written} written, {self.shards_resumed} resumed), {self.bytes / 2**20:.1f} MiB, "
+                f"{self.tokens_per_s:,.0f} tokens/s -> {self.out}")
+
+
+def _validate(cfg: ExtractConfig) -> None:
+    for name in ("tokens", "ctx", "batch_size"):
+        if int(getattr(cfg, name)) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.tokens < cfg.ctx:
+        raise ConfigError(f"--tokens {cfg.tokens} is less than one block of --ctx {cfg.ctx}",
+                          hint="ask for at least ctx tokens")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other", hint="pass one of them")
+    if cfg.shard_mb <= 0:
+        raise ConfigError("--shard-mb must be positive")
+
+
+def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str, rank: int) -> Manifest | None:
+    """The existing manifest to resume from, or None for a fresh start; refuse to clobber anything else."""
+    has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
+    if not has_cache and any(p for p in out.iterdir() if not p.name.startswith(".lock")):
+        # Never delete files interp did not write, --overwrite or not.
+        raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
+    if has_cache and cfg.overwrite:
+        if rank == 0:
+            for p in out.iterdir():
+                if p.suffix in (".npy", ".tmp") or p.name.startswith("manifest"):
+                    p.unlink()
+        return None
+    if has_cache and not cfg.resume:
+        raise CacheError(f"{out} already holds a cache",
+                         hint="pass --resume to continue it or --overwrite to replace it")
+    if (out / manifest_name).is_file():
+        old = Manifest.load(out, manifest_name)
+    elif (out / MANIFEST).is_file():
+        old = Manifest.load(out, MANIFEST)  # resuming a single-process cache under torchrun, or vice versa
+    else:
+        return None
+    diff = identity_mismatch(old.identity, identity)
+    if diff:
+        detail = "; ".join(f"{k}: {old.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
+        raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
+                         hint="repeat the original options, or pass --overwrite to start again")
+    return old
+
+
+def _shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], index: int) -> dict[str, np.ndarray]:
+    arrays = {}
+    for hook, chunks in rows.items():
+        spec = specs[hook]
+        encoded = get_format(spec["format"]).encode(torch.cat(chunks), spec)
+        for role, arr in encoded.items():
+            stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
+            arrays[shard_file(stem, index)] = arr
+    return arrays
+
+
+def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
+    """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input."""
+    _validate(cfg)
+    rank, world = distributed.rank_world()
+    out = Path(cfg.out)
+    dtype = dtype_name(cfg.dtype)
+    positions = Positions.parse(cfg.positions)
+    if positions.kind == "mask":
+        raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
+    device = distributed.local_device(cfg.device)
+    model = model if model is not None else load(cfg.model, cfg.checkpoint, device=device)
+    capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ConfigError(f"model {model_id(model)} has no tokenizer", hint="extraction needs a language model")
+
+    rows_per_block = int(positions.row_mask(1, cfg.ctx).sum())
+    n_blocks = cfg.tokens // cfg.ctx
+    identity = {
+        "model": model_id(model), "model_source": cfg.model if isinstance(cfg.model, str) else model_id(model),
+        "checkpoint": cfg.checkpoint, "hooks": capturer.names, "data": describe_source(cfg.data),
+        "text_column": cfg.text_column, "n_blocks": n_blocks, "ctx": cfg.ctx, "batch_size": cfg.batch_size,
+        "dtype": dtype, "positions": positions.spec(), "prepend_bos": cfg.prepend_bos,
+        "formats": {h: cfg.formats.get(h, {"format": "dense"}) for h in capturer.names},
+        "shard_mb": cfg.shard_mb,
+    }
+    manifest_name = MANIFEST if world == 1 else f"manifest.rank{rank}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    lock = CacheLock(out, owner="" if world == 1 else f"rank{rank}")
+    lock.acquire()
+    try:
+        old = _prepare_dir(out, cfg, identity, manifest_name, rank)
+        distributed.barrier()
+        for tmp in out.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        return _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
+                    rows_per_block, n_blocks, progress)
+    finally:
+        lock.release()
+
+
+def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype, rows_per_block,
+         n_blocks, progress) -> ExtractSummary:
+    t0 = time.perf_counter()
+    blocks_iter = iter_blocks(cfg.data, tokenizer, cfg.ctx, n_blocks, cfg.text_column, cfg.prepend_bos)
+    done = {s.index: s for s in old.shards} if old else {}
+    manifest = old or Manifest(identity=identity, hooks={}, layout={}, environment=environment())
+    specs: dict[str, dict] = dict(manifest.hooks)
+    writer = ShardWriter(out, manifest, manifest_name, max_pending=cfg.max_pending)
+    seq_all, pos_all = capturer.positions.index(cfg.batch_size, cfg.ctx)
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_blocks * cfg.ctx, unit="tok", unit_scale=True, desc="extract", dynamic_ncols=True)
+    written = resumed = 0
+    blocks_per_shard = manifest.layout.get("blocks_per_shard")
+    try:
+        buffer: list[list[int]] = []
+        shard_index = 0
+        block_start = 0
+        for block in blocks_iter:
+            buffer.append(block)
+            if blocks_per_shard is None and len(buffer) < cfg.batch_size and len(buffer) < n_blocks:
+                continue
+            if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
+                specs, blocks_per_shard = _layout(cfg, capturer, specs, torch.tensor(buffer), rows_per_block, dtype,
+                                                  n_blocks)
+                manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
+                                                          "rows_per_block": rows_per_block}
+            if len(buffer) < blocks_per_shard and block_start + len(buffer) < n_blocks:
+                continue
+            shard = torch.tensor(buffer, dtype=torch.long)
+            buffer = []
+            k, block_stop = shard_index, block_start + len(shard)
+            rows = (block_start * rows_per_block, block_stop * rows_per_block)
+            if k in done:
+                if k == max(done):
+                    _check_resumed_tokens(out, done[k], shard, capturer.positions)
+                resumed += 1
+            elif k % world == rank:
+                arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all)
+                writer.submit(k, rows, (block_start, block_stop), arrays)
+                written += 1
+            if bar is not None:
+                bar.update(len(shard) * cfg.ctx)
+            shard_index, block_start = shard_index + 1, block_stop
+        if block_start < n_blocks:
+            raise CacheError(f"the token source ran out after {block_start * cfg.ctx:,} of "
+                             f"{n_blocks * cfg.ctx:,} tokens",
+                             hint=f"pass --tokens {block_start * cfg.ctx} or a larger source")
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close()
+    seconds = time.perf_counter() - t0
+    _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written)
+    final = Manifest.load(out) if (out / MANIFEST).is_file() else manifest
+    total = sum(f["bytes"] for s in final.shards for f in s.files.values())
+    return ExtractSummary(str(out), n_blocks * cfg.ctx, final.n_rows, len(final.shards), total, seconds,
+                          written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed)
+
+
+def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
+    """Hook specs (shape, dtype, format, file stem) and blocks per shard, from one probe batch."""
+    probe = capturer(first_batch[:1].to(next(iter(capturer.model.parameters())).device))
+    bytes_per_row = 0
+    for name, x in probe.items():
+        fmt = dict(cfg.formats.get(name, {"format": "dense"}))
+        specs[name] = {"shape": list(x.shape[1:]), "dtype": dtype, "file_stem": file_stem(name), **fmt}
+        bytes_per_row += int(np.prod(x.shape[1:])) * STORAGE[dtype][1].itemsize
+    per_block = max(1, bytes_per_row * rows_per_block)
+    batches = max(1, int(cfg.shard_mb * 2**20 // (per_block * cfg.batch_size)))
+    return specs, min(batches * cfg.batch_size, max(n_blocks, 1))
+
+
+def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, pos_all):
+    rows: dict[str, list[torch.Tensor]] = {n: [] for n in capturer.names}
+    device = next(iter(capturer.model.parameters())).device
+    token_rows = []
+    for b0 in range(0, len(shard), batch_size):
+        batch = shard[b0: b0 + batch_size]
+        for name, x in capturer(batch.to(device)).items():
+            rows[name].append(x.to("cpu"))
+        n = len(batch)
+        seq, pos = (seq_all, pos_all) if n == batch_size else capturer.positions.index(n, batch.shape[1])
+        keep = seq < n
+        seq, pos = seq[keep], pos[keep]
+        token_rows.append(torch.stack([batch[seq, pos], seq + block_start + b0, pos], dim=1))
+    arrays = _shard_arrays(rows, specs, k)
+    arrays[shard_file("tokens", k)] = torch.cat(token_rows).numpy().astype(np.int64)
+    return arrays
+
+
+def _check_resumed_tokens(out, record, shard, positions) -> None:
+    """The last shard of an interrupted run must hold the tokens the source yields now (same data, same order)."""
+    stored = open_npy(out / shard_file("tokens", record.index))
+    seq, pos = positions.index(*shard.shape)
+    if not np.array_equal(np.asarray(stored[:, 0]), shard[seq, pos].numpy()):
+        raise CacheError(f"cannot resume {out}: the token source yields different tokens than when the cache started",
+                         hint="restore the original data, or pass --overwrite")
+
+
+def _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written) -> None:
+    """Mark the cache complete; under torchrun rank 0 merges the per-rank manifests after a barrier."""
+    manifest.summary = {"n_tokens": n_blocks * cfg.ctx, "seconds_last_run": round(seconds, 3),
+                        "shards_written_last_run": written, "config": asdict(cfg)}
+    if world == 1:
+        manifest.status = "complete"
+        manifest.save(out, manifest_name)
+        return
+    manifest.save(out, manifest_name)
+    distributed.barrier()
+    if rank == 0:
+        merged = Manifest.load(out, manifest_name)
+        seen = {s.index for s in merged.shards}
+        for r in range(1, world):
+            for s in Manifest.load(out, f"manifest.rank{r}.json").shards:
+                if s.index not in seen:
+                    merged.shards.append(s)
+                    seen.add(s.index)
+        if merged.n_rows != n_blocks * manifest.layout["rows_per_block"]:
+            raise CacheError(f"merged cache has {merged.n_rows} rows, expected "
+                             f"{n_blocks * manifest.layout['rows_per_block']}", hint="rerun with --resume")
+        merged.status = "complete"
+        merged.save(out, MANIFEST)
+    distributed.barrier()

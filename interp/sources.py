@@ -1,0 +1,171 @@
+"""Token sources: text, folders, jsonl/parquet, in-memory lists, HF datasets -> fixed-length token blocks.
+
+Documents are tokenized one by one, joined with the tokenizer's end-of-text token (as Pythia's training data
+is), and cut into blocks of `ctx` tokens; the last partial block is dropped. The order is deterministic, so a
+source plus (tokenizer, ctx, n_tokens) always yields the same blocks, and `source_hash` fingerprints them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from interp.errors import DataSourceError
+
+EMBEDDED = "embedded"
+
+
+def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataSourceError(f"{path}:{lineno} is not valid JSON ({e.msg})",
+                                      hint="one JSON object per line") from e
+            if column not in row:
+                raise DataSourceError(f"{path}:{lineno} has no '{column}' field (fields: {', '.join(row)})",
+                                      hint="choose the text column with --text-column")
+            yield str(row[column])
+
+
+def _parquet_texts(path: Path, column: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path)
+    if column not in table.schema_arrow.names:
+        raise DataSourceError(f"{path} has no column '{column}' (columns: {', '.join(table.schema_arrow.names)})",
+                              hint="choose the text column with --text-column")
+    for batch in table.iter_batches(columns=[column]):
+        yield from (str(t) for t in batch.column(0).to_pylist())
+
+
+def _file_texts(path: Path, column: str) -> Iterator[str]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        yield from _jsonl_texts(path, column)
+    elif suffix == ".parquet":
+        yield from _parquet_texts(path, column)
+    else:
+        yield path.read_text(errors="replace")
+
+
+def embedded_corpus_path() -> Path:
+    from interp.models.embedded import data_dir
+
+    return data_dir() / "corpus" / "heldout.jsonl"
+
+
+def iter_texts(source: str | Path | Sequence[str], text_column: str = "text") -> Iterator[str]:
+    """Documents of a source, in a fixed order.
+
+    source: "embedded" (the embedded held-out corpus), a text/jsonl/parquet file, a folder of such files
+    (sorted, recursive), a list of strings, or "hf:NAME[:SPLIT]" for a Hugging Face dataset (needs a hub).
+    """
+    if isinstance(source, (list, tuple)):
+        yield from (str(t) for t in source)
+        return
+    text = str(source)
+    if text == EMBEDDED:
+        path = embedded_corpus_path()
+        if not path.is_file():
+            raise DataSourceError(f"the embedded corpus {path} is missing", hint="regenerate it: interp toy corpus")
+        yield from _jsonl_texts(path, "text")
+        return
+    if text.startswith("hf:"):
+        yield from _hf_texts(text[3:], text_column)
+        return
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in
+                       (".txt", ".md", ".jsonl", ".json", ".parquet", ".py", ".c", ".text", ""))
+        if not files:
+            raise DataSourceError(f"folder {path} holds no text, jsonl or parquet files", hint="point at the files")
+        for f in files:
+            yield from _file_texts(f, text_column)
+        return
+    if path.is_file():
+        yield from _file_texts(path, text_column)
+        return
+    raise DataSourceError(f"token source '{text}' is not a file, folder, 'embedded' or 'hf:NAME'",
+                          hint="pass --data embedded, a .txt/.jsonl/.parquet file or a folder of them")
+
+
+def _hf_texts(spec: str, column: str) -> Iterator[str]:
+    name, _, split = spec.partition(":")
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(name, split=split or "train", streaming=True)
+    except Exception as e:  # offline, unknown name, ...
+        raise DataSourceError(f"Hugging Face dataset '{name}' could not be opened ({type(e).__name__})",
+                              hint="no hub is reachable here: export it to jsonl/parquet and pass the file") from e
+    for row in ds:
+        yield str(row[column])
+
+
+def tokenize_stream(texts: Iterable[str], tokenizer, add_eos: bool = True) -> Iterator[list[int]]:
+    """Token ids per document, each followed by the end-of-text token (when the tokenizer has one)."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    for doc in texts:
+        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
+        if add_eos and eos is not None:
+            ids = ids + [eos]
+        yield ids
+
+
+def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None, text_column: str = "text",
+                prepend_bos: bool = False) -> Iterator[list[int]]:
+    """Consecutive blocks of `ctx` token ids, streamed (memory does not grow with the source's size).
+
+    prepend_bos puts the end-of-text token at position 0 of every block (the Pythia convention for a fresh
+    context); the block then holds ctx-1 corpus tokens.
+    """
+    if ctx < 2:
+        raise DataSourceError(f"ctx must be at least 2, got {ctx}", hint="pass --ctx 128")
+    body = ctx - 1 if prepend_bos else ctx
+    bos = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
+    buf: list[int] = []
+    n = 0
+    for ids in tokenize_stream(iter_texts(source, text_column), tokenizer):
+        buf.extend(ids)
+        while len(buf) >= body:
+            yield ([bos] if prepend_bos else []) + buf[:body]
+            del buf[:body]
+            n += 1
+            if max_blocks is not None and n >= max_blocks:
+                return
+
+
+def token_blocks(source, tokenizer, ctx: int = 128, n_tokens: int | None = None, text_column: str = "text",
+                 prepend_bos: bool = False) -> torch.Tensor:
+    """LongTensor `[n_blocks, ctx]` of consecutive tokens from the source (n_tokens // ctx blocks, or all)."""
+    max_blocks = None if n_tokens is None else max(1, n_tokens // ctx)
+    blocks = list(iter_blocks(source, tokenizer, ctx, max_blocks, text_column, prepend_bos))
+    if not blocks:
+        raise DataSourceError(f"the source holds fewer than {ctx} tokens", hint="use a smaller --ctx or more text")
+    if max_blocks is not None and len(blocks) < max_blocks:
+        raise DataSourceError(f"the source holds only {len(blocks) * ctx} tokens in blocks of {ctx}, "
+                              f"{n_tokens} were asked for", hint=f"use --tokens {len(blocks) * ctx} or more text")
+    return torch.tensor(blocks, dtype=torch.long)
+
+
+def blocks_hash(blocks: torch.Tensor) -> str:
+    """sha256 of the token ids (int64, row-major): identifies the exact tokens a cache was built from."""
+    return hashlib.sha256(np.ascontiguousarray(blocks.numpy().astype(np.int64)).tobytes()).hexdigest()
+
+
+def describe_source(source) -> str:
+    """A short string for manifests: the path, 'embedded', 'hf:NAME' or 'list[N]'."""
+    if isinstance(source, (list, tuple)):
+        return f"list[{len(source)}]"
+    if str(source) == EMBEDDED:
+        return f"embedded ({embedded_corpus_path()})"
+    return str(source)

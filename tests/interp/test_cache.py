@@ -1,0 +1,157 @@
+"""The on-disk cache: contents equal in-memory capture, reads agree, manifest round-trips, bad input is refused."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from interp.cache import Manifest, open_cache
+from interp.capture import capture
+from interp.errors import CacheCorruptError, CacheError, ConfigError
+from interp.extract import ExtractConfig, extract
+from interp.sources import token_blocks
+
+HOOKS = ["blocks.*.hook_resid_post", "blocks.0.attn.hook_z"]
+
+
+def _cfg(out, model_dir, data, **kw):
+    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=2048, ctx=32, batch_size=8,
+                shard_mb=0.05, hooks=HOOKS)
+    base.update(kw)
+    return ExtractConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory, tiny_neox_dir, text_file):
+    out = tmp_path_factory.mktemp("cache") / "c"
+    extract(_cfg(out, tiny_neox_dir, text_file), progress=False)
+    return out
+
+
+def test_cache_equals_capture(cache_dir, tiny_model, text_file):
+    reader = open_cache(cache_dir)
+    blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=2048)
+    assert reader.n_rows == blocks.numel() == 2048
+    ref = capture(tiny_model, blocks, hooks=HOOKS, positions="all")
+    for name, value in ref.items():
+        got = reader.read(name)
+        assert torch.equal(got, value.reshape(-1, *value.shape[2:])), name
+    tok = reader.tokens
+    assert torch.equal(tok[:, 0], blocks.reshape(-1))
+    assert torch.equal(tok[:, 1], torch.arange(len(blocks)).repeat_interleave(32))
+    assert torch.equal(tok[:, 2], torch.arange(32).repeat(len(blocks)))
+
+
+def test_index_iteration_and_gather_agree(cache_dir):
+    reader = open_cache(cache_dir)
+    hook = "blocks.1.hook_resid_post"
+    full = reader.read(hook)
+    assert len(reader.shards) > 2  # the reads below cross shard boundaries
+    assert torch.equal(torch.cat(list(reader.iter_batches(hook, 300))), full)
+    idx = np.random.default_rng(0).integers(0, reader.n_rows, 500)
+    assert torch.equal(reader.gather(hook, idx), full[idx])
+    assert torch.equal(reader[hook, 700:1300], full[700:1300])
+    assert torch.equal(reader[hook, 5], full[5])
+    shuffled = torch.cat(list(reader.iter_batches(hook, 256, shuffle=True, seed=3)))
+    assert torch.equal(shuffled.sort(0).values, full.sort(0).values)
+    halves = [torch.cat(list(reader.iter_batches(hook, 256, rank=r, world=2))) for r in (0, 1)]
+    assert sum(len(h) for h in halves) == reader.n_rows
+
+
+def test_manifest_round_trip_and_contents(cache_dir):
+    m = Manifest.load(cache_dir)
+    again = Manifest.from_json(json.loads(json.dumps(m.to_json())))
+    assert again.to_json() == m.to_json()
+    doc = json.loads((cache_dir / "manifest.json").read_text())
+    assert doc["status"] == "complete" and doc["n_rows"] == 2048
+    assert doc["identity"]["hooks"] == ["blocks.0.attn.hook_z", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert doc["hooks"]["blocks.0.attn.hook_z"]["shape"] == [4, 8]
+    assert all(len(f["sha256"]) == 64 for s in doc["shards"] for f in s["files"].values())
+    assert "torch" in doc["environment"]["versions"]
+
+
+def test_bf16_and_position_selector(tmp_path, tiny_neox_dir, text_file, tiny_model):
+    out = tmp_path / "bf"
+    extract(_cfg(out, tiny_neox_dir, text_file, dtype="bf16", positions="drop:1", hooks=["blocks.1.hook_resid_post"]),
+            progress=False)
+    reader = open_cache(out)
+    blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=2048)
+    ref = capture(tiny_model, blocks, hooks="blocks.1.hook_resid_post", positions="drop:1", dtype=torch.bfloat16)
+    got = reader.read("blocks.1.hook_resid_post")
+    assert got.dtype == torch.bfloat16 and torch.equal(got, ref["blocks.1.hook_resid_post"])
+    assert reader.n_rows == 64 * 31 and reader.tokens[:, 2].min() == 1
+
+
+def test_existing_cache_refused_without_flags(cache_dir, tiny_neox_dir, text_file):
+    with pytest.raises(CacheError, match="already holds a cache"):
+        extract(_cfg(cache_dir, tiny_neox_dir, text_file), progress=False)
+
+
+def test_resume_with_other_options_refused(cache_dir, tiny_neox_dir, text_file):
+    with pytest.raises(CacheError, match="differs from the one that started it.*ctx"):
+        extract(_cfg(cache_dir, tiny_neox_dir, text_file, ctx=16, resume=True), progress=False)
+
+
+def test_foreign_folder_never_deleted(tmp_path, tiny_neox_dir, text_file):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(CacheError, match="not an interp cache"):
+        extract(_cfg(tmp_path, tiny_neox_dir, text_file, overwrite=True), progress=False)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_bad_sizes_refused(tmp_path, tiny_neox_dir, text_file):
+    with pytest.raises(ConfigError, match="less than one block"):
+        extract(_cfg(tmp_path / "x", tiny_neox_dir, text_file, tokens=10), progress=False)
+    with pytest.raises(CacheError, match="ran out"):
+        extract(_cfg(tmp_path / "y", tiny_neox_dir, text_file, tokens=10**6), progress=False)
+
+
+def test_flipped_byte_and_truncation_detected(tmp_path, cache_dir):
+    import shutil
+
+    copy = tmp_path / "c"
+    shutil.copytree(cache_dir, copy)
+    m = Manifest.load(copy)
+    victim = copy / sorted(m.shards[1].files)[0]
+    data = bytearray(victim.read_bytes())
+    data[-3] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    reader = open_cache(copy)
+    problems = reader.verify_all()
+    assert len(problems) == 1 and victim.name in problems[0]
+    hook = "blocks.0.attn.hook_z" if "attn" in victim.name else None
+    if hook:
+        with pytest.raises(CacheCorruptError, match=victim.name):
+            reader.read(hook)
+    victim.write_bytes(bytes(data[:-100]))
+    assert "truncated" in open_cache(copy).verify_all()[0]
+
+
+def test_to_hf_dataset_trains_sae_lens_sae(cache_dir):
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    reader = open_cache(cache_dir)
+    hook = "blocks.1.hook_resid_post"
+    ds = reader.to_hf_dataset(hook)
+    assert len(ds) == 64
+    row = ds[0]
+    np.testing.assert_array_equal(np.asarray(row[hook], dtype=np.float32), reader.read(hook, 0, 32).numpy())
+    assert list(row["token_ids"]) == reader.tokens[:32, 0].tolist()
+    # The same reader feeds sae-lens' own trainer as its data provider.
+    from sae_lens.config import SAETrainerConfig
+
+    torch.manual_seed(0)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=32, d_sae=64, k=4))
+    x = reader.read(hook, 0, 512).float()
+
+    def fvu():
+        with torch.no_grad():
+            return (((sae.decode(sae.encode(x)) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()).item()
+
+    before = fvu()
+    cfg = SAETrainerConfig(total_training_samples=256 * 40, train_batch_size_samples=256, lr=1e-2, lr_end=1e-2,
+                           n_batches_for_norm_estimate=2)
+    SAETrainer(cfg=cfg, sae=sae, data_provider=reader.activation_provider(hook, batch_size=256)).fit()
+    assert fvu() < 0.7 * before
