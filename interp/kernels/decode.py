@@ -35,9 +35,7 @@ def decode(s: SparseActs, W_dec: Tensor, bias: Tensor | None = None, *, backend:
     if be == "triton":
         w = W_dec if W_dec.stride(1) == 1 else W_dec.contiguous()
         out = torch.empty(s.n_rows, W_dec.shape[1], dtype=out_dtype, device=s.device)
-        idx = s.flat_idx().contiguous()
-        if idx.dtype == torch.uint16:
-            idx = idx.to(torch.int32)
+        idx = s.flat_idx().contiguous()  # int32/int64/uint16 ids are all loaded natively
         return triton_kernels().decode(idx, s.flat_val().contiguous(), s.crow, w, bias, out, config)
     if be == "embedding_bag":
         # embedding_bag needs per-sample weights in the table dtype and int32/int64 ids

@@ -31,8 +31,7 @@ def gather_features(s: SparseActs, latent_ids: Tensor | list[int], *, backend: s
     out = torch.zeros(s.n_rows, uniq.numel(), dtype=s.val.dtype, device=s.device)
     flat_idx = s.flat_idx()
     if be == "triton":
-        idx = flat_idx.contiguous() if flat_idx.dtype != torch.uint16 else flat_idx.to(torch.int32)
-        triton_kernels().gather_features(idx, s.flat_val().contiguous(), s.crow, pos, out)
+        triton_kernels().gather_features(flat_idx.contiguous(), s.flat_val().contiguous(), s.crow, pos, out)
     else:
         p = pos[flat_idx.long()]
         hit = p >= 0

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from interp.errors import ConfigError
 
-INDEX_DTYPES = (torch.int16, torch.int32, torch.int64, torch.uint16)
+INDEX_DTYPES = (torch.int32, torch.int64, torch.uint16)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class SparseActs:
             lo, hi = int(self.idx.min()), int(self.idx.max())
             if lo < 0 or hi >= self.d_sae:
                 raise ConfigError(f"latent ids span [{lo}, {hi}] outside [0, {self.d_sae})",
-                                  hint="check d_sae and the index dtype (uint16 only for d_sae < 65536)")
+                                  hint="check d_sae and the index dtype (uint16 only for d_sae ≤ 65536)")
         if self.is_csr:
             c = self.crow
             if int(c[0]) != 0 or int(c[-1]) != self.idx.numel() or bool((c[1:] < c[:-1]).any()):
