@@ -100,13 +100,20 @@ def all_nodes(model) -> list[Node]:
     return out
 
 
-def greedy_paths(model, n: torch.Tensor, cache_pos: dict, cache_neg: dict, depth: int = 2, beam: int = 5,
-                 pos: int = -1) -> tuple[list[tuple[list[str], float]], dict[str, float]]:
-    """Beam search over paths ending at the logits, scored by mean path-patching effect over prompt pairs.
+def group_effect(model, groups: Sequence[tuple[dict, dict]], n: torch.Tensor, path: Sequence[str | Node],
+                 pos: int = -1) -> float:
+    """Mean path-patching effect over prompt pairs held in several (cache_pos, cache_neg) length groups."""
+    vals = torch.cat([path_effect(model, cp, cn, n, path, pos) for cp, cn in groups])
+    return float(vals.mean())
 
-    Returns (best paths with scores, best first; the depth-1 score of every node)."""
+
+def greedy_paths(model, n: torch.Tensor, groups: Sequence[tuple[dict, dict]], depth: int = 2, beam: int = 5,
+                 pos: int = -1) -> tuple[list[tuple[list[str], float]], dict[str, float]]:
+    """Beam search over paths ending at the logits, scored by the mean path-patching effect over prompt pairs
+    (`groups`: (cache_pos, cache_neg) per length group). Returns (best paths with scores, best first; the
+    depth-1 score of every node)."""
     nodes = all_nodes(model)
-    single = {str(c): float(path_effect(model, cache_pos, cache_neg, n, [c], pos).mean()) for c in nodes}
+    single = {str(c): group_effect(model, groups, n, [c], pos) for c in nodes}
     frontier = sorted(([c] for c in nodes), key=lambda p: -single[str(p[0])])[:beam]
     scored = [([str(c) for c in p], single[str(p[0])]) for p in frontier]
     for _ in range(depth - 1):
@@ -115,7 +122,7 @@ def greedy_paths(model, n: torch.Tensor, cache_pos: dict, cache_neg: dict, depth
             for c in nodes:
                 if _feeds(model, c, p[0]):
                     q = [c] + p
-                    cand.append((q, float(path_effect(model, cache_pos, cache_neg, n, q, pos).mean())))
+                    cand.append((q, group_effect(model, groups, n, q, pos)))
         cand.sort(key=lambda t: -t[1])
         frontier = [q for q, _ in cand[:beam]]
         scored += [([str(c) for c in q], s) for q, s in cand[:beam]]

@@ -1,0 +1,282 @@
+"""The embedded-model tasks: pronoun, occupation-bias and code observables; paths; couplings; baselines; debias."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from interp.errors import ConfigError
+
+from .config import Config
+from .method import Node, cosine, feature_vector
+from .observables import observable, pullback_unembed
+from .patching import greedy_paths, run_cache
+from .prompts import (
+    class_prompts,
+    gender_pairs,
+    load_ground,
+    name_token_ids,
+    occupation_pairs,
+    occupation_tokens,
+)
+from .scores import (
+    linear_probe,
+    mean_difference,
+    separation,
+)
+
+OBS_NAMES = ("subj", "obj", "occu", "code", "code_block")
+
+
+def load_model(cfg: Config, model=None):
+    """The model in float64 (linear algebra and boundary searches in double precision)."""
+    from interp import models
+
+    if model is None:
+        name = cfg.model or models.DEFAULT_MODEL
+        model = models.load(name, step=None if cfg.step < 0 else cfg.step, device=cfg.device, dtype="float64")
+    if not hasattr(model, "cfg") or not hasattr(model, "run_with_cache"):
+        raise ConfigError("obsprop needs a transformer-lens HookedTransformer", hint="load a transformer model")
+    if getattr(model, "tokenizer", None) is None:
+        raise ConfigError("the model has no tokenizer", hint="obsprop builds observables from token strings")
+    if model.cfg.dtype != torch.float64:
+        model = model.to(torch.float64)
+        model.cfg.dtype = torch.float64
+    return model.eval()
+
+
+def mean_refs(model, caches: list[dict]) -> dict[str, torch.Tensor]:
+    """Residual streams at the last position, averaged over every prompt of every group."""
+    out: dict[str, torch.Tensor] = {}
+    count = 0
+    for c in caches:
+        b = c["blocks.0.hook_resid_pre"].shape[0]
+        for k, v in c.items():
+            if "hook_resid" in k:
+                out[k] = out.get(k, 0) + v[:, -1].sum(0)
+        count += b
+    return {k: v / count for k, v in out.items()}
+
+
+def head_source_ref(model, caches: list[dict], layer: int, head: int) -> torch.Tensor:
+    """The LN input a head reads most at the last query: mean over prompts of the residual at the argmax source
+    token, rescaled to those residuals' mean centred norm (keeps the typical LN scale)."""
+    xs = []
+    for c in caches:
+        A = c[f"blocks.{layer}.attn.hook_pattern"][:, head, -1]          # [b, k]
+        j = A.argmax(-1)
+        xs.append(c[f"blocks.{layer}.hook_resid_pre"][torch.arange(len(j)), j])
+    x = torch.cat(xs)
+    xc = x - x.mean(-1, keepdim=True)
+    m = x.mean(0)
+    mc = m - m.mean()
+    return m - mc + mc * (xc.norm(dim=-1).mean() / mc.norm().clamp_min(1e-12))
+
+
+def obs_values(model, n: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """Mean observable value at the last token on the positive and the negative prompts."""
+    vp, vn = [], []
+    for p, q in groups:
+        with torch.inference_mode():
+            vp.append(model(p)[:, -1] @ n)
+            vn.append(model(q)[:, -1] @ n)
+    return float(torch.cat(vp).mean()), float(torch.cat(vn).mean())
+
+
+def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str) -> torch.Tensor:
+    """Direct-path feature vector of every head. [L, H, d_model]"""
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    out = torch.zeros(L, H, model.cfg.d_model, dtype=torch.float64)
+    for layer in range(L):
+        for h in range(H):
+            node = f"attn{layer}.{h}"
+            nr = {node: head_source_ref(model, ref_caches, layer, h)}
+            out[layer, h], _ = feature_vector(model, n, [node], refs, ln=ln, node_refs=nr, approx_norm=approx_norm)
+    return out
+
+
+def top_heads(single: dict[str, float], k: int) -> list[Node]:
+    """The k heads with the largest positive path-patching effect."""
+    heads = sorted(((s, name) for name, s in single.items() if name.startswith("attn")), reverse=True)
+    out = []
+    for _, name in heads[:k]:
+        lay, h = name[4:].split(".")
+        out.append(Node("attn", int(lay), int(h)))
+    return out
+
+
+def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]) -> tuple[torch.Tensor, dict]:
+    """Held-out token ids [n_blocks, ctx] and resid_pre activations at `layers` ({layer: [n_blocks, ctx, d]})."""
+    from interp.sources import embedded_corpus_path, token_blocks
+
+    ctx = min(cfg.ctx, model.cfg.n_ctx)
+    toks = token_blocks(embedded_corpus_path(), tokenizer, ctx=ctx, n_tokens=cfg.score_tokens)
+    hooks = [f"blocks.{lay}.hook_resid_pre" for lay in layers]
+    acts: dict[int, list] = {lay: [] for lay in layers}
+    for s in range(0, len(toks), 16):
+        with torch.inference_mode():
+            _, c = model.run_with_cache(toks[s:s + 16], names_filter=hooks, stop_at_layer=max(layers) + 1)
+        for lay in layers:
+            acts[lay].append(c[f"blocks.{lay}.hook_resid_pre"].float())
+    return toks, {lay: torch.cat(v) for lay, v in acts.items()}
+
+
+def gender_baselines(y: torch.Tensor, x_f: torch.Tensor, x_m: torch.Tensor, cfg: Config) -> dict:
+    """Zero-shot ObsProp direction vs 30+30 linear probe / mean difference, against the planted gender direction
+    (the class-mean difference over all labelled name tokens) and on held-out separation."""
+    truth = mean_difference(x_f, x_m)
+    out = {"n_female": len(x_f), "n_male": len(x_m), "obsprop": {"cos_truth": cosine(y, truth),
+                                                                 **separation(y, x_f, x_m)}}
+    rows = {"probe": [], "meandiff": []}
+    for r in range(cfg.n_repeats):
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
+        pf, pm = torch.randperm(len(x_f), generator=g), torch.randperm(len(x_m), generator=g)
+        trf, trm = x_f[pf[:cfg.n_train]], x_m[pm[:cfg.n_train]]
+        tef, tem = x_f[pf[cfg.n_train:]], x_m[pm[cfg.n_train:]]
+        truth_ho = mean_difference(tef, tem)   # truth from held-out rows only: no overlap with training rows
+        for name, u in (("probe", linear_probe(trf, trm)), ("meandiff", mean_difference(trf, trm))):
+            rows[name].append({"cos_truth": cosine(u, truth_ho), "cos_obsprop": cosine(u, y),
+                               **separation(u, tef, tem)})
+    for name, rs in rows.items():
+        out[name] = {k: float(sum(r[k] for r in rs) / len(rs)) for k in rs[0]}
+    return out
+
+
+def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
+    """Every task; returns (summary, details, arrays, provenance)."""
+    t0 = time.perf_counter()
+    tok = model.tokenizer
+    feats, probes = load_ground(cfg.data_dir)
+    prons = feats["pronouns"]
+    occ_f, occ_m = occupation_tokens(feats, tok)
+    code = feats["code_languages"]
+    obs = {
+        "subj": observable(model, [prons["subject"]["female"]], [prons["subject"]["male"]]),
+        "obj": observable(model, [prons["object"]["female"]], [prons["object"]["male"]]),
+        "occu": observable(model, occ_f, occ_m),
+        "code": observable(model, [code["py"]["comment_marker"]], [code["c"]["comment_marker"]]),
+        "code_block": observable(model, [code["py"]["block_opener"]], [code["c"]["block_opener"]]),
+    }
+    pairs = {"subj": gender_pairs(feats, probes, "pronoun_subj", tok, cfg.n_pairs),
+             "obj": gender_pairs(feats, probes, "pronoun_obj", tok, cfg.n_pairs),
+             "occu": occupation_pairs(feats, probes, tok, cfg.n_pairs)}
+    caches = {k: [(run_cache(model, p)[1], run_cache(model, q)[1]) for p, q in g] for k, g in pairs.items()}
+    n_task = {"subj": obs["subj"], "obj": obs["obj"], "occu": obs["subj"]}   # occu pairs: the bias (she-he)
+    details: dict = {"observables": {k: {"n_tokens": int(v.abs().sum())} for k, v in obs.items()}}
+    details["logit_gap"] = {}
+    for k, g in pairs.items():
+        vp, vn = obs_values(model, n_task[k], g)
+        details["logit_gap"][k] = {"pos": vp, "neg": vn, "gap": vp - vn, "n_pairs": sum(len(p) for p, _ in g)}
+
+    # --- greedy path patching ---------------------------------------------------------------------------------
+    search, singles = {}, {}
+    for k in ("subj", "obj", "occu"):
+        search[k], singles[k] = greedy_paths(model, n_task[k], caches[k], depth=cfg.path_depth, beam=cfg.beam)
+    details["paths"] = {k: [{"path": p, "effect": s} for p, s in v] for k, v in search.items()}
+    details["single_node_effect"] = singles
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    patch = torch.tensor([[[singles[k][f"attn{lay}.{h}"] for h in range(H)] for lay in range(L)]
+                          for k in ("subj", "obj", "occu")])
+
+    # --- reference points ---------------------------------------------------------------------------------------
+    pos_caches = {k: [cp for cp, _ in v] for k, v in caches.items()}
+    neg_caches = {k: [cn for _, cn in v] for k, v in caches.items()}
+    refs = {k: mean_refs(model, pos_caches[k]) for k in caches}
+    refs_neg = {k: mean_refs(model, neg_caches[k]) for k in caches}
+    py = class_prompts(probes, "code_comment_marker", "lang", "py", tok, cfg.n_pairs)
+    code_caches = [run_cache(model, t[None])[1] for t in py]
+    refs["code"] = refs["code_block"] = mean_refs(model, code_caches)
+    ref_task = {"subj": "subj", "obj": "obj", "occu": "occu", "code": "code", "code_block": "code"}
+    ref_caches = {"subj": pos_caches["subj"], "obj": pos_caches["obj"], "occu": pos_caches["occu"],
+                  "code": code_caches, "code_block": code_caches}
+
+    # --- head feature vectors, norms and cosines ----------------------------------------------------------------
+    vec = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], cfg.ln_mode, cfg.approx_norm)
+           for k in OBS_NAMES}
+    vec_noln = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], "none", cfg.approx_norm)
+                for k in OBS_NAMES}
+    norms = torch.stack([vec[k].norm(dim=-1) for k in OBS_NAMES])
+    norms_noln = torch.stack([vec_noln[k].norm(dim=-1) for k in OBS_NAMES])
+    cos_heads = torch.tensor([[cosine(vec["subj"][a, b], vec["obj"][a, b]) for b in range(H)] for a in range(L)])
+    raw = {k: pullback_unembed(model, obs[k]) for k in OBS_NAMES}
+    raw_cos = torch.tensor([[cosine(raw[a], raw[b]) for b in OBS_NAMES] for a in OBS_NAMES])
+    tops = top_heads(singles["subj"], cfg.top_heads)
+    top = tops[0]
+    top_vecs = torch.stack([vec[k][top.layer, top.head] for k in OBS_NAMES])
+    cos_top = torch.tensor([[cosine(a, b) for b in top_vecs] for a in top_vecs])
+    carry = [{"head": str(h), "subj_effect": singles["subj"][str(h)], "obj_effect": singles["obj"][str(h)],
+              "cos_subj_obj": float(cos_heads[h.layer, h.head]), "cos_subj_occu":
+              cosine(vec["subj"][h.layer, h.head], vec["occu"][h.layer, h.head]),
+              "cos_code_code_block": cosine(vec["code"][h.layer, h.head], vec["code_block"][h.layer, h.head]),
+              "norm_subj": float(norms[0, h.layer, h.head]), "norm_obj": float(norms[1, h.layer, h.head])}
+             for h in tops]
+    details["carrying_heads"] = carry
+    code_heads = top_heads({f"attn{a}.{b}": float(norms[3, a, b]) for a in range(L) for b in range(H)}, 3)
+    details["code_heads_by_norm"] = [{"head": str(h), "cos_code_code_block": cosine(
+        vec["code"][h.layer, h.head], vec["code_block"][h.layer, h.head])} for h in code_heads]
+    from .tasks_extra import coupling_task, debias_task, ln_task, mlp_task, path_vectors
+
+    details["ln"] = ln_task(model, obs["subj"], refs["subj"], refs_neg["subj"], pos_caches["subj"], top, cfg)
+    details["mlp"] = mlp_task(model, obs["subj"], refs["subj"], refs_neg["subj"], cfg)
+    details["path_vectors"] = path_vectors(model, obs, search["subj"][:3], refs["subj"], refs_neg["subj"], cfg)
+
+    # --- held-out scores: coupling vs slope; gender direction baselines -------------------------------------------
+    layers = sorted({h.layer for h in tops})
+    toks, acts = heldout_activations(model, tok, cfg, layers)
+    cpl, scatter = coupling_task(model, vec, tops, toks, acts, cfg)
+    details["coupling"] = cpl
+    ids = name_token_ids(feats, tok)
+    x_top = acts[top.layer].double()
+    fem = torch.isin(toks, torch.tensor(ids["female"]))
+    mal = torch.isin(toks, torch.tensor(ids["male"]))
+    if int(fem.sum()) <= cfg.n_train or int(mal.sum()) <= cfg.n_train:
+        raise ConfigError(f"only {int(fem.sum())} female / {int(mal.sum())} male name tokens in the held-out "
+                          "sample", hint="raise score_tokens")
+    details["gender"] = gender_baselines(vec["subj"][top.layer, top.head], x_top[fem], x_top[mal], cfg)
+    details["gender"]["layer"] = top.layer
+    hb = top_heads(singles["occu"], 1)[0]
+    bias_vec, _ = feature_vector(model, obs["subj"], [str(hb)], refs["occu"], ln=cfg.ln_mode,
+                                 approx_norm=cfg.approx_norm,
+                                 node_refs={str(hb): head_source_ref(model, pos_caches["occu"], hb.layer, hb.head)})
+    details["debias"] = debias_task(model, obs["subj"], probes, tok, bias_vec, hb, cfg)
+
+    g = details["gender"]
+    c_err = [abs(r["coupling"] - r["slope"]) for r in cpl]
+    summary = {
+        "model": getattr(model.cfg, "model_name", "model"),
+        "subj_logit_gap": details["logit_gap"]["subj"]["gap"],
+        "obj_logit_gap": details["logit_gap"]["obj"]["gap"],
+        "occupation_bias_gap": details["logit_gap"]["occu"]["gap"],
+        "top_subj_head": str(top),
+        "top_subj_path": "->".join(search["subj"][0][0]),
+        "cos_raw_subj_obj": float(raw_cos[0, 1]),
+        "cos_heads_subj_obj_mean": float(sum(r["cos_subj_obj"] for r in carry) / len(carry)),
+        "pronoun_features_more_similar": all(r["cos_subj_obj"] > float(raw_cos[0, 1]) for r in carry),
+        "gender_cos_obsprop": g["obsprop"]["cos_truth"],
+        "gender_cos_probe30": g["probe"]["cos_truth"],
+        "gender_cos_meandiff30": g["meandiff"]["cos_truth"],
+        "gender_auc_obsprop": g["obsprop"]["auc"],
+        "gender_auc_probe30": g["probe"]["auc"],
+        "obsprop_beats_probe": g["obsprop"]["cos_truth"] > g["probe"]["cos_truth"],
+        "coupling_top": cpl[0]["coupling"],
+        "slope_top": cpl[0]["slope"],
+        "coupling_slope_max_abs_err": max(c_err),
+        "coupling_predicts_slope": max(c_err) < 0.1,
+        "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
+        "debias_bias_gap_before": details["debias"]["bias_gap_before"],
+        "debias_bias_gap_after": details["debias"]["bias_gap_after"],
+        "debias_name_gap_before": details["debias"]["name_gap_before"],
+        "debias_name_gap_after": details["debias"]["name_gap_after"],
+        "cos_code_observables_top": details["code_heads_by_norm"][0]["cos_code_code_block"],
+    }
+    arrays = {"head_norms": norms.numpy(), "head_norms_noln": norms_noln.numpy(), "patch_effect": patch.numpy(),
+              "cos_subj_obj_heads": cos_heads.numpy(), "cos_raw": raw_cos.numpy(), "cos_top_head": cos_top.numpy(),
+              "coupling_pred": torch.tensor([r["coupling"] for r in cpl]).numpy(),
+              "coupling_cov": torch.tensor([r["coupling_cov"] for r in cpl]).numpy(),
+              "slope_fit": torch.tensor([r["slope"] for r in cpl]).numpy(), **scatter}
+    details["obs_names"] = list(OBS_NAMES)
+    details["coupling_labels"] = [r["label"] for r in cpl]
+    summary["runtime_s"] = time.perf_counter() - t0
+    prov = {"n_heldout_tokens": int(toks.numel()), "n_layers": L, "n_heads": H, "d_model": model.cfg.d_model}
+    return summary, details, arrays, prov

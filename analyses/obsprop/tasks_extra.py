@@ -1,0 +1,132 @@
+"""Task pieces: LayerNorm treatments, MLP modes, path vectors, coupling vs slope, projection debiasing."""
+
+from __future__ import annotations
+
+import torch
+
+from .config import Config
+from .method import Node, cosine, coupling, feature_vector, final_hook
+from .observables import ln_final_boundary, pullback_layernorm, pullback_unembed
+from .prompts import encode
+from .scores import best_fit, observable_at_last, projection_hook
+
+
+def ln_task(model, n, refs, refs_neg, caches: list[dict], top: Node, cfg: Config) -> dict:
+    """ln_final three ways (approx / exact at the token / tangent at the decision boundary) and, for random
+    covectors on the model's real LN inputs, cos(approx, exact) and exact agreement on {1, x}^⟂."""
+    fh = final_hook(model)
+    y = pullback_unembed(model, n)
+    lnf = model.ln_final
+    ya = pullback_layernorm(lnf, y, refs[fh], "approx", cfg.approx_norm)
+    ye = pullback_layernorm(lnf, y, refs[fh], "exact")
+    yb, binfo = ln_final_boundary(model, n, refs[fh], refs_neg[fh])
+    out = {"ln_final": {"cos_approx_exact": cosine(ya, ye), "cos_approx_boundary": cosine(ya, yb),
+                        "cos_exact_boundary": cosine(ye, yb), "boundary": binfo}}
+    head_modes = {}
+    for mode in ("none", "approx", "frozen", "exact"):
+        head_modes[mode], _ = feature_vector(model, n, [str(top)], refs, ln=mode, approx_norm=cfg.approx_norm)
+    out["top_head"] = {"head": str(top), "cos_approx_exact": cosine(head_modes["approx"], head_modes["exact"]),
+                       "cos_approx_none": cosine(head_modes["approx"], head_modes["none"]),
+                       "cos_frozen_exact": cosine(head_modes["frozen"], head_modes["exact"])}
+    g = torch.Generator().manual_seed(cfg.seed)
+    d = model.cfg.d_model
+    cos, perp = [], []
+    for layer in range(model.cfg.n_layers):
+        ln = model.blocks[layer].ln1
+        xs = torch.cat([c[f"blocks.{layer}.hook_resid_pre"][:, 1:].reshape(-1, d) for c in caches])[:200]
+        for x in xs:
+            yy = torch.randn(d, generator=g, dtype=torch.float64)
+            a, e = pullback_layernorm(ln, yy, x, "approx"), pullback_layernorm(ln, yy, x, "exact")
+            cos.append(cosine(a, e))
+            basis, _ = torch.linalg.qr(torch.stack([torch.ones(d, dtype=x.dtype), x], 1))
+            gy = ln.w.detach() * yy
+            yp = (gy - basis @ (basis.T @ gy)) / ln.w.detach()
+            ap, ep = pullback_layernorm(ln, yp, x, "approx"), pullback_layernorm(ln, yp, x, "exact")
+            perp.append(float((ap - ep).norm() / ep.norm()))
+    c = torch.tensor(cos)
+    out["random_y"] = {"cos_min": float(c.min()), "cos_mean": float(c.mean()), "n": len(cos),
+                       "derived_cos": (1 - 2 / d) ** 0.5, "perp_rel_err_max": max(perp)}
+    return out
+
+
+def mlp_task(model, n, refs, refs_neg, cfg: Config) -> list[dict]:
+    """Direct-path MLP feature vectors of the subject observable in the three modes, per layer."""
+    if model.cfg.attn_only:
+        return []
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        v = {}
+        info = {}
+        for mode in ("point", "boundary", "linear"):
+            v[mode], inf = feature_vector(model, n, [f"mlp{layer}"], refs, ln=cfg.ln_mode, mlp=mode,
+                                          refs_neg=refs_neg, approx_norm=cfg.approx_norm)
+            info[mode] = inf.get(f"mlp{layer}", {})
+        rows.append({"mlp": f"mlp{layer}", "cos_point_boundary": cosine(v["point"], v["boundary"]),
+                     "cos_point_linear": cosine(v["point"], v["linear"]),
+                     "norm_point": float(v["point"].norm()), "norm_boundary": float(v["boundary"].norm()),
+                     "boundary": info["boundary"]})
+    return rows
+
+
+def path_vectors(model, obs: dict, paths, refs, refs_neg, cfg: Config) -> list[dict]:
+    """Feature vectors of the best subject paths for the subject and object observables."""
+    rows = []
+    for path, effect in paths:
+        ys, _ = feature_vector(model, obs["subj"], path, refs, ln=cfg.ln_mode, mlp=cfg.mlp_mode, refs_neg=refs_neg,
+                               approx_norm=cfg.approx_norm)
+        yo, _ = feature_vector(model, obs["obj"], path, refs, ln=cfg.ln_mode, mlp=cfg.mlp_mode, refs_neg=refs_neg,
+                               approx_norm=cfg.approx_norm)
+        ye, _ = feature_vector(model, obs["subj"], path, refs, ln="exact", mlp=cfg.mlp_mode, refs_neg=refs_neg)
+        rows.append({"path": path, "effect": effect, "norm_subj": float(ys.norm()), "cos_subj_obj": cosine(ys, yo),
+                     "coupling_subj_obj": coupling(ys, yo), "cos_ln_approx_exact": cosine(ys, ye)})
+    return rows
+
+
+def coupling_task(model, vec: dict, tops: list[Node], toks, acts: dict, cfg: Config
+                  ) -> tuple[list[dict], dict]:
+    """Predicted coupling vs fitted slope of feature scores over held-out tokens (position 0 skipped)."""
+    rows, scatter = [], {}
+    for i, h in enumerate(tops):
+        x = acts[h.layer][:, 1:].reshape(-1, model.cfg.d_model).double()
+        cov = torch.cov(x.T)
+        for a, b in (("subj", "obj"), ("subj", "occu")):
+            y1, y2 = vec[a][h.layer, h.head], vec[b][h.layer, h.head]
+            s1, s2 = x @ y1, x @ y2
+            fit = best_fit(s1, s2)
+            rows.append({"label": f"{h} {a}->{b}", "head": str(h), "pair": f"{a}->{b}", "coupling": coupling(y1, y2),
+                         "coupling_cov": coupling(y1, y2, cov=cov), "cos": cosine(y1, y2), **fit})
+            if i == 0 and b == "obj":
+                g = torch.Generator().manual_seed(cfg.seed)
+                idx = torch.randperm(len(s1), generator=g)[:cfg.n_scatter]
+                scatter = {"scatter_s1": s1[idx].numpy(), "scatter_s2": s2[idx].numpy()}
+    return rows, scatter
+
+
+def debias_task(model, n, probes: list[dict], tok, bias_vec: torch.Tensor, bias_head: Node, cfg: Config) -> dict:
+    """Project the bias feature (she−he along the top occupation head, at its input layer) out of the residual
+    stream at every position; measure the occupation bias gap and the name-pronoun gap before and after, and
+    the same for a random direction (control)."""
+    occ_f = [torch.tensor(encode(tok, r["prompt"])) for r in probes
+             if r.get("feature") == "occupation_pronoun" and r.get("p_female", 0.5) > 0.5][:2 * cfg.n_pairs]
+    occ_m = [torch.tensor(encode(tok, r["prompt"])) for r in probes
+             if r.get("feature") == "occupation_pronoun" and r.get("p_female", 0.5) < 0.5][:2 * cfg.n_pairs]
+    nm_f = [torch.tensor(encode(tok, r["prompt"])) for r in probes
+            if r.get("feature") == "pronoun_subj" and r.get("gender") == "female"][:2 * cfg.n_pairs]
+    nm_m = [torch.tensor(encode(tok, r["prompt"])) for r in probes
+            if r.get("feature") == "pronoun_subj" and r.get("gender") == "male"][:2 * cfg.n_pairs]
+    hook = f"blocks.{bias_head.layer}.hook_resid_pre"
+    rnd = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(cfg.seed + 7), dtype=torch.float64)
+
+    def gaps(hooks):
+        b = observable_at_last(model, n, occ_f, hooks).mean() - observable_at_last(model, n, occ_m, hooks).mean()
+        m = observable_at_last(model, n, nm_f, hooks).mean() - observable_at_last(model, n, nm_m, hooks).mean()
+        return float(b), float(m)
+
+    b0, m0 = gaps([])
+    b1, m1 = gaps([(hook, projection_hook(bias_vec))])
+    b2, m2 = gaps([(hook, projection_hook(rnd))])
+    return {"bias_head": str(bias_head), "hook": hook, "bias_gap_before": b0, "bias_gap_after": b1,
+            "name_gap_before": m0, "name_gap_after": m1, "bias_gap_random_dir": b2, "name_gap_random_dir": m2,
+            "bias_reduction": 1 - b1 / b0 if b0 else float("nan"),
+            "name_reduction": 1 - m1 / m0 if m0 else float("nan"),
+            "n_prompts": {"occ_f": len(occ_f), "occ_m": len(occ_m), "name_f": len(nm_f), "name_m": len(nm_m)}}
