@@ -1,0 +1,108 @@
+"""obsprop run(): the whole pipeline on a random model with the embedded corpus, and the embedded-model claims."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformer_lens")
+from analyses.obsprop import Config, ObsPropResult, run  # noqa: E402
+from interp.errors import ConfigError, InterpError  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _corpus_ok() -> bool:
+    try:
+        from analyses.obsprop.prompts import corpus_dir
+
+        corpus_dir()
+        return True
+    except InterpError:
+        return False
+
+
+def _embedded_ok() -> bool:
+    try:
+        from interp import models
+
+        return models.DEFAULT_MODEL in models.embedded_names() and _corpus_ok()
+    except Exception:
+        return False
+
+
+needs_corpus = pytest.mark.skipif(not _corpus_ok(), reason="embedded corpus (data/corpus) not present")
+needs_embedded = pytest.mark.skipif(not _embedded_ok(), reason="embedded default model not present")
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        Config(ln_mode="bogus").validate()
+    with pytest.raises(ConfigError):
+        Config(n_train=0).validate()
+    with pytest.raises(ConfigError):
+        run(Config(), model=torch.nn.Linear(2, 2))
+
+
+@needs_corpus
+def test_run_pipeline_on_random_model(tmp_path):
+    """Every task runs; the result round-trips through save/load and redraws its figures."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from interp.models import load_tokenizer
+    from interp.models.embedded import embedded_tokenizer_dir
+    from interp.models.hf_local import load_hf_tokenizer
+
+    try:
+        tok = load_tokenizer()
+    except InterpError:
+        tok = load_hf_tokenizer(embedded_tokenizer_dir())
+    cfg = HookedTransformerConfig(n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256, d_vocab=len(tok),
+                                  n_ctx=128, act_fn="gelu", normalization_type="LN",
+                                  positional_embedding_type="rotary", rotary_dim=4, seed=0, device="cpu",
+                                  dtype=torch.float64, parallel_attn_mlp=True)
+    model = HookedTransformer(cfg, tokenizer=tok).eval()
+    res = run(Config(score_tokens=4096, n_pairs=16, n_repeats=3, path_depth=2, beam=2), model=model)
+    for key in ("cos_raw_subj_obj", "cos_heads_subj_obj_mean", "gender_cos_obsprop", "gender_cos_probe30",
+                "coupling_top", "slope_top", "debias_bias_gap_after", "ln_cos_approx_exact_min"):
+        assert isinstance(res.summary[key], float) and math.isfinite(res.summary[key]), key
+    assert res.details["ln"]["random_y"]["perp_rel_err_max"] < 1e-4
+    for row in res.details["mlp"]:
+        if row["boundary"]["crossed"]:
+            assert row["boundary"]["residual"] < 1e-6
+    # the coupling rows: the Σ-aware coupling is the OLS slope on the same data (up to the mean)
+    for row in res.details["coupling"]:
+        assert abs(row["coupling_cov"] - row["slope"]) < 1e-6 * max(1.0, abs(row["slope"]))
+    res.save(tmp_path)
+    back = ObsPropResult.load(tmp_path)
+    assert back.summary["top_subj_head"] == res.summary["top_subj_head"]
+    figs = back.figures()
+    assert {"norms_subj", "coupling_vs_slope", "cos_top_head", "debias"} <= set(figs)
+
+
+@pytest.fixture(scope="module")
+def embedded_result():
+    return run(Config())
+
+
+@needs_embedded
+def test_embedded_pronoun_features_more_similar_than_observables(embedded_result):
+    """At the heads carrying the subject pronoun, cos(subj, obj) feature vectors > cos of the raw observables."""
+    s = embedded_result.summary
+    assert s["pronoun_features_more_similar"], (s["cos_heads_subj_obj_mean"], s["cos_raw_subj_obj"])
+
+
+@needs_embedded
+def test_embedded_obsprop_beats_30_30_probe(embedded_result):
+    """Zero-shot ObsProp is closer to the planted gender direction than the 30+30 linear probe."""
+    s = embedded_result.summary
+    assert s["gender_cos_obsprop"] > s["gender_cos_probe30"], (s["gender_cos_obsprop"], s["gender_cos_probe30"])
+
+
+@needs_embedded
+def test_embedded_coupling_predicts_slope(embedded_result):
+    """Coupling coefficient vs fitted slope of feature scores over held-out tokens, within 0.1."""
+    s = embedded_result.summary
+    assert s["coupling_slope_max_abs_err"] < 0.1, embedded_result.details["coupling"]
