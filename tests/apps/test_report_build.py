@@ -1,0 +1,165 @@
+"""Report builder without a browser: pages, index, offline plotly.js, provenance, error boxes, escaping."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _support():
+    if "report_support" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("report_support", Path(__file__).with_name("report_support.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["report_support"] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["report_support"]
+
+
+S = _support()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from apps.report import build_report
+
+    root = tmp_path_factory.mktemp("results")
+    S.make_results(root)
+    out = tmp_path_factory.mktemp("report")
+    index = build_report(root, out, registry=S.REGISTRY)
+    return root, out, index
+
+
+def _pages(out: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in out.glob("*.html")}
+
+
+def test_index_links_every_result_page(built):
+    root, out, index = built
+    assert index == out / "index.html"
+    pages = _pages(out)
+    links = re.findall(r"href='([^']+\.html)'", pages["index.html"])
+    n_results = len(list(root.rglob("result.json")))
+    assert len(links) == n_results == len(pages) - 1
+    assert all((out / link).is_file() for link in links)
+
+
+def test_plotly_js_written_once_and_never_a_cdn(built):
+    from plotly.offline import get_plotlyjs
+
+    _, out, _ = built
+    js = list(out.rglob("*.js"))
+    assert [p.name for p in js] == ["plotly.min.js"]
+    assert js[0].read_text() == get_plotlyjs()
+    for name, text in _pages(out).items():
+        assert "cdn" not in text.lower() and "http://" not in text and "https://" not in text, name
+        srcs = re.findall(r"src='([^']*)'", text)
+        assert set(srcs) <= {"plotly.min.js"}, (name, srcs)
+
+
+def test_page_has_summary_provenance_and_figures(built):
+    _, out, _ = built
+    text = (out / "clean.html").read_text()
+    assert text.count("class='plot'") == 3 and "data-figure='fig-2'" in text
+    for needle in ("Headline numbers", "fvu", "0.125", "Provenance", "toy-pythia-4l", "checkpoint", "1000",
+                   "blocks.1.hook_resid_post", "token source", "embedded", "token count", "4096",
+                   "torch 2.13", "Configuration"):
+        assert needle in text, needle
+    blocks = re.findall(r"<script type='application/json' data-figure='fig-\d'>(.*?)</script>", text, re.S)
+    figs = [json.loads(b) for b in blocks]
+    assert [f["data"][0]["type"] for f in figs] == ["scatter", "heatmap", "bar"]
+    assert "class='error'" not in text
+
+
+def test_failures_become_error_boxes_not_crashes(built):
+    _, out, _ = built
+    pages = _pages(out)
+    broken = pages["broken.html"]
+    assert "class='error'" in broken and "figure code exploded" in broken and "1.5" in broken
+    assert "class='plot'" not in broken and "plotly.min.js" not in broken
+    unknown = pages["unknown.html"]
+    assert "no report support for analysis" in unknown and "Headline numbers" in unknown
+    missing = pages["missing.html"]
+    assert "cannot import analyses.no_such_analysis" in missing and "2" in missing
+    assert pages["index.html"].count("badge bad") == 3
+
+
+def test_no_payload_survives_unescaped(built):
+    _, out, _ = built
+    for name, text in _pages(out).items():
+        assert "<script>alert" not in text and "<img" not in text, name
+        assert "onerror=alert(1)>" not in text.replace("onerror=alert(1)&gt;", ""), name
+        # every <script ...> in the page is one of ours: plotly.js, the plotting loop, or figure JSON
+        for tag in re.findall(r"<script[^>]*>", text):
+            assert re.fullmatch(r"<script (nonce='[^']+'( src='plotly\.min\.js')?|type='application/json' "
+                                r"data-figure='fig-\d+')>", tag), (name, tag)
+        for body in re.findall(r"<script type='application/json'[^>]*>(.*?)</script>", text, re.S):
+            assert "<" not in body and "\u2028" not in body
+    hostile = (out / "hostile.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile  # the model name is shown, escaped
+
+
+def test_figure_json_roundtrips_payloads(built):
+    _, out, _ = built
+    text = (out / "hostile.html").read_text()
+    body = re.search(r"data-figure='fig-0'>(.*?)</script>", text, re.S).group(1)
+    fig = json.loads(body)
+    assert set(S.PAYLOADS) <= set(fig["data"][0]["text"])
+
+
+def test_cache_manifest_provenance(tmp_path):
+    from apps.report import build_report
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "manifest.json").write_text(json.dumps({
+        "format": "interp-activation-cache", "schema_version": 1, "status": "complete", "n_rows": 8192,
+        "identity": {"model": "toy-pythia-2l", "checkpoint": 512, "hooks": ["blocks.0.hook_resid_post"],
+                     "data": "embedded", "n_blocks": 64, "ctx": 128, "dtype": "float16"},
+        "environment": {"versions": {"torch": "2.13.0"}, "created": "2026-11-28T10:00:00+00:00"}}))
+    r = S.synth_result(["a", "b"])
+    r.provenance = {"model": "toy-pythia-2l", "cache": "../../cache"}
+    r.save(tmp_path / "runs" / "one")
+    index = build_report(tmp_path / "runs" / "one", tmp_path / "out", registry=S.REGISTRY)
+    text = (index.parent / "one.html").read_text()
+    for needle in ("cache model", "cache checkpoint", "512", "cache token count", "8192", "cache hooks",
+                   "cache versions", "torch 2.13.0", "cache status", "complete"):
+        assert needle in text, needle
+
+
+def test_rebuild_is_idempotent_and_slugs_unique(tmp_path):
+    from apps.report import build_report
+
+    for sub in ("a/run", "b/run"):
+        S.synth_result(["x"]).save(tmp_path / "res" / sub)
+    index = build_report(tmp_path / "res", tmp_path / "out", registry=S.REGISTRY)
+    first = sorted(p.name for p in index.parent.iterdir())
+    build_report([tmp_path / "res" / "a" / "run", tmp_path / "res" / "b" / "run"], tmp_path / "out",
+                 registry=S.REGISTRY)
+    assert first == sorted(p.name for p in index.parent.iterdir()) == ["index.html", "plotly.min.js",
+                                                                     "run-2.html", "run.html"]
+
+
+def test_bad_input_is_a_typed_error(tmp_path):
+    from apps.report import ReportError, build_report
+
+    with pytest.raises(ReportError, match="no result.json"):
+        build_report(tmp_path, tmp_path / "out")
+    with pytest.raises(ReportError, match="does not exist"):
+        build_report(tmp_path / "nope", tmp_path / "out")
+
+
+def test_registry_resolves_lazily_and_reports_missing():
+    from apps.report import ANALYSES, result_class
+    from apps.report.registry import UnknownAnalysisError
+
+    assert set(ANALYSES) == {"dark_matter", "lib", "obsprop", "massive", "hashcodes"}
+    assert result_class("synthetic", S.REGISTRY) is S.SynthResult
+    with pytest.raises(UnknownAnalysisError, match="cannot import"):
+        result_class("missing_pkg", S.REGISTRY)
+    with pytest.raises(UnknownAnalysisError, match="no report support"):
+        result_class("nope")
