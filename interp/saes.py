@@ -1,0 +1,216 @@
+"""Sparse autoencoders through sae-lens: load (local folder, or release name when a hub is reachable), train on
+activations from interp's cache or any tensor source (wandb off, no hub datasets), save compactly, reconstruct.
+
+    sae = load_sae("data/saes/toy-pythia-4l/L2_resid_topk_x8")           # local sae-lens folder
+    sae = load_sae("gemma-scope-2b-pt-res", sae_id="layer_12/width_16k/average_l0_82")  # needs a hub
+    sae = train_sae(open_cache("cache").iter_batches, hook="blocks.2.hook_resid_post", d_sae=1024, k=16)
+    recon, l0 = reconstruct(sae, acts)                                   # [N, d], [N]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.errors import ConfigError, HubUnavailableError, ModelNotFoundError
+
+ARCHITECTURES = ("topk", "jumprelu", "standard")
+
+
+def _hub_offline() -> bool:
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in flags)
+
+
+def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: str = "cpu",
+             dtype: str = "float32") -> Any:
+    """A sae-lens SAE from a local folder (cfg.json + sae_weights.safetensors) or a release name via the hub."""
+    from sae_lens import SAE
+
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "cfg.json").is_file():
+            raise ModelNotFoundError(f"{path} has no cfg.json", hint="point at a folder written by sae.save_model()")
+        return SAE.load_from_disk(str(path), device=device, dtype=dtype)
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    name = str(source)
+    if name not in directory and "/" not in name:
+        raise ModelNotFoundError(f"'{name}' is neither a local SAE folder nor a known sae-lens release",
+                                 hint="pass a folder with cfg.json, or a release from sae-lens' pretrained_saes.yaml")
+    if sae_id is None:
+        known = list(directory[name].saes_map)[:5] if name in directory else []
+        raise ConfigError(f"release '{name}' needs an sae_id", hint=f"e.g. {', '.join(known) or 'see the release'}")
+    if _hub_offline():
+        raise HubUnavailableError(f"loading release '{name}' needs the Hugging Face hub, which is switched off",
+                                  hint="unset HF_HUB_OFFLINE or download the SAE and pass its local folder")
+    try:
+        return SAE.from_pretrained(name, sae_id, device=device, dtype=dtype)
+    except (OSError, ConnectionError) as e:  # network or missing files
+        raise HubUnavailableError(f"could not fetch '{name}/{sae_id}' from the hub: {e}",
+                                  hint="check the connection, or pass a local SAE folder") from e
+
+
+def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16",
+             metadata: dict[str, Any] | None = None) -> Path:
+    """Save an (inference) SAE as a sae-lens folder; weights stored in `storage_dtype` (loaded back as float32)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    saver = getattr(sae, "save_inference_model", None) or sae.save_model
+    weights_path, cfg_path = saver(str(path))
+    if storage_dtype != "float32":
+        dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[storage_dtype]
+        st = load_file(str(weights_path))
+        save_file({k: v.to(dt).contiguous() for k, v in st.items()}, str(weights_path))
+    if metadata:
+        cfg = json.loads(Path(cfg_path).read_text())
+        cfg.setdefault("metadata", {}).update(metadata)
+        Path(cfg_path).write_text(json.dumps(cfg, indent=2))
+    return path
+
+
+@torch.no_grad()
+def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sae(x) = decode(encode(x)) [N, d] and the per-row L0 [N] (float32, no grad)."""
+    if acts.dim() != 2 or acts.shape[1] != sae.cfg.d_in:
+        raise ConfigError(f"activations {tuple(acts.shape)} do not match the SAE's d_in={sae.cfg.d_in}",
+                          hint="pass [N, d_in] activations from the hook the SAE was trained on")
+    recons, l0s = [], []
+    dtype = next(sae.parameters()).dtype
+    for s in range(0, acts.shape[0], batch_size):
+        x = acts[s:s + batch_size].to(dtype)
+        f = sae.encode(x)
+        recons.append(sae.decode(f).float())
+        l0s.append((f != 0).sum(-1).float())
+    return torch.cat(recons), torch.cat(l0s)
+
+
+def tensor_batches(acts: torch.Tensor, batch_size: int, *, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Endless shuffled minibatches [batch_size, d] from an in-memory [N, d] tensor (new permutation each epoch)."""
+    if acts.shape[0] < batch_size:
+        raise ConfigError(f"only {acts.shape[0]} rows for batches of {batch_size}", hint="lower the batch size")
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(acts.shape[0], generator=g)
+        for s in range(0, acts.shape[0] - batch_size + 1, batch_size):
+            yield acts[perm[s:s + batch_size]].float()
+
+
+def cache_activations(cache_dir: str | os.PathLike, hook: str, *, max_rows: int | None = None) -> torch.Tensor:
+    """Read up to `max_rows` rows [n, d] of one hook from an interp cache directory."""
+    from interp.cache import open_cache
+
+    reader = open_cache(cache_dir)
+    chunks, n = [], 0
+    for batch in reader.iter_batches(hook, 65_536):
+        chunks.append(batch.float())
+        n += batch.shape[0]
+        if max_rows is not None and n >= max_rows:
+            break
+    if not chunks:
+        raise ConfigError(f"cache {cache_dir} has no rows for {hook}", hint="run `interp extract` for that hook")
+    out = torch.cat(chunks)
+    return out[:max_rows] if max_rows is not None else out
+
+
+def training_config(architecture: str, d_in: int, d_sae: int, *, k: int = 16, target_l0: float | None = None,
+                    l1_coefficient: float = 5.0, jumprelu_init_threshold: float = 0.5,
+                    l0_coefficient: float = 10.0) -> Any:
+    """The sae-lens training config for one architecture (activations normalised to mean norm √d_in)."""
+    from sae_lens import JumpReLUTrainingSAEConfig, StandardTrainingSAEConfig, TopKTrainingSAEConfig
+
+    common = {"d_in": d_in, "d_sae": d_sae, "normalize_activations": "expected_average_only_in"}
+    if architecture == "topk":
+        return TopKTrainingSAEConfig(k=k, **common)
+    if architecture == "jumprelu":
+        return JumpReLUTrainingSAEConfig(jumprelu_sparsity_loss_mode="quadratic", target_l0=float(target_l0 or k),
+                                         l0_coefficient=l0_coefficient, jumprelu_init_threshold=jumprelu_init_threshold,
+                                         jumprelu_ste_to_input=True, **common)
+    if architecture == "standard":
+        return StandardTrainingSAEConfig(l1_coefficient=l1_coefficient, **common)
+    raise ConfigError(f"unknown SAE architecture '{architecture}'", hint=f"use one of {', '.join(ARCHITECTURES)}")
+
+
+def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str | os.PathLike, *,
+              d_sae: int, architecture: str = "topk", hook: str | None = None, k: int = 16,
+              target_l0: float | None = None, l1_coefficient: float = 5.0, training_tokens: int = 500_000,
+              batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
+              **arch_kwargs: Any) -> Any:
+    """Train a sae-lens SAE on activation batches; return the inference SAE (normalisation folded in).
+
+    batches: an [N, d] tensor, a cache directory (with `hook`), or a callable returning an iterator of [b, d]
+    tensors (re-called when exhausted). wandb is never used; nothing is read from a hub.
+    """
+    import tempfile
+
+    from sae_lens import SAE, JumpReLUTrainingSAE, StandardTrainingSAE, TopKTrainingSAE
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    if isinstance(batches, (str, os.PathLike)):
+        if hook is None:
+            raise ConfigError("training from a cache needs the hook name", hint="pass hook='blocks.L.hook_...'")
+        from interp.cache import open_cache
+
+        reader = open_cache(batches)
+        if hook not in reader.hooks:
+            raise ConfigError(f"cache {batches} has no hook {hook}", hint=f"cached hooks: {', '.join(reader.hooks)}")
+
+        def make_iter() -> Iterator[torch.Tensor]:
+            return reader.activation_provider(hook, batch_size, seed=seed)
+    elif isinstance(batches, torch.Tensor):
+        acts = batches
+
+        def make_iter() -> Iterator[torch.Tensor]:
+            return tensor_batches(acts, batch_size, seed=seed)
+    else:
+        make_iter = batches
+
+    def provider() -> Iterator[torch.Tensor]:
+        while True:
+            got = False
+            for b in make_iter():
+                got = True
+                for s in range(0, b.shape[0] - batch_size + 1, batch_size):
+                    yield b[s:s + batch_size].float()
+            if not got:
+                raise ConfigError("the activation source yielded no batches", hint="check the cache / hook")
+
+    it = provider()
+    first = next(it)
+    torch.manual_seed(seed)
+    cfg = training_config(architecture, first.shape[1], d_sae, k=k, target_l0=target_l0,
+                          l1_coefficient=l1_coefficient, **arch_kwargs)
+    sae_cls = {"topk": TopKTrainingSAE, "jumprelu": JumpReLUTrainingSAE, "standard": StandardTrainingSAE}
+    sae = sae_cls[architecture](cfg)
+    tcfg = SAETrainerConfig(total_training_samples=int(training_tokens), train_batch_size_samples=batch_size, lr=lr,
+                            lr_end=lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=0, device=device,
+                            logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=20,
+                            dead_feature_window=200, feature_sampling_window=500)
+
+    def chained() -> Iterator[torch.Tensor]:
+        yield first
+        yield from it
+
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    old = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # sae-lens' progress bar floods logs and test output
+    try:
+        trained = SAETrainer(cfg=tcfg, sae=sae, data_provider=chained()).fit().to("cpu")
+    finally:
+        if old is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old
+    with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE of the same architecture
+        trained.save_inference_model(tmp)
+        return SAE.load_from_disk(tmp, device=device)
