@@ -185,19 +185,63 @@ def decode_gate(quick: bool) -> None:
                                                   for a, b in t.items())
             + f" | triton {bw:.0f} GB/s = {bw / d2d:.1%} of D2D, {t['embedding_bag'] / t['triton']:.2f}x embedding_bag")
         if dtype == torch.bfloat16:  # tile sweep for the default choice
-            blocks = [(bd, bk, nw, st) for bd in (128, 256, 512) for bk in (16, 32) for nw in (2, 4, 8)
-                      for st in (1,)] if not quick else [(256, 32, 4, 1)]
+            blocks = [(128, 32, 1, 1), (256, 32, 1, 1), (256, 32, 2, 1), (512, 16, 1, 1), (512, 32, 1, 1),
+                      (512, 16, 2, 1), (512, 32, 2, 1), (512, 32, 4, 1), (1024, 32, 2, 1), (1024, 32, 4, 1),
+                      (1024, 16, 4, 1)] if not quick else [(512, 32, 2, 1)]
             for bd, bk, nw, rows in blocks:
                 cfg = {"BLOCK_D": bd, "BLOCK_K": bk, "num_warps": nw, "ROWS": rows}
                 ms = bench(lambda cfg=cfg, s=s, w=w: decode(s, w, backend="triton", config=cfg), rep=60)
                 RESULTS["decode_configs"].append({"config": cfg, "ms": ms, "GBps": byt / (ms * 1e-3) / 1e9})
             best = min(RESULTS["decode_configs"], key=lambda r: r["ms"])
             log(f"  best decode tile: {best}")
+            no_reuse(s, d, dtype, byt, d2d, out)
         del s, w
         torch.cuda.empty_cache()
 
 
+def no_reuse(s: SparseActs, d: int, dtype: torch.dtype, byt: int, d2d: float, out: dict) -> None:
+    """The gate problem on a 1M-latent dictionary (8.6 GB): no L2 reuse, every gathered row comes from HBM."""
+    big = SparseActs(s.idx.long() * 16 + torch.randint_like(s.idx.long(), 16), s.val, 1 << 20)
+    wbig = torch.randn(1 << 20, d, device=DEV, dtype=dtype)
+    tb = {"triton": bench(lambda: decode(big, wbig, backend="triton"), rep=200)}
+    ib, vb = big.idx.long(), big.val
+    tb["embedding_bag"] = bench(lambda: F.embedding_bag(ib, wbig, mode="sum", per_sample_weights=vb), rep=200)
+    bwb = byt / (tb["triton"] * 1e-3) / 1e9
+    out["bfloat16_dsae_1M_no_L2_reuse"] = {"ms": tb, "triton_GBps": bwb, "frac_of_d2d": bwb / d2d,
+                                           "speedup_vs_embedding_bag": tb["embedding_bag"] / tb["triton"]}
+    log(f"  d_sae=1M (no L2 reuse): triton {tb['triton']:.3f} ms = {bwb:.0f} GB/s = {bwb / d2d:.1%} of D2D, "
+        f"embedding_bag {tb['embedding_bag']:.3f} ms ({tb['embedding_bag'] / tb['triton']:.2f}x)")
+
+
 def sweep(quick: bool) -> None:
+    """Full matrix with baselines, or (SWEEP_TRITON_ONLY=1) the toolkit kernel alone at d_sae = 65536."""
+    if os.environ.get("SWEEP_TRITON_ONLY"):
+        for n, d, k in itertools.product((4096, 65536, 1 << 20), (512, 2048, 4096), (16, 32, 64, 128)):
+            if n * k * d * 2 > 600e9:
+                continue
+            s = random_topk(n, 65536, k, torch.bfloat16, seed=n + d + k)
+            w = torch.randn(65536, d, device=DEV).bfloat16()
+            ms = bench(lambda s=s, w=w: decode(s, w, backend="triton"), rep=40 if n < (1 << 20) else 20)
+            byt = traffic_bytes(n, k, d, 2)
+            RESULTS["sweep"].append({"N": n, "d": d, "d_sae": 65536, "k": k, "ms": {"triton": ms},
+                                     "traffic_bytes": byt, "triton_GBps": byt / (ms * 1e-3) / 1e9})
+            log(f"N={n:>7} d={d:>4} k={k:>3}: triton {ms:.3f} ms ({byt / (ms * 1e-3) / 1e9:.0f} GB/s)")
+        return sweep_fit()
+    sweep_full(quick)
+
+
+def sweep_fit() -> None:
+    """Scaling sanity: triton time vs N·k·d traffic (R² of a least-squares line)."""
+    xs = torch.tensor([r["traffic_bytes"] for r in RESULTS["sweep"]], dtype=torch.float64)
+    ys = torch.tensor([r["ms"]["triton"] for r in RESULTS["sweep"]], dtype=torch.float64)
+    a = torch.stack([xs, torch.ones_like(xs)], 1)
+    coef = torch.linalg.lstsq(a, ys[:, None]).solution.flatten()
+    r2 = 1 - float(((a @ coef - ys) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
+    RESULTS["sweep_fit"] = {"ms_per_GB": float(coef[0]) * 1e9, "intercept_ms": float(coef[1]), "r2": r2}
+    log(f"scaling: triton ms = {coef[0] * 1e9:.4f}·GB + {coef[1]:.4f}, R² = {r2:.4f}")
+
+
+def sweep_full(quick: bool) -> None:
     """The matrix of spec §2.4 (bf16): triton vs embedding_bag (dense/index_select/sparse.mm where memory allows)."""
     ns = (4096, 65536, 1 << 20) if not quick else (4096, 65536)
     ds = (512, 2048, 4096)
@@ -218,14 +262,7 @@ def sweep(quick: bool) -> None:
             f"emb_bag {t['embedding_bag']:.3f} ms" + (f" dense {t['dense_matmul_only']:.3f}" if "dense_matmul_only" in t
                                                      else ""))
         del s
-    # scaling sanity: triton time vs N·k·d traffic (R² of a line through the points)
-    xs = torch.tensor([r["traffic_bytes"] for r in RESULTS["sweep"]], dtype=torch.float64)
-    ys = torch.tensor([r["ms"]["triton"] for r in RESULTS["sweep"]], dtype=torch.float64)
-    a = torch.stack([xs, torch.ones_like(xs)], 1)
-    coef = torch.linalg.lstsq(a, ys[:, None]).solution.flatten()
-    r2 = 1 - float(((a @ coef - ys) ** 2).sum() / ((ys - ys.mean()) ** 2).sum())
-    RESULTS["sweep_fit"] = {"ms_per_GB": float(coef[0]) * 1e9, "intercept_ms": float(coef[1]), "r2": r2}
-    log(f"scaling: triton ms = {coef[0] * 1e9:.4f}·GB + {coef[1]:.4f}, R² = {r2:.4f}")
+    sweep_fit()
 
 
 # ---------------------------------------------------------------------------------------------- sparse linear
@@ -258,8 +295,9 @@ def linear(quick: bool) -> None:
             t = magnitude_threshold(x, sp)
             masked_g = bench_graph(lambda x=x, t=t: [F.linear(x * (x.abs() > t), w) for w in w_rows]) / n_copies
             cfgs = [{"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sk, "num_warps": nw}
-                    for bm in (32, 64, 128) for bn in (64, 128, 256) for sk in (1, 4, 8, 16) for nw in (4, 8)
-                    if bm * bn <= 16384] if (b == 1 and not quick) else [None]
+                    for bm in (32, 64, 128) for bn in (32, 64, 128, 256) for sk in (1, 4, 8, 16) for nw in (4, 8)
+                    if bm * bn <= 16384 and (nw == 4 or bn == 256) and (sk == 1 or bn >= 64)
+                    ] if (b == 1 and not quick) else [None]
             timed = []
             for cfg in cfgs:
                 try:

@@ -36,6 +36,8 @@ def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, thre
     t = 0.0 if threshold is None else float(threshold)
     if t < 0:
         raise ConfigError(f"threshold {t} < 0", hint="thresholds apply to |x| and must be ≥ 0")
+    if x.is_floating_point():  # torch compares |x| > t in x's dtype: round t the same way so both paths agree
+        t = float(torch.tensor(t, dtype=x.dtype))
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     be = choose("sparse_linear", backend, x.device, LINEAR_BACKENDS, cpu_default="dense")

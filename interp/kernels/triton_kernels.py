@@ -48,12 +48,17 @@ def _decode_kernel(idx_ptr, val_ptr, crow_ptr, w_ptr, bias_ptr, out_ptr,
             tl.store(out_ptr + row * stride_out + offs_d, acc.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
-def decode_config(d: int, k: int | None) -> dict:
-    """Default tile sizes: BLOCK_D up to 256 columns, BLOCK_K covering k (≤ 32 per step), several rows for small d."""
-    block_d = min(triton.next_power_of_2(max(d, 16)), 256)
-    block_k = min(triton.next_power_of_2(max(k or 16, 1)), 32)
+def decode_config(d: int, k: int | None, esize: int = 2) -> dict:
+    """Default tiles (H200 sweep, benchmarks/results/sparse_gather.md): one warp per 512 bytes of row tile.
+
+    The K reduction must stay inside each thread: with more warps than the row tile needs, Triton splits
+    the BLOCK_K axis across warps and every program pays a shared-memory reduction (4x slower measured).
+    Tiles up to 512 columns; several rows per program when d is small.
+    """
+    block_d = min(triton.next_power_of_2(max(d, 16)), 512)
+    block_k = min(triton.next_power_of_2(max(k or 32, 1)), 32)
     rows = 1 if d >= 256 else max(1, min(8, 256 // block_d))
-    return {"BLOCK_D": block_d, "BLOCK_K": block_k, "ROWS": rows, "num_warps": 4}
+    return {"BLOCK_D": block_d, "BLOCK_K": block_k, "ROWS": rows, "num_warps": max(1, block_d * esize // 512)}
 
 
 def decode(idx: Tensor, val: Tensor, crow: Tensor | None, w: Tensor, bias: Tensor | None,
@@ -61,7 +66,7 @@ def decode(idx: Tensor, val: Tensor, crow: Tensor | None, w: Tensor, bias: Tenso
     """Launch the decode kernel; `idx`/`val` flat contiguous, `w` `[d_sae, d]` with unit column stride."""
     n_rows, d = out.shape
     k = 0 if crow is not None else (idx.numel() // max(n_rows, 1))
-    cfg = {**decode_config(d, None if crow is not None else k), **(config or {})}
+    cfg = {**decode_config(d, None if crow is not None else k, w.element_size()), **(config or {})}
     grid = (triton.cdiv(n_rows, cfg["ROWS"]), triton.cdiv(d, cfg["BLOCK_D"]))
     if n_rows == 0:
         return out
@@ -160,18 +165,32 @@ def _sparse_gemv_kernel(x_ptr, wt_ptr, bias_ptr, y_ptr, B, M, N, stride_xb, stri
     bmask = offs_b < B
     k_start = pid_k * k_per_split
     k_end = tl.minimum(k_start + k_per_split, M)
-    acc = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-    for m0 in range(k_start, k_end, BLOCK_M):
-        offs_m = m0 + tl.arange(0, BLOCK_M)
-        mmask = offs_m < k_end
-        x = tl.load(x_ptr + offs_b[:, None] * stride_xb + offs_m[None, :],
-                    mask=bmask[:, None] & mmask[None, :], other=0.0).to(tl.float32)
-        on = tl.abs(x) > threshold
-        x = tl.where(on, x, 0.0)
-        active = (tl.max(on.to(tl.int32), axis=0) > 0) & mmask
-        w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
-                    mask=active[:, None] & nmask[None, :], other=0.0).to(tl.float32)
-        acc += tl.sum(x[:, :, None] * w[None, :, :], axis=1)
+    # accumulate elementwise and reduce over the M axis once at the end (no per-step cross-thread reduction)
+    if BLOCK_B == 1:
+        acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for m0 in range(k_start, k_end, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mmask = offs_m < k_end
+            x1 = tl.load(x_ptr + offs_m, mask=mmask, other=0.0, eviction_policy="evict_last").to(tl.float32)
+            on1 = (tl.abs(x1) > threshold) & mmask
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=on1[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc2 += w.to(tl.float32) * tl.where(on1, x1, 0.0)[:, None]
+        acc = tl.sum(acc2, axis=0)[None, :]
+    else:
+        acc3 = tl.zeros((BLOCK_B, BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for m0 in range(k_start, k_end, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mmask = offs_m < k_end
+            x = tl.load(x_ptr + offs_b[:, None] * stride_xb + offs_m[None, :],
+                        mask=bmask[:, None] & mmask[None, :], other=0.0).to(tl.float32)
+            on = tl.abs(x) > threshold
+            x = tl.where(on, x, 0.0)
+            active = (tl.max(on.to(tl.int32), axis=0) > 0) & mmask  # OR of the per-sample masks
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=active[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc3 += x[:, :, None] * w.to(tl.float32)[None, :, :]
+        acc = tl.sum(acc3, axis=1)
     if HAS_BIAS:
         b = tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
         acc += tl.where(pid_k == 0, 1.0, 0.0) * b[None, :]
@@ -184,8 +203,10 @@ def _sparse_gemv_kernel(x_ptr, wt_ptr, bias_ptr, y_ptr, B, M, N, stride_xb, stri
 
 
 def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
-    """Default tiles for the input-sparse GEMV (tuned on an H200 for 4096 × 11008; see benchmarks/results)."""
-    return {"BLOCK_M": 64, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4}
+    """Default tiles for the input-sparse GEMV (H200 sweep for 4096 × 11008; see benchmarks/results)."""
+    if batch == 1:
+        return {"BLOCK_M": 64, "BLOCK_N": 256, "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4}
+    return {"BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4}
 
 
 def sparse_gemv(x: Tensor, wt: Tensor, bias: Tensor | None, threshold: float, config: dict | None = None) -> Tensor:

@@ -82,3 +82,13 @@ def test_sparse_linear_layout_and_bad_input():
         sparse_linear(torch.randn(1, 16), w, threshold=-1.0)
     with pytest.raises(ConfigError):
         magnitude_threshold(torch.randn(4), 1.0)
+
+
+def test_threshold_ties_follow_torch_rounding():
+    """|x| equal to the threshold rounded to x's dtype is masked off in both paths (torch compares in fp16)."""
+    x = torch.tensor([[1.0, 0.5, -1.0, 2.0]], dtype=torch.float16)
+    w = to_column_major(torch.eye(4, dtype=torch.float16))
+    t = 0.99999  # rounds to 1.0 in fp16
+    ref = F.linear(x * (x.abs() > t), w)
+    for be in BACKENDS:
+        assert torch.equal(sparse_linear(x, w, threshold=t, backend=be), ref)
