@@ -75,9 +75,10 @@ def make_results(root: Path, *, hostile: bool = True) -> list[Path]:
     if hostile:
         bad = list(PAYLOADS) + [" ok"]
         dirs.append(synth_result(bad, model=SCRIPT + IMG).save(root / "hostile"))
-        dirs.append(synth_result(bad, model=IMG).save(root / IMG.replace("/", "_")))
     broken = BrokenFiguresResult(summary={"loss": 1.5, "label": SCRIPT}, provenance={"model": IMG})
     dirs.append(broken.save(root / "broken"))
+    if hostile:  # a folder name that is itself markup (shown on the page and the index)
+        dirs.append(broken.save(root / IMG.replace("/", "_")))
     unknown = root / "unknown"
     unknown.mkdir(parents=True, exist_ok=True)
     (unknown / "result.json").write_text(json.dumps({"analysis": SCRIPT, "title": IMG, "summary": {"x": 1.0},

@@ -85,7 +85,7 @@ def test_failures_become_error_boxes_not_crashes(built):
     assert "no report support for analysis" in unknown and "Headline numbers" in unknown
     missing = pages["missing.html"]
     assert "cannot import analyses.no_such_analysis" in missing and "2" in missing
-    assert pages["index.html"].count("badge bad") == 3
+    assert pages["index.html"].count("badge bad") == 4  # broken (x2), unknown, missing
 
 
 def test_no_payload_survives_unescaped(built):
