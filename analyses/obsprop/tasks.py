@@ -106,20 +106,31 @@ def top_heads(single: dict[str, float], k: int) -> list[Node]:
     return out
 
 
-def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]) -> tuple[torch.Tensor, dict]:
-    """Held-out token ids [n_blocks, ctx] and resid_pre activations at `layers` ({layer: [n_blocks, ctx, d]})."""
+def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]
+                        ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """Held-out token ids [N], their positions [N] and resid_pre activations {layer: [N, d]} (float32), read from
+    the activation cache `cfg.cache` when given (hooks blocks.L.hook_resid_pre), else computed on the embedded
+    held-out corpus (cfg.score_tokens tokens in blocks of cfg.ctx)."""
+    hooks = [f"blocks.{lay}.hook_resid_pre" for lay in layers]
+    if cfg.cache:
+        from interp.cache import open_cache
+
+        reader = open_cache(cfg.cache)
+        stop = min(reader.n_rows, cfg.score_tokens)
+        meta = reader.tokens[:stop]
+        return meta[:, 0], meta[:, 2], {lay: reader.read(h, 0, stop).float() for lay, h in zip(layers, hooks)}
     from interp.sources import embedded_corpus_path, token_blocks
 
     ctx = min(cfg.ctx, model.cfg.n_ctx)
     toks = token_blocks(embedded_corpus_path(), tokenizer, ctx=ctx, n_tokens=cfg.score_tokens)
-    hooks = [f"blocks.{lay}.hook_resid_pre" for lay in layers]
     acts: dict[int, list] = {lay: [] for lay in layers}
     for s in range(0, len(toks), 16):
         with torch.inference_mode():
             _, c = model.run_with_cache(toks[s:s + 16], names_filter=hooks, stop_at_layer=max(layers) + 1)
         for lay in layers:
-            acts[lay].append(c[f"blocks.{lay}.hook_resid_pre"].float())
-    return toks, {lay: torch.cat(v) for lay, v in acts.items()}
+            acts[lay].append(c[f"blocks.{lay}.hook_resid_pre"].float().reshape(-1, model.cfg.d_model))
+    pos = torch.arange(toks.shape[1]).repeat(toks.shape[0])
+    return toks.reshape(-1), pos, {lay: torch.cat(v) for lay, v in acts.items()}
 
 
 def gender_baselines(y: torch.Tensor, x_f: torch.Tensor, x_m: torch.Tensor, cfg: Config) -> dict:
@@ -223,8 +234,8 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
 
     # --- held-out scores: coupling vs slope; gender direction baselines -------------------------------------------
     layers = sorted({h.layer for h in tops})
-    toks, acts = heldout_activations(model, tok, cfg, layers)
-    cpl, scatter = coupling_task(model, vec, tops, toks, acts, cfg)
+    toks, positions, acts = heldout_activations(model, tok, cfg, layers)
+    cpl, scatter = coupling_task(model, vec, tops, positions > 0, acts, cfg)
     details["coupling"] = cpl
     ids = name_token_ids(feats, tok)
     x_top = acts[top.layer].double()

@@ -82,12 +82,13 @@ def path_vectors(model, obs: dict, paths, refs, refs_neg, cfg: Config) -> list[d
     return rows
 
 
-def coupling_task(model, vec: dict, tops: list[Node], toks, acts: dict, cfg: Config
+def coupling_task(model, vec: dict, tops: list[Node], keep: torch.Tensor, acts: dict, cfg: Config
                   ) -> tuple[list[dict], dict]:
-    """Predicted coupling vs fitted slope of feature scores over held-out tokens (position 0 skipped)."""
+    """Predicted coupling vs fitted slope of feature scores over held-out tokens (rows where keep: position 0,
+    the attention sink with an outlying norm, is skipped)."""
     rows, scatter = [], {}
     for i, h in enumerate(tops):
-        x = acts[h.layer][:, 1:].reshape(-1, model.cfg.d_model).double()
+        x = acts[h.layer][keep].double()
         cov = torch.cov(x.T)
         for a, b in (("subj", "obj"), ("subj", "occu")):
             y1, y2 = vec[a][h.layer, h.head], vec[b][h.layer, h.head]

@@ -46,9 +46,9 @@ def test_config_validation():
         run(Config(), model=torch.nn.Linear(2, 2))
 
 
-@needs_corpus
-def test_run_pipeline_on_random_model(tmp_path):
-    """Every task runs; the result round-trips through save/load and redraws its figures."""
+@pytest.fixture(scope="module")
+def rand_model():
+    """A random float64 GPT-NeoX-shaped TL model with the embedded tokenizer."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from interp.models import load_tokenizer
@@ -63,8 +63,14 @@ def test_run_pipeline_on_random_model(tmp_path):
                                   n_ctx=128, act_fn="gelu", normalization_type="LN",
                                   positional_embedding_type="rotary", rotary_dim=4, seed=0, device="cpu",
                                   dtype=torch.float64, parallel_attn_mlp=True)
-    model = HookedTransformer(cfg, tokenizer=tok).eval()
-    res = run(Config(score_tokens=4096, n_pairs=16, n_repeats=3, path_depth=2, beam=2), model=model)
+    return HookedTransformer(cfg, tokenizer=tok).eval()
+
+
+@needs_corpus
+def test_run_pipeline_on_random_model(tmp_path, rand_model):
+    """Every task runs; the result round-trips through save/load and redraws its figures."""
+    model = rand_model
+    res = run(Config(score_tokens=4096, n_pairs=8, n_repeats=2, path_depth=2, beam=2), model=model)
     for key in ("cos_raw_subj_obj", "cos_heads_subj_obj_mean", "gender_cos_obsprop", "gender_cos_probe30",
                 "coupling_top", "slope_top", "debias_bias_gap_after", "ln_cos_approx_exact_min"):
         assert isinstance(res.summary[key], float) and math.isfinite(res.summary[key]), key
@@ -80,6 +86,20 @@ def test_run_pipeline_on_random_model(tmp_path):
     assert back.summary["top_subj_head"] == res.summary["top_subj_head"]
     figs = back.figures()
     assert {"norms_subj", "coupling_vs_slope", "cos_top_head", "debias"} <= set(figs)
+
+
+@needs_corpus
+def test_scores_from_activation_cache_match_computed(tmp_path, rand_model):
+    """Scoring over an interp activation cache (interp extract) gives the same slopes as computing in place."""
+    from interp.extract import ExtractConfig, extract
+
+    extract(ExtractConfig(out=str(tmp_path / "cache"), hooks=["blocks.*.hook_resid_pre"], tokens=2048, ctx=64,
+                          batch_size=8), model=rand_model, progress=False)
+    kw = dict(score_tokens=2048, ctx=64, n_pairs=8, n_repeats=2, path_depth=1, beam=1, top_heads=2, n_train=10)
+    a = run(Config(**kw), model=rand_model)
+    b = run(Config(cache=str(tmp_path / "cache"), **kw), model=rand_model)
+    for ra, rb in zip(a.details["coupling"], b.details["coupling"]):
+        assert ra["n"] == rb["n"] and abs(ra["slope"] - rb["slope"]) < 1e-4 * max(1.0, abs(ra["slope"]))
 
 
 @pytest.fixture(scope="module")
