@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -124,3 +125,84 @@ HOVER_POINT_JS = """
   return {x: r.left + fl._size.l + fl._size.w / 2, y: r.top + fl._size.t + fl._size.h / 2};
 }
 """
+
+
+class Visit:
+    """One page load with listeners for console errors, page errors, dialogs and every request."""
+
+    def __init__(self, browser, url: str):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("dialog", self._dialog)
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(url, wait_until="load")
+
+    def _dialog(self, d) -> None:
+        self.dialogs.append(f"{d.type}: {d.message}")
+        d.dismiss()
+
+    def network(self, allowed_dir: Path) -> list[str]:
+        """Requests that left the report folder (anything not a file:// URL under it)."""
+        prefix = allowed_dir.resolve().as_uri()
+        return [u for u in self.requests if not u.startswith(prefix)]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def check_figures(v: Visit, expect_tooltip: bool = True) -> int:
+    """Every .plot div rendered an SVG (or canvas) with traces; hovering a point shows its tooltip."""
+    page = v.page
+    plots = page.query_selector_all("div.plot")
+    page.wait_for_function("() => [...document.querySelectorAll('div.plot')].every(d => d._fullLayout)",
+                           timeout=20_000)
+    for div in plots:
+        info = div.evaluate("d => ({svg: d.querySelectorAll('svg.main-svg').length, "
+                            "canvas: d.querySelectorAll('canvas').length, traces: (d._fullData || []).length, "
+                            "failed: d.classList.contains('plot-error')})")
+        assert not info["failed"] and info["traces"] > 0 and (info["svg"] or info["canvas"]), info
+        if expect_tooltip:
+            pos = div.evaluate(HOVER_POINT_JS)
+            page.mouse.move(pos["x"], pos["y"])
+            page.wait_for_function("d => d.querySelector('.hoverlayer .hovertext')", arg=div, timeout=5_000)
+            assert div.evaluate("d => d.querySelector('.hoverlayer .hovertext').textContent.length") > 0
+            page.mouse.move(0, 0)
+    return len(plots)
+
+
+def verify_report(index: Path, screenshot: Path | None = None, hover: bool = True,
+                  extra: Callable[[str, Visit], None] | None = None) -> int:
+    """Open every page of a built report in headless Chromium and assert: no console errors or page errors, no
+    dialogs, no request outside the report folder, every figure rendered, a tooltip on hover; `extra(name, visit)`
+    runs more checks per page. Returns the number of figures checked.
+
+    Reusable by other tests (e.g. the reduced `interp demo`): `_support().verify_report(index, tmp_path / "i.png")`.
+    """
+    from playwright.sync_api import sync_playwright
+
+    out = index.parent
+    n = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            for html_file in sorted(out.glob("*.html")):
+                v = Visit(browser, html_file.resolve().as_uri())
+                try:
+                    n += check_figures(v, expect_tooltip=hover)
+                    if extra is not None:
+                        extra(html_file.name, v)
+                    assert v.errors == [], (html_file.name, v.errors)
+                    assert v.dialogs == [], (html_file.name, v.dialogs)
+                    assert v.network(out) == [], (html_file.name, v.network(out))
+                    if screenshot is not None and html_file == index:
+                        v.page.screenshot(path=str(screenshot), full_page=True)
+                finally:
+                    v.close()
+        finally:
+            browser.close()
+    return n
