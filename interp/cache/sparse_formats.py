@@ -1,0 +1,211 @@
+"""Sparse storage formats for the activation cache: "topk" (fixed k per row) and "threshold" (CSR).
+
+Importing this module registers both formats in `interp.cache.formats`, so `interp.extract` writes them with
+the same manifest, atomic `.npy` shards, sha256 records and resume as dense hooks, and `CacheReader.read`
+densifies them on demand. `read_sparse` / `iter_sparse_batches` return `SparseActs` without densifying.
+
+A hook's format spec (ExtractConfig.formats[hook]) is built by `sparse_spec`:
+    {"format": "topk", "k": 32, "sae": "path/to/sae", "d_sae": 16384, "shape": [16384], "dtype": "bfloat16"}
+With "sae", the stored rows are that SAE's latents (sae-lens `encode`, the encoder output, not the decoder's:
+delphi PR #131); without it, the hook's own activations (top-k by magnitude, or |a| > threshold).
+Latent ids are uint16 when d_sae ≤ 65536, else int32; values are float16/bfloat16/float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.cache.formats import Format, register
+from interp.cache.shards import dtype_name, from_storage, to_storage
+from interp.errors import CacheError, ConfigError
+from interp.kernels.types import SparseActs
+
+SPARSE_FORMATS = ("topk", "threshold")
+_SAES: dict[tuple[str, str], Any] = {}
+VALUE_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _sae(path: str, device: str = "cpu") -> Any:
+    """The sae-lens SAE at `path`, loaded once per process."""
+    key = (str(path), device)
+    if key not in _SAES:
+        from interp.saes import load_sae
+
+        _SAES[key] = load_sae(path, device=device).eval()
+    return _SAES[key]
+
+
+def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = None, sae: str | None = None,
+                d: int | None = None, value_dtype: str = "bfloat16", by: str | None = None) -> dict[str, Any]:
+    """The per-hook format spec for ExtractConfig.formats; `d` is the hook width when no SAE is given."""
+    if kind not in SPARSE_FORMATS:
+        raise ConfigError(f"unknown sparse format {kind!r}", hint=f"use one of {', '.join(SPARSE_FORMATS)}")
+    vdt = dtype_name(value_dtype)
+    if vdt not in ("float16", "bfloat16", "float32"):
+        raise ConfigError(f"sparse values cannot be stored as {value_dtype}", hint="use bfloat16 or float16")
+    spec: dict[str, Any] = {"format": kind, "dtype": vdt}
+    if sae is not None:
+        model = _sae(sae)
+        d_sae = int(model.cfg.d_sae)
+        spec.update(sae=str(sae), by=by or "value")
+        if kind == "topk" and k is None:
+            k = getattr(model.cfg, "k", None)
+    else:
+        if d is None:
+            raise ConfigError("sparse storage of raw activations needs the hook width", hint="pass d=...")
+        d_sae = int(d)
+        spec["by"] = by or "abs"
+    if kind == "topk":
+        if k is None or not 1 <= int(k) <= d_sae:
+            raise ConfigError(f"--sparse topk needs 1 ≤ k ≤ {d_sae}, got {k}", hint="pass --k (e.g. the SAE's k)")
+        spec["k"] = int(k)
+    else:
+        spec["threshold"] = float(threshold or 0.0)
+    spec.update(d_sae=d_sae, shape=[d_sae], index_dtype="uint16" if d_sae <= 1 << 16 else "int32")
+    return spec
+
+
+def _latents(x: torch.Tensor, spec: dict) -> torch.Tensor:
+    """What the hook stores: the SAE's encoder output, or the activations themselves."""
+    x = x.reshape(x.shape[0], -1)
+    if spec.get("sae"):
+        sae = _sae(spec["sae"])
+        with torch.no_grad():
+            return sae.encode(x.to(sae.W_enc.dtype))
+    return x
+
+
+def _ids(idx: torch.Tensor, spec: dict) -> np.ndarray:
+    dt = torch.uint16 if spec["index_dtype"] == "uint16" else torch.int32
+    return idx.to(torch.int32).to(dt).contiguous().numpy()
+
+
+def _topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    a = _latents(x, spec)
+    score = a.abs() if spec.get("by") == "abs" else a
+    idx = torch.topk(score, spec["k"], dim=-1, sorted=False).indices
+    val = a.gather(1, idx)
+    return {"idx": _ids(idx, spec), "val": to_storage(val, spec["dtype"])}
+
+
+def _topk_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
+    idx = torch.from_numpy(np.array(arrays["idx"][a:b])).to(torch.int32)
+    return SparseActs(idx, from_storage(np.array(arrays["val"][a:b]), spec["dtype"]), int(spec["d_sae"]))
+
+
+def _csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    a = _latents(x, spec)
+    mask = a.abs() > spec["threshold"]
+    crow = torch.zeros(a.shape[0] + 1, dtype=torch.int64)
+    torch.cumsum(mask.sum(1), 0, out=crow[1:])
+    _, cols = mask.nonzero(as_tuple=True)
+    return {"crow": crow.numpy(), "idx": _ids(cols, spec), "val": to_storage(a[mask], spec["dtype"])}
+
+
+def _csr_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
+    crow = torch.from_numpy(np.array(arrays["crow"][a: b + 1]))
+    lo, hi = int(crow[0]), int(crow[-1])
+    idx = torch.from_numpy(np.array(arrays["idx"][lo:hi])).to(torch.int32)
+    val = from_storage(np.array(arrays["val"][lo:hi]), spec["dtype"])
+    return SparseActs(idx, val, int(spec["d_sae"]), crow - lo)
+
+
+_ROWS = {"topk": _topk_rows, "threshold": _csr_rows}
+
+
+def _dense_rows(kind: str):
+    def rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> torch.Tensor:
+        return _ROWS[kind](arrays, spec, a, b).to_dense()
+
+    def whole(arrays: dict[str, np.ndarray], spec: dict) -> torch.Tensor:
+        n = len(arrays["idx"]) if kind == "topk" else len(arrays["crow"]) - 1
+        return rows(arrays, spec, 0, n)
+
+    return whole, rows
+
+
+for _kind, _enc, _roles in (("topk", _topk_encode, ("idx", "val")), ("threshold", _csr_encode, ("crow", "idx", "val"))):
+    _whole, _rows = _dense_rows(_kind)
+    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows))
+
+
+# ---------------------------------------------------------------------------------------------- sparse reading
+def read_sparse(reader: Any, hook: str, start: int = 0, stop: int | None = None) -> SparseActs:
+    """Rows [start, stop) of a sparse hook as SparseActs (CSR rows are concatenated, top-k rows stacked)."""
+    spec = reader.spec(hook)
+    kind = spec.get("format")
+    if kind not in SPARSE_FORMATS:
+        raise CacheError(f"hook '{hook}' is stored as {kind!r}, not sparsely", hint="use reader.read for dense hooks")
+    stop = reader.n_rows if stop is None else min(stop, reader.n_rows)
+    if not 0 <= start <= stop:
+        raise ConfigError(f"row range [{start}, {stop}) is outside [0, {reader.n_rows})")
+    parts = []
+    for i, shard in enumerate(reader.shards):
+        lo, hi = int(reader.offsets[i]), int(reader.offsets[i + 1])
+        if hi <= start or lo >= stop:
+            continue
+        arrays = reader._arrays(hook, shard)  # verified, memory-mapped role arrays of this shard
+        parts.append(_ROWS[kind](arrays, spec, max(start, lo) - lo, min(stop, hi) - lo))
+    if not parts:
+        vdt = VALUE_TORCH[spec["dtype"]]
+        if kind == "topk":
+            k = int(spec["k"])
+            return SparseActs(torch.zeros(0, k, dtype=torch.int32), torch.zeros(0, k, dtype=vdt), int(spec["d_sae"]))
+        return SparseActs(torch.zeros(0, dtype=torch.int32), torch.zeros(0, dtype=vdt), int(spec["d_sae"]),
+                          torch.zeros(1, dtype=torch.int64))
+    return parts[0] if len(parts) == 1 else concat(parts)
+
+
+def concat(parts: list[SparseActs]) -> SparseActs:
+    """Stack row blocks of one format."""
+    if parts[0].is_csr:
+        shifts = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+        crow = torch.cat([parts[0].crow[:1]] + [p.crow[1:] + int(s) for p, s in zip(parts, shifts)])
+        return SparseActs(torch.cat([p.idx for p in parts]), torch.cat([p.val for p in parts]), parts[0].d_sae, crow)
+    return SparseActs(torch.cat([p.idx for p in parts]), torch.cat([p.val for p in parts]), parts[0].d_sae)
+
+
+def iter_sparse_batches(reader: Any, hook: str, batch_size: int = 65536, start: int = 0,
+                        stop: int | None = None) -> Iterator[SparseActs]:
+    """Consecutive SparseActs batches of `batch_size` rows (feed them to kernels.stream_to_device on a GPU)."""
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    stop = reader.n_rows if stop is None else min(stop, reader.n_rows)
+    for b0 in range(start, stop, batch_size):
+        yield read_sparse(reader, hook, b0, min(b0 + batch_size, stop))
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | None, *, k: int | None = None,
+                        threshold: float | None = None, sae: str | None = None,
+                        value_dtype: str = "bfloat16") -> tuple[list[str], dict[str, dict]]:
+    """Resolve hook globs and build ExtractConfig.formats for `interp extract --sae PATH --sparse topk|threshold`.
+
+    With an SAE the hooks must resolve to one hook (the SAE's `metadata.hook_name` is used when it matches
+    or when the hooks are the extract default); the format defaults to topk for TopK SAEs, else threshold.
+    """
+    from interp.capture import capture, resolve_hooks
+
+    if sae is not None:
+        model_sae = _sae(sae)
+        own = getattr(getattr(model_sae.cfg, "metadata", None), "hook_name", None)
+        names = resolve_hooks(model, hooks)
+        if own and (own in names or hooks == ["blocks.*.hook_resid_post"]):
+            names = [own]
+        if len(names) != 1:
+            raise ConfigError(f"--sae needs exactly one hook, the hooks resolve to {names}",
+                              hint="pass --hooks with the SAE's hook name")
+        kind = kind or ("topk" if getattr(model_sae.cfg, "k", None) else "threshold")
+        return names, {names[0]: sparse_spec(kind, k=k, threshold=threshold, sae=sae, value_dtype=value_dtype)}
+    if kind is None:
+        raise ConfigError("--sparse needs a kind", hint="pass --sparse topk or --sparse threshold")
+    names = resolve_hooks(model, hooks)
+    device = next(iter(model.parameters())).device
+    probe = capture(model, torch.zeros(1, 2, dtype=torch.long, device=device), hooks=names, positions="all")
+    formats = {n: sparse_spec(kind, k=k, threshold=threshold, d=int(np.prod(v.shape[2:])), value_dtype=value_dtype)
+               for n, v in probe.items()}
+    return names, formats

@@ -1,0 +1,109 @@
+"""Sparse hooks in the activation cache: `extract` with an SAE stores its latents top-k; they decode to the
+SAE's reconstruction (same FVU to 3 decimals) at ≥ d_sae·2/(k·6) storage ratio; threshold CSR round-trips."""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from interp.cache import open_cache  # noqa: E402
+from interp.cache.sparse_formats import iter_sparse_batches, read_sparse, sparse_hook_formats  # noqa: E402
+from interp.capture import capture  # noqa: E402
+from interp.errors import CacheError, ConfigError  # noqa: E402
+from interp.extract import ExtractConfig, extract  # noqa: E402
+from interp.kernels import decode  # noqa: E402
+from interp.sources import token_blocks  # noqa: E402
+
+HOOK = "blocks.1.hook_resid_post"
+D_SAE, K = 256, 8
+
+
+def _fvu(x, xhat):
+    x, xhat = x.double(), xhat.double()
+    return float(((xhat - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+
+
+@pytest.fixture(scope="module")
+def sae_dir(tmp_path_factory):
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKSAEConfig(d_in=32, d_sae=D_SAE, k=K))
+    with torch.no_grad():  # unit decoder rows, tied encoder, zero biases: a random but sensible dictionary
+        w = torch.randn(D_SAE, 32)
+        sae.W_dec.copy_(w / w.norm(dim=1, keepdim=True))
+        sae.W_enc.copy_(sae.W_dec.T)
+    path = tmp_path_factory.mktemp("sae") / "topk"
+    sae.save_model(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sparse_cache(tmp_path_factory, tiny_model, text_file, sae_dir):
+    out = tmp_path_factory.mktemp("sparse") / "c"
+    hooks, formats = sparse_hook_formats(tiny_model, [HOOK], None, sae=str(sae_dir))
+    assert hooks == [HOOK] and formats[HOOK]["format"] == "topk" and formats[HOOK]["k"] == K
+    cfg = ExtractConfig(out=str(out), model="tiny", data=str(text_file), tokens=1024, ctx=32, batch_size=8,
+                        shard_mb=0.02, hooks=hooks, formats=formats)
+    extract(cfg, model=tiny_model, progress=False)
+    return out
+
+
+def test_sae_latents_cached_sparsely_reconstruct(sparse_cache, tiny_model, text_file, sae_dir):
+    from interp.saes import load_sae
+
+    sae = load_sae(str(sae_dir))
+    reader = open_cache(sparse_cache)
+    assert len(reader.shards) > 1 and reader.shape(HOOK) == (D_SAE,)
+    blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=1024)
+    x = capture(tiny_model, blocks, hooks=[HOOK], positions="all")[HOOK].reshape(-1, 32)
+    with torch.no_grad():
+        feats = sae.encode(x)
+        xhat_ref = sae.decode(feats)
+        s = read_sparse(reader, HOOK)
+    assert s.n_rows == 1024 and s.k == K
+    assert torch.equal(s.to_dense(torch.float32), feats.bfloat16().float())  # bf16 values of the same latents
+    assert torch.equal(reader.read(HOOK, 100, 700).float(), feats[100:700].bfloat16().float())  # densify on demand
+    with torch.no_grad():
+        xhat = decode(s, sae.W_dec, sae.b_dec, backend="embedding_bag")
+    # a random SAE reconstructs far from x (||x̂|| > ||x||): bound the error by the larger of the two norms
+    scale = torch.maximum(x.norm(dim=1), xhat_ref.norm(dim=1))
+    assert bool(((xhat - xhat_ref).abs().max(1).values <= 1e-2 * scale).all())
+    assert abs(_fvu(x, xhat) - _fvu(x, xhat_ref)) < 5e-4
+    batches = list(iter_sparse_batches(reader, HOOK, 300))
+    assert [b.n_rows for b in batches] == [300, 300, 300, 124]
+    assert torch.equal(torch.cat([b.idx for b in batches]), s.idx)
+    # storage: every file of this hook against dense bf16 latents
+    stored = sum(rec["bytes"] for sh in reader.shards for name, rec in sh.files.items() if name.startswith(HOOK))
+    ratio = 1024 * D_SAE * 2 / stored
+    assert ratio >= D_SAE * 2 / (K * 6)
+
+
+def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file):
+    hooks, formats = sparse_hook_formats(tiny_model, ["blocks.0.hook_resid_post"], "threshold", threshold=0.8)
+    cfg = ExtractConfig(out=str(tmp_path / "c"), model="tiny", data=str(text_file), tokens=512, ctx=32,
+                        batch_size=8, shard_mb=0.01, hooks=hooks, formats=formats)
+    extract(cfg, model=tiny_model, progress=False)
+    reader = open_cache(tmp_path / "c")
+    blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=512)
+    x = capture(tiny_model, blocks, hooks=hooks, positions="all")[hooks[0]].reshape(-1, 32)
+    ref = (x * (x.abs() > 0.8)).bfloat16()
+    s = read_sparse(reader, hooks[0], 37, 400)
+    assert s.is_csr and torch.equal(s.to_dense(), ref[37:400])
+    assert torch.equal(reader.gather(hooks[0], np.array([5, 300, 5])), ref[[5, 300, 5]])
+    assert read_sparse(reader, hooks[0], 10, 10).n_rows == 0
+
+
+def test_sparse_errors(tiny_model, sparse_cache):
+    with pytest.raises(ConfigError):
+        sparse_hook_formats(tiny_model, [HOOK], "topk")  # no k
+    with pytest.raises(ConfigError):
+        sparse_hook_formats(tiny_model, [HOOK], None)
+    reader = open_cache(sparse_cache)
+    with pytest.raises(ConfigError):
+        read_sparse(reader, HOOK, 5, 2)
+    with pytest.raises(CacheError):
+        read_sparse(reader, "blocks.0.hook_resid_post")
