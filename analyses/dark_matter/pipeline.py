@@ -1,0 +1,238 @@
+"""run(Config) -> DarkMatterResult: every study of the paper on one model layer and its SAE sweep."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analyses.dark_matter.config import Config
+from analyses.dark_matter.data import collect, component_hooks, load_index, middle_layer
+from analyses.dark_matter.method import (
+    NORM_TARGETS,
+    cross_component_regression,
+    decompose_sae_error,
+    make_split,
+    norm_prediction_baselines,
+    norm_prediction_suite,
+    per_token_width_predictability,
+)
+from analyses.dark_matter.pursuit import gradient_pursuit
+from analyses.dark_matter.result import DarkMatterResult
+from analyses.dark_matter.scaling import fit_saturating_power_law
+from analyses.dark_matter.splice import downstream_loss
+from analyses.dark_matter.synthetic import introduced_error_grid
+from interp.errors import ConfigError
+from interp.saes import load_sae, reconstruct
+
+_ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
+
+
+def default_sae_dir(model: str) -> Path:
+    """data/saes/<model> inside the checkout."""
+    from interp.models import data_dir
+
+    return Path(data_dir()) / "saes" / Path(str(model)).name
+
+
+def _pick_reference(entries: list[dict], name: str) -> dict:
+    if name:
+        for e in entries:
+            if e["name"] == name:
+                return e
+        raise ConfigError(f"no SAE named '{name}'", hint=f"choose one of {', '.join(e['name'] for e in entries)}")
+    topk = [e for e in entries if e["architecture"] == "topk"]
+    pool = topk or entries
+    at16 = [e for e in pool if round(e["d_sae"] / e["d_in"]) == 16]
+    return at16[0] if at16 else max(pool, key=lambda e: e["d_sae"])
+
+
+def _claims(r2_norm: float, r2_vec: float) -> list[dict]:
+    """How the paper's two headline claims come out here."""
+    return [
+        {"claim": "SAE error norm is >90% linearly predictable from x", "paper": "> 0.90 (abstract; Fig. 7)",
+         "here": r2_norm, "holds": bool(r2_norm > 0.9)},
+        {"claim": "about half of the SAE error vector is linearly predictable from x", "paper": "≈ 0.5 (abstract)",
+         "here": r2_vec, "holds": bool(0.3 <= r2_vec <= 0.7)},
+    ]
+
+
+def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -> DarkMatterResult:
+    """Decompose the SAE error of every SAE in the sweep and run the paper's follow-up studies."""
+    from interp.models import load
+    from interp.provenance import environment
+
+    cfg = (config or Config()).validate()
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    model = model if model is not None else load(cfg.model, step=cfg.checkpoint, device=cfg.device)
+    layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)
+    hooks = component_hooks(layer)
+    index = load_index(cfg.saes or default_sae_dir(cfg.model))
+    entries = [e for e in index["saes"] if e["hook"] in hooks.values()]
+    sweep = sorted([e for e in entries if e["hook"] == hooks["resid"]],
+                   key=lambda e: (_ORDER.get(e["architecture"], 9), e["d_sae"]))
+    if not sweep:
+        raise ConfigError(f"no SAE for {hooks['resid']} in the index",
+                          hint="train them with python -m analyses.dark_matter.build_saes --layer N")
+    data = collect(model, cfg, layer)
+    x = data.acts["resid"]
+    split = make_split(x.shape[0], train_frac=cfg.train_frac, seed=cfg.seed)
+    kw = {"fit_intercept": cfg.fit_intercept, "ridge": cfg.ridge, "convention": cfg.r2_convention}
+
+    rows, decs, suites, norms, lin_norms, nonlin_norms, l0s, saes = [], {}, [], [], [], [], {}, {}
+    for e in sweep:
+        sae = load_sae(e["abs_path"])
+        saes[e["name"]] = sae
+        rec, l0 = reconstruct(sae, x)
+        dec = decompose_sae_error(x, rec, split=split, **kw)
+        decs[e["name"]] = (dec, rec)
+        l0s[e["name"]] = l0
+        suite = norm_prediction_suite(x, rec, dec, fit_intercept=cfg.fit_intercept)
+        suites.append([suite[k] for k in NORM_TARGETS])
+        norms.append(dec.sae_error.norm(dim=1))
+        lin_norms.append(dec.linear_error.norm(dim=1))
+        nonlin_norms.append(dec.nonlinear_error.norm(dim=1))
+        rows.append({"name": e["name"], "architecture": e["architecture"], "d_sae": e["d_sae"],
+                     "expansion": e["d_sae"] / e["d_in"], "l0": float(l0[split.test].mean()), **dec.scalars(),
+                     **{f"norm_r2_{k}": v for k, v in suite.items()}})
+
+    # power laws per architecture (≥ 3 widths), per-token predictability across widths
+    fits, per_token = {}, {}
+    for arch in sorted({r["architecture"] for r in rows}, key=lambda a: _ORDER.get(a, 9)):
+        idx = [i for i, r in enumerate(rows) if r["architecture"] == arch]
+        w = np.array([rows[i]["d_sae"] for i in idx], dtype=np.float64)
+        fits[arch] = {}
+        for q in ("fvu_sae", "fvu_sae_plus_linear", "r2_vec", "r2_norm"):
+            y = np.array([rows[i][q] for i in idx])
+            fits[arch][q] = fit_saturating_power_law(w, y) if len(idx) >= 3 and q.startswith("fvu") else None
+        fits[arch]["nonlinear_band"] = float(np.mean([rows[i]["fvu_sae_plus_linear"] for i in idx]))
+        r2m, gain = per_token_width_predictability(torch.stack([norms[i] for i in idx], 1),
+                                                    torch.stack([nonlin_norms[i] for i in idx], 1), seed=1,
+                                                    train_frac=cfg.train_frac)
+        per_token[arch] = {"names": [rows[i]["name"] for i in idx], "r2": r2m.numpy(), "gain_pct": gain.numpy()}
+
+    ref = _pick_reference(sweep, cfg.reference_sae)
+    ref_dec, ref_rec = decs[ref["name"]]
+    ref_sae = saes[ref["name"]]
+    baselines = norm_prediction_baselines(x, ref_rec, split, token_ids=data.token_ids, l0=l0s[ref["name"]],
+                                          token_loss=None if data.token_loss is None or
+                                          torch.isnan(data.token_loss).any() else data.token_loss)
+
+    pursuit = _pursuit(cfg, x, split, sweep, saes, decs, l0s, kw)
+    cross = _cross(cfg, data, entries, hooks, split, ref_dec, ref_rec, kw)
+    synthetic = _synthetic(cfg, x, ref_sae)
+    downstream = downstream_loss(model, data, hooks["resid"], ref_rec, ref_dec, cfg.downstream_blocks,
+                                 cfg.batch_size) if cfg.downstream_blocks and data.blocks is not None else {}
+    trace = _trace(cfg, model, data, split, ref_dec)
+
+    fvu_falls = {a: bool(np.all(np.diff([r["fvu_sae"] for r in rows if r["architecture"] == a]) < 0))
+                 for a in fits}
+    linear_helps = all(r["fvu_sae_plus_linear"] <= r["fvu_sae"] for r in rows)
+    offdiag = [float(v["r2"][~np.eye(len(v["names"]), dtype=bool)].min()) for v in per_token.values()
+               if len(v["names"]) > 1]
+    claims = _claims(ref_dec.r2_norm, ref_dec.r2_vec)
+    summary = {
+        "reference_sae": ref["name"], "layer": layer, "n_tokens": int(x.shape[0]), "n_test": int(len(split.test)),
+        "r2_norm": ref_dec.r2_norm, "r2_vec": ref_dec.r2_vec, "fvu_sae": ref_dec.fvu_sae,
+        "fvu_sae_plus_linear": ref_dec.fvu_sae_plus_linear,
+        "claim_norm_gt_90pct": claims[0]["holds"], "claim_vec_about_half": claims[1]["holds"],
+        **{f"fvu_falls_with_width_{a}": v for a, v in fvu_falls.items()},
+        "fvu_sae_plus_linear_le_fvu_sae_all": linear_helps,
+        "per_token_r2_min_offdiag": min(offdiag) if offdiag else float("nan"),
+        "shrinkage_rel_dist": ref_dec.shrinkage.get("rel_dist_from_scaled_identity", float("nan")),
+        **({f"fvu_asymptote_c_{a}": f["fvu_sae"]["c"] for a, f in fits.items() if f["fvu_sae"]}),
+        "seconds": round(time.time() - t0, 1),
+    }
+    arrays = {
+        "widths": np.array([r["d_sae"] for r in rows], dtype=np.int64),
+        "fvu_sae": np.array([r["fvu_sae"] for r in rows]), "fvu_sae_plus_linear":
+            np.array([r["fvu_sae_plus_linear"] for r in rows]),
+        "r2_vec": np.array([r["r2_vec"] for r in rows]), "r2_norm": np.array([r["r2_norm"] for r in rows]),
+        "norm_suite_r2": np.array(suites), "trace_linear_norm": trace["linear"], "trace_nonlinear_norm":
+            trace["nonlinear"], "trace_error_norm": trace["error"],
+        **{f"per_token_r2_{a}": v["r2"] for a, v in per_token.items()},
+        **{f"per_token_gain_pct_{a}": v["gain_pct"] for a, v in per_token.items()},
+    }
+    details = {
+        "saes": rows, "claims": claims, "power_law_fits": fits, "norm_targets": list(NORM_TARGETS),
+        "norm_baselines": baselines, "per_token_names": {a: v["names"] for a, v in per_token.items()},
+        "pursuit": pursuit, "cross_component": cross, "introduced_error": synthetic, "downstream_loss": downstream,
+        "trace_tokens": trace["tokens"], "trace_positions": trace["positions"], "hooks": hooks,
+        "sae_index": {k: v for k, v in index.items() if k != "saes"},
+        "reference": {"name": ref["name"], **{k: v for k, v in ref_dec.shrinkage.items()}},
+    }
+    provenance = {**environment(), "model": cfg.model, "checkpoint": cfg.checkpoint, "tokens_source": data.source,
+                  "positions": cfg.positions, "fit_intercept": cfg.fit_intercept, "r2_convention": cfg.r2_convention,
+                  "sae_dir": str(cfg.saes or default_sae_dir(cfg.model))}
+    return DarkMatterResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
+                            provenance=provenance)
+
+
+def _pursuit(cfg: Config, x, split, sweep, saes, decs, l0s, kw) -> list[dict]:
+    """§6: re-encode test tokens by gradient pursuit at each token's own L0; FVU and nonlinear FVU vs the encoder."""
+    if not cfg.pursuit_tokens:
+        return []
+    sub = split.test[: cfg.pursuit_tokens]
+    xs = x[sub]
+    sub_split = make_split(len(sub), train_frac=cfg.train_frac, seed=cfg.seed + 1)
+    out = []
+    for e in sweep:
+        sae = saes[e["name"]]
+        with torch.no_grad():
+            _, prec = gradient_pursuit(xs, sae.W_dec.detach().float(), sae.b_dec.detach().float(),
+                                       l0s[e["name"]][sub].long())
+        d_enc = decompose_sae_error(xs, decs[e["name"]][1][sub], split=sub_split, **kw)
+        d_pur = decompose_sae_error(xs, prec, split=sub_split, **kw)
+        out.append({"name": e["name"], "d_sae": e["d_sae"], "architecture": e["architecture"],
+                    "fvu_encoder": d_enc.fvu_sae, "fvu_pursuit": d_pur.fvu_sae,
+                    "nonlinear_fvu_encoder": d_enc.fvu_sae_plus_linear,
+                    "nonlinear_fvu_pursuit": d_pur.fvu_sae_plus_linear})
+    return out
+
+
+def _cross(cfg: Config, data, entries, hooks, split, ref_dec, ref_rec, kw) -> dict:
+    """§7 / Fig. 10b: regress the reference SAE's three errors on other components' SAE outputs."""
+    targets = {"sae_error": ref_dec.sae_error, "linear_error": ref_dec.linear_error,
+               "nonlinear_error": ref_dec.nonlinear_error}
+    sources: dict[str, torch.Tensor] = {}
+    for comp in ("prev_resid", "mlp_out", "attn_out"):
+        comp_entries = [e for e in entries if e["hook"] == hooks[comp]]
+        if not comp_entries:
+            continue
+        e = comp_entries[0]
+        xs = data.acts[comp]
+        rec, _ = reconstruct(load_sae(e["abs_path"]), xs)
+        d = decompose_sae_error(xs, rec, split=split, **kw)
+        sources.update({f"{comp}:sae_recon": rec, f"{comp}:acts": xs, f"{comp}:linear_error": d.linear_error,
+                        f"{comp}:nonlinear_error": d.nonlinear_error})
+    sources["resid:sae_recon"] = ref_rec
+    table = cross_component_regression(sources, targets, split, fit_intercept=cfg.fit_intercept)
+    return {"sources": list(sources), "targets": list(targets), "r2": table}
+
+
+def _synthetic(cfg: Config, x, sae) -> dict:
+    """§5: the introduced-error model on clean activations x := Sae(acts) from the reference SAE."""
+    if not cfg.synthetic_tokens:
+        return {}
+    xs = x[: cfg.synthetic_tokens]
+    with torch.no_grad():
+        clean = sae.decode(sae.encode(xs))
+        codes = sae.encode(clean).float()
+    out = introduced_error_grid(codes, sae.W_dec.detach().float(), sae.b_dec.detach().float(),
+                                sigmas=tuple(cfg.synthetic_sigmas), ablate_frac=cfg.synthetic_ablate, seed=cfg.seed)
+    scale = float(clean.std())
+    return {**out, "activation_std": scale}
+
+
+def _trace(cfg: Config, model, data, split, dec) -> dict:
+    """Per-token ‖LinearError‖, ‖NonlinearError‖, ‖SaeError‖ over the first rows (sequence order), with tokens."""
+    n = min(cfg.trace_tokens, data.token_ids.shape[0])
+    tok = getattr(model, "tokenizer", None)
+    ids = data.token_ids[:n].tolist()
+    words = [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]
+    return {"linear": dec.linear_error[:n].norm(dim=1).numpy(), "nonlinear": dec.nonlinear_error[:n].norm(dim=1)
+            .numpy(), "error": dec.sae_error[:n].norm(dim=1).numpy(), "tokens": words, "start": 0,
+            "positions": data.seq_pos[:n].tolist()}
