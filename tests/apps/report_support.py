@@ -104,13 +104,18 @@ def browser_skip_reason() -> str | None:
 
 
 # Pixel position (viewport) of a hoverable spot in a rendered plotly div: first point of the first scatter trace,
-# middle of the first bar, or the centre of the first subplot for anything else (heatmaps).
+# middle of the first bar, the centre of the first subplot for other cartesian traces (heatmaps), the centre of the
+# plot area for the rest; null when no trace can show a tooltip (tables, indicators).
 HOVER_POINT_JS = """
 (div) => {
   div.scrollIntoView({block: 'center'});
   const r = div.getBoundingClientRect(), fl = div._fullLayout, cd = div.calcdata || [];
+  const NO_HOVER = ['table', 'indicator'];  // trace types plotly never shows a tooltip for
+  let hoverable = false;
   for (const c of cd) {
-    const tr = c[0].trace; if (tr.visible !== true || tr.hoverinfo === 'skip') continue;
+    const tr = c[0].trace;
+    if (tr.visible !== true || tr.hoverinfo === 'skip' || NO_HOVER.includes(tr.type)) continue;
+    hoverable = true;
     const sp = fl._plots[(tr.xaxis || 'x') + (tr.yaxis || 'y')]; if (!sp) continue;
     const xa = sp.xaxis, ya = sp.yaxis;
     let px, py;
@@ -122,6 +127,7 @@ HOVER_POINT_JS = """
     } else { px = xa._length / 2; py = ya._length / 2; }
     return {x: r.left + xa._offset + px, y: r.top + ya._offset + py};
   }
+  if (!hoverable) return null;
   return {x: r.left + fl._size.l + fl._size.w / 2, y: r.top + fl._size.t + fl._size.h / 2};
 }
 """
@@ -168,6 +174,8 @@ def check_figures(v: Visit, expect_tooltip: bool = True) -> int:
         assert not info["failed"] and info["traces"] > 0 and (info["svg"] or info["canvas"]), info
         if expect_tooltip:
             pos = div.evaluate(HOVER_POINT_JS)
+            if pos is None:
+                continue
             page.mouse.move(pos["x"], pos["y"])
             page.wait_for_function("d => d.querySelector('.hoverlayer .hovertext')", arg=div, timeout=5_000)
             assert div.evaluate("d => d.querySelector('.hoverlayer .hovertext').textContent.length") > 0
