@@ -17,6 +17,9 @@ from interp.errors import HookNotFoundError
 from interp.models import is_transformer
 from interp.positions import Positions
 
+# transformer-lens hooks laid out [batch, head, query_pos, key_pos]; rows of a cache are query positions.
+HEAD_FIRST_HOOKS = ("hook_pattern", "hook_attn_scores")
+
 
 class _StopForward(Exception):
     """Raised inside the last hook to end the forward pass early."""
@@ -99,7 +102,10 @@ class Capturer:
         out = {}
         for name in self.names:
             x = store[name]
-            if self.positions.kind != "all" or (self.flatten and self.transformer):
+            rows = self.positions.kind != "all" or (self.flatten and self.transformer)
+            if rows and self.transformer and name.endswith(HEAD_FIRST_HOOKS):
+                x = x.transpose(1, 2)  # [batch, head, q, k] -> [batch, q, head, k]: rows are query positions
+            if rows:
                 x = self.positions.select(x)
             out[name] = x.to(self.dtype) if self.dtype is not None else x
         return out

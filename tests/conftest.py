@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from helpers import CORPUS, VOCAB, save_tiny_hf, tiny_tokenizer  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -11,29 +12,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-
-
-VOCAB = 300
-CORPUS = [
-    f"Story {i}: Alice met Bob in the garden. She gave him {i % 7} apples, and he said thanks. " * 3
-    + f"def f{i}(x):\n    return x + {i}\n" for i in range(60)
-]
-
-
-def tiny_tokenizer():
-    """A byte-level BPE tokenizer with VOCAB entries, trained in well under a second on CORPUS."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=["<|endoftext|>", "<|padding|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>", pad_token="<|padding|>")
 
 
 @pytest.fixture(scope="session")
@@ -46,34 +24,16 @@ def text_file(tmp_path_factory):
     return path
 
 
-def _save_tiny_hf(path, arch: str, seed: int = 0):
-    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
-
-    torch.manual_seed(seed)
-    if arch == "neox":
-        cfg = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=64, max_position_embeddings=32, rotary_pct=0.25,
-                            use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
-        model = GPTNeoXForCausalLM(cfg)
-    else:
-        cfg = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=32, n_ctx=32, bos_token_id=0,
-                         eos_token_id=0)
-        model = GPT2LMHeadModel(cfg)
-    model.save_pretrained(path, safe_serialization=True)
-    tiny_tokenizer().save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_neox_dir(tmp_path_factory):
     """A random-weight 2-layer GPT-NeoX (Pythia architecture) saved as a Hugging Face folder."""
-    return _save_tiny_hf(tmp_path_factory.mktemp("neox") / "tiny-neox", "neox")
+    return save_tiny_hf(tmp_path_factory.mktemp("neox") / "tiny-neox", "neox")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory):
     """A random-weight 2-layer GPT-2 saved as a Hugging Face folder."""
-    return _save_tiny_hf(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2", "gpt2")
+    return save_tiny_hf(tmp_path_factory.mktemp("gpt2") / "tiny-gpt2", "gpt2")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,14 @@ from interp.errors import ModelNotFoundError
 SUPPORTED_ARCHITECTURES = ("GPTNeoXForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", "GPTNeoForCausalLM")
 
 
+def _quiet_transformers() -> None:
+    """No per-load progress bars or info logs from transformers (the CLI has its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def is_hf_folder(path: str | Path) -> bool:
     return (Path(path) / "config.json").is_file()
 
@@ -54,6 +62,7 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         )
     if tokenizer is None:
         tokenizer = load_hf_tokenizer(path)
+    _quiet_transformers()
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
     cfg_dict = loading.convert_hf_model_config(str(path))
     cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype)
@@ -69,5 +78,6 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         state, fold_ln=processing, center_writing_weights=processing, center_unembed=processing,
         fold_value_biases=processing,
     )
-    model = model.to(device)
+    if str(device) != "cpu":
+        model = model.to(device)
     return (model if dtype == torch.float32 else model.to(dtype)).eval()

@@ -74,3 +74,10 @@ def test_bad_position_spec():
 
     with pytest.raises(ConfigError, match="unknown position selector"):
         Positions.parse("first")
+
+
+def test_attention_pattern_rows_are_query_positions(tiny_model, tokens):
+    name = "blocks.0.attn.hook_pattern"
+    full = capture(tiny_model, tokens, hooks=name)[name]  # [batch, head, q, k]
+    rows = capture(tiny_model, tokens, hooks=name, positions="last")[name]
+    assert torch.equal(rows, full[:, :, -1, :])

@@ -1,0 +1,54 @@
+"""`interp cache info` and `interp cache verify`: read a cache folder without the model."""
+
+from __future__ import annotations
+
+from interp.cache import open_cache
+from interp.cache.manifest import Manifest
+
+
+def cache_info(path: str) -> int:
+    """Print the manifest summary: model, tokens, hooks with shapes, shards, size, provenance."""
+    m = Manifest.load(path)
+    ident, env = m.identity, m.environment
+    total = sum(f["bytes"] for s in m.shards for f in s.files.values())
+    print(f"cache       {path}  ({m.status})")
+    print(f"model       {ident.get('model')}  (source {ident.get('model_source')}, "
+          f"checkpoint {ident.get('checkpoint')})")
+    print(f"tokens      {ident.get('n_blocks', 0) * ident.get('ctx', 0):,} in {ident.get('n_blocks')} blocks of "
+          f"{ident.get('ctx')} from {ident.get('data')}; positions {ident.get('positions')}")
+    print(f"rows        {m.n_rows:,} in {len(m.shards)} shards, {total / 2**20:.1f} MiB")
+    for hook, spec in m.hooks.items():
+        print(f"  {hook:<40} {spec.get('format', 'dense'):>6} {spec['dtype']:>9} {tuple(spec['shape'])}")
+    versions = env.get("versions", {})
+    print("written by  " + ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("interp", "torch",
+                                                                                      "transformer-lens")))
+    return 0
+
+
+def cache_verify(path: str, repair: bool = False) -> int:
+    """Check every shard file; exit 1 when any is missing, truncated or altered. --repair unlists bad shards."""
+    reader = open_cache(path, verify="none", allow_incomplete=True)
+    problems = []
+    bad = set()
+    for shard in reader.shards:
+        from interp.cache.shards import check_file
+        from interp.errors import CacheCorruptError
+
+        for name, record in shard.files.items():
+            try:
+                check_file(reader.path / name, record, full=True)
+            except CacheCorruptError as e:
+                problems.append(e.message)
+                bad.add(shard.index)
+    for line in problems:
+        print(f"BAD  {line}")
+    if not problems:
+        print(f"ok   {len(reader.shards)} shards, {sum(len(s.files) for s in reader.shards)} files match the manifest")
+        return 0
+    if repair:
+        m = reader.manifest
+        m.shards = [s for s in m.shards if s.index not in bad]
+        m.status = "in_progress"
+        m.save(reader.path)
+        print(f"unlisted {len(bad)} bad shard(s); run interp extract with the same options and --resume to redo them")
+    return 1

@@ -1,0 +1,181 @@
+"""The `interp` command line: extract | cache info/verify | models | analyze NAME | report | demo | toy.
+
+Every user error is one line on stderr and exit code 2 (a traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from interp.errors import InterpError
+
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")  # no model hub here; hub names fail with a clear error instead of hanging
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _extract_parser(sub) -> None:
+    p = sub.add_parser("extract", help="stream activations of chosen hooks into an on-disk cache")
+    p.add_argument("--model", default=None, help="embedded suite name, local HF folder or transformer-lens name "
+                   "(default: the embedded default)")
+    p.add_argument("--checkpoint", type=int, default=None, help="training step of a suite (default: final)")
+    p.add_argument("--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="hook-name globs")
+    p.add_argument("--data", default="embedded", help="'embedded', a .txt/.jsonl/.parquet file, a folder, hf:NAME")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--tokens", type=int, default=65_536, help="number of input tokens")
+    p.add_argument("--ctx", type=int, default=128, help="tokens per sequence")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
+    p.add_argument("--dtype", default="float32", help="storage dtype: float32, bfloat16, float16")
+    p.add_argument("--positions", default="all", help="all, last, drop:K, range:A:B")
+    p.add_argument("--prepend-bos", action="store_true", help="start every sequence with the end-of-text token")
+    p.add_argument("--shard-mb", type=float, default=64.0, help="target size of one shard across hooks (MiB)")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook")
+    p.add_argument("--sparse", choices=["topk", "threshold"], default=None, help="store activations sparsely")
+    p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
+    p.add_argument("--threshold", type=float, default=0.0, help="threshold for --sparse threshold")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_extract(a: argparse.Namespace) -> int:
+    from interp.extract import ExtractConfig, extract
+    from interp.models import DEFAULT_MODEL
+
+    if a.sae or a.sparse:
+        from apps.sparse_extract import sparse_extract  # wired once the sparse formats land
+
+        return sparse_extract(a)
+    cfg = ExtractConfig(out=a.out, model=a.model or DEFAULT_MODEL, checkpoint=a.checkpoint, hooks=a.hooks,
+                        data=a.data, text_column=a.text_column, tokens=a.tokens, ctx=a.ctx, batch_size=a.batch_size,
+                        dtype=a.dtype, positions=a.positions, prepend_bos=a.prepend_bos, shard_mb=a.shard_mb,
+                        device=a.device, resume=a.resume, overwrite=a.overwrite)
+    from interp import distributed
+
+    distributed.init_from_env(a.device)
+    summary = extract(cfg, progress=not a.quiet)
+    if distributed.rank_world()[0] == 0:
+        print(summary.line())
+    return 0
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    from apps.cache_cmds import cache_info, cache_verify
+
+    return cache_info(a.dir) if a.cache_cmd == "info" else cache_verify(a.dir, repair=a.repair)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from interp.models import DEFAULT_MODEL, checkpoints, embedded_names, suite_info
+
+    for name in embedded_names():
+        steps = checkpoints(name)
+        loss = suite_info(name).get("heldout_loss", {})
+        final = loss.get(str(steps[-1])) if steps else None
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {len(steps)} checkpoints, steps {steps[0]}..{steps[-1]}"
+              + (f", held-out loss {final:.3f}" if isinstance(final, (int, float)) else ""))
+    if not embedded_names():
+        print("no embedded suites in data/models (train them: interp toy train)")
+    return 0
+
+
+def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
+    from apps.config_args import add_config_options, config_from_args
+    from apps.registry import analysis_module
+
+    module = analysis_module(a.name)
+    p = argparse.ArgumentParser(prog=f"interp analyze {a.name}", description=(module.__doc__ or "").strip())
+    p.add_argument("--out", default=None, help=f"result folder (default: results/{a.name})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a Config field (JSON value)")
+    add_config_options(p, module.Config)
+    opts = p.parse_args(rest)
+    config = config_from_args(module.Config, opts, opts.set)
+    result = module.run(config)
+    out = Path(opts.out or Path("results") / a.name)
+    result.save(out)
+    print(f"{result.title}: " + ", ".join(f"{k}={v}" for k, v in result.summary_rows()[:6]))
+    print(f"wrote {out / 'result.json'}")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from apps.report import build_report
+
+    index = build_report([Path(p) for p in a.results], Path(a.out))
+    print(f"wrote {index}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from apps.demo import run_demo
+
+    return run_demo(Path(a.out), quick=a.quick, only=a.only)
+
+
+def cmd_toy(a: argparse.Namespace, rest: list[str]) -> int:
+    from apps.toy_cmds import toy_main
+
+    return toy_main(rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description="Capture activations, analyse them, read the reports.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _extract_parser(sub)
+    c = sub.add_parser("cache", help="inspect or check a cache folder")
+    csub = c.add_subparsers(dest="cache_cmd", required=True)
+    ci = csub.add_parser("info", help="summary of a cache's manifest")
+    ci.add_argument("dir")
+    cv = csub.add_parser("verify", help="check every shard's size and sha256; exit 1 on any problem")
+    cv.add_argument("dir")
+    cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them")
+    sub.add_parser("models", help="list the embedded model suites")
+    an = sub.add_parser("analyze", help="run one analysis (options: interp analyze NAME --help)", add_help=False)
+    an.add_argument("name", help="dark-matter, lib, obsprop, massive, hashcodes")
+    r = sub.add_parser("report", help="build the HTML report from result folders")
+    r.add_argument("results", nargs="+", help="result folders (or one folder holding them)")
+    r.add_argument("--out", required=True)
+    d = sub.add_parser("demo", help="extract, run every analysis and write the report")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--quick", action="store_true", help="small sizes (what the tests run)")
+    d.add_argument("--only", nargs="+", default=None, help="run only these analyses")
+    sub.add_parser("toy", help="generate the embedded corpus and train the model suite", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        args, rest = parser.parse_known_args(argv)
+        if args.cmd == "analyze":
+            return cmd_analyze(args, rest)
+        if args.cmd == "toy":
+            return cmd_toy(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return {"extract": cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
+                "demo": cmd_demo}[args.cmd](args)
+    except InterpError as e:
+        if debug:
+            raise
+        print(f"interp: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted (an extraction can continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
