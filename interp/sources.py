@@ -1,6 +1,6 @@
 """Token sources: text, folders, jsonl/parquet, in-memory lists, HF datasets -> fixed-length token blocks.
 
-Documents are tokenized one by one, joined with the tokenizer's end-of-text token (as Pythia's training data
+Documents are tokenized one by one, separated by the tokenizer's end-of-text token (as Pythia's training data
 is), and cut into blocks of `ctx` tokens; the last partial block is dropped. The order is deterministic, so a
 source plus (tokenizer, ctx, n_tokens) always yields the same blocks, and `source_hash` fingerprints them.
 """
@@ -111,13 +111,14 @@ def _hf_texts(spec: str, column: str) -> Iterator[str]:
         yield str(row[column])
 
 
-def tokenize_stream(texts: Iterable[str], tokenizer, add_eos: bool = True) -> Iterator[list[int]]:
-    """Token ids per document, each followed by the end-of-text token (when the tokenizer has one)."""
+def tokenize_stream(texts: Iterable[str], tokenizer, separate: bool = True) -> Iterator[list[int]]:
+    """Token ids per document, each preceded by the end-of-text token (Pythia's document separator) unless the
+    document already starts with it (the embedded corpus writes it literally)."""
     eos = getattr(tokenizer, "eos_token_id", None)
     for doc in texts:
         ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
-        if add_eos and eos is not None:
-            ids = ids + [eos]
+        if separate and eos is not None and ids[:1] != [eos]:
+            ids = [eos] + ids
         yield ids
 
 

@@ -1,0 +1,58 @@
+"""Token sources: every input form yields the same tokens for the same documents."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from helpers import CORPUS, tiny_tokenizer
+from interp.errors import DataSourceError
+from interp.sources import iter_texts, token_blocks
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+def _reference(tok, docs, ctx):
+    ids = []
+    for d in docs:
+        ids += [tok.eos_token_id] + tok(d, add_special_tokens=False)["input_ids"]
+    n = len(ids) // ctx
+    return torch.tensor(ids[: n * ctx]).view(n, ctx)
+
+
+def test_all_forms_agree(tmp_path, tok):
+    docs = CORPUS[:10]
+    ref = _reference(tok, docs, 16)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in docs))
+    pq.write_table(pa.table({"body": docs}), tmp_path / "d.parquet")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, t in enumerate(docs):
+        (folder / f"{i:02d}.txt").write_text(t)
+    forms = [docs, str(tmp_path / "d.jsonl"), str(tmp_path / "d.parquet"), str(folder)]
+    for form in forms:
+        got = token_blocks(form, tok, ctx=16, text_column="body")
+        assert torch.equal(got, ref), form
+    assert torch.equal(token_blocks(docs, tok, ctx=16, n_tokens=64), ref[:4])
+
+
+def test_prepend_bos_blocks(tok):
+    got = token_blocks(CORPUS[:5], tok, ctx=16, prepend_bos=True)
+    assert (got[:, 0] == tok.eos_token_id).all()
+
+
+def test_bad_sources(tmp_path, tok):
+    with pytest.raises(DataSourceError, match="not a file, folder"):
+        list(iter_texts(str(tmp_path / "missing.txt")))
+    (tmp_path / "bad.jsonl").write_text('{"text": "a"}\nnot json\n')
+    with pytest.raises(DataSourceError, match="bad.jsonl:2 is not valid JSON"):
+        list(iter_texts(str(tmp_path / "bad.jsonl")))
+    with pytest.raises(DataSourceError, match="no 'content' field"):
+        list(iter_texts(str(tmp_path / "bad.jsonl"), text_column="content"))
+    with pytest.raises(DataSourceError, match="only .* tokens"):
+        token_blocks(["tiny"], tok, ctx=4, n_tokens=400)
