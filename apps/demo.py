@@ -1,0 +1,58 @@
+"""`make demo` / `interp demo`: extract activations from the embedded model, run every analysis, write the report.
+
+One failing analysis does not stop the others: its error is printed and the report shows what did run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+from apps.registry import ANALYSES, analysis_module
+from interp.errors import ConfigError
+
+# Reduced sizes for `interp demo --quick` (what the test suite runs); the full demo uses each Config's defaults.
+QUICK: dict[str, dict] = {}
+
+
+def _extract(out: Path, quick: bool) -> None:
+    from interp.extract import ExtractConfig, extract
+
+    cfg = ExtractConfig(out=str(out / "cache"), tokens=8_192 if quick else 65_536, ctx=128, batch_size=16,
+                        hooks=["blocks.*.hook_resid_post"], overwrite=True)
+    summary = extract(cfg, progress=not quick)
+    print(f"[extract] {summary.line()}")
+
+
+def run_demo(out: Path, quick: bool = False, only: list[str] | None = None) -> int:
+    """Run the whole toolkit on the embedded default into `out`; return 0 when every step succeeded."""
+    names = [n.replace("_", "-") for n in (only or list(ANALYSES))]
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise ConfigError(f"unknown analyses {unknown}", hint=f"choose from {', '.join(ANALYSES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+    t0 = time.perf_counter()
+    _extract(out, quick)
+    result_dirs = []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            module = analysis_module(name)
+            config = module.Config(**(QUICK.get(name, {}) if quick else {}))
+            result = module.run(config)
+            result_dirs.append(result.save(out / name))
+            head = ", ".join(f"{k}={v}" for k, v in result.summary_rows()[:4])
+            print(f"[{name}] {time.perf_counter() - start:.0f} s: {head}")
+        except Exception as e:  # noqa: BLE001 - keep going, report at the end
+            failures.append(name)
+            print(f"[{name}] FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc()
+    from apps.report import build_report
+
+    index = build_report(result_dirs, out / "report") if result_dirs else None
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {index}")
+    if failures:
+        print(f"failed analyses: {', '.join(failures)}")
+    return 1 if failures else 0
