@@ -199,6 +199,31 @@ def decode_gate(quick: bool) -> None:
         torch.cuda.empty_cache()
 
 
+def decode_tiles(quick: bool) -> None:
+    """A few tiles on the gate problem, with L2 reuse possible (d_sae 65536) and impossible (d_sae 1M)."""
+    n, k, d = 65536, 32, 4096
+    d2d = RESULTS["ceilings"]["d2d_GBps_read_plus_write"]
+    s = random_topk(n, 65536, k, torch.bfloat16, seed=7)
+    big = SparseActs(s.idx.long() * 16 + torch.randint_like(s.idx.long(), 16), s.val, 1 << 20)
+    byt = traffic_bytes(n, k, d, 2)
+    rows = RESULTS.setdefault("decode_tiles", [])
+    for d_sae, ss in ((65536, s), (1 << 20, big)):
+        w = torch.randn(d_sae, d, device=DEV).bfloat16()
+        for cfg in (None, {"BLOCK_D": 128, "BLOCK_K": 32, "num_warps": 1}, {"BLOCK_D": 256, "BLOCK_K": 32,
+                    "num_warps": 1}, {"BLOCK_D": 512, "BLOCK_K": 32, "num_warps": 2}):
+            ms = bench(lambda ss=ss, w=w, cfg=cfg: decode(ss, w, backend="triton", config=cfg), rep=200)
+            bw = byt / (ms * 1e-3) / 1e9
+            rows.append({"d_sae": d_sae, "config": cfg or "default", "ms": ms, "GBps": bw, "frac_of_d2d": bw / d2d})
+            log(f"decode tile d_sae={d_sae} {cfg or 'default'}: {ms:.3f} ms = {bw:.0f} GB/s ({bw / d2d:.0%} of D2D)")
+        ref_rows = slice(0, 256)
+        sub = SparseActs(ss.idx[ref_rows], ss.val[ref_rows], d_sae)
+        ref = sub.to_dense(torch.float64) @ w.double() if d_sae <= 65536 else None
+        if ref is not None:
+            rows.append({"d_sae": d_sae, "rel_err_default": rel_err(decode(sub, w, backend="triton"), ref)})
+        del w
+        torch.cuda.empty_cache()
+
+
 def no_reuse(s: SparseActs, d: int, dtype: torch.dtype, byt: int, d2d: float, out: dict) -> None:
     """The gate problem on a 1M-latent dictionary (8.6 GB): no L2 reuse, every gathered row comes from HBM."""
     big = SparseActs(s.idx.long() * 16 + torch.randint_like(s.idx.long(), 16), s.val, 1 << 20)
@@ -286,7 +311,7 @@ def linear(quick: bool) -> None:
         for w in w_cols:
             sparse_linear(x, w, threshold=t, backend="triton", config=cfg)
 
-    for b in (1, 2, 4):
+    for b in (1, 2, 4) if not os.environ.get("LINEAR_B1_ONLY") else (1,):
         x = torch.randn(b, m, device=DEV, dtype=torch.float16)
         dense_g = bench_graph(lambda x=x: rot_dense(x)) / n_copies
         dense_call = bench(lambda x=x: F.linear(x, w_rows[0]), rep=100)
@@ -294,9 +319,9 @@ def linear(quick: bool) -> None:
         for sp in (0.0, 0.5, 0.9):
             t = magnitude_threshold(x, sp)
             masked_g = bench_graph(lambda x=x, t=t: [F.linear(x * (x.abs() > t), w) for w in w_rows]) / n_copies
-            cfgs = [{"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sk, "num_warps": nw}
-                    for bm in (32, 64, 128) for bn in (32, 64, 128, 256) for sk in (1, 4, 8, 16) for nw in (4, 8)
-                    if bm * bn <= 16384 and (nw == 4 or bn == 256) and (sk == 1 or bn >= 64)
+            cfgs = [{"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": m // (bm * it), "num_warps": nw, "FP16_ATOMIC": fa}
+                    for bm in (64, 128, 256) for bn in (64, 128, 256) for it in (1, 2) for nw in (4, 8)
+                    for fa in (False, True) if bm * bn <= 32768
                     ] if (b == 1 and not quick) else [None]
             timed = []
             for cfg in cfgs:
@@ -305,7 +330,9 @@ def linear(quick: bool) -> None:
                 except Exception as e:  # noqa: BLE001 - e.g. out of shared memory for one tile
                     log(f"  config {cfg} failed: {type(e).__name__}: {str(e)[:100]}")
                     continue
-                timed.append((ms, cfg))
+                y = sparse_linear(x, w_cols[0], threshold=t, backend="triton", config=cfg)
+                err = rel_err(y, F.linear(x.double() * (x.abs() > t), w_cols[0].double()))
+                timed.append((ms, {**(cfg or {}), "rel_err": err}))
             timed.sort(key=lambda r: r[0])
             best_ms, best_cfg = timed[0]
             default_g = bench_graph(lambda x=x, t=t: rot_sparse(x, t, None)) / n_copies
@@ -326,7 +353,8 @@ def linear(quick: bool) -> None:
         by_cfg: dict = {}
         for sp in ("0.0", "0.5", "0.9"):
             for r in b1["by_sparsity"][sp]["all_configs"]:
-                by_cfg.setdefault(json.dumps(r["config"], sort_keys=True), {})[sp] = r["ms"]
+                c = {k: v for k, v in r["config"].items() if k != "rel_err"}
+                by_cfg.setdefault(json.dumps(c, sort_keys=True), {})[sp] = r["ms"]
         ok = sorted((v["0.5"], c, v) for c, v in by_cfg.items()
                     if len(v) == 3 and v["0.0"] <= 1.1 * b1["dense_graph_ms"])
         out["recommended_config"] = {"config": json.loads(ok[0][1]), "ms": ok[0][2]} if ok else None
@@ -391,8 +419,8 @@ def main() -> None:
     secs = args.sections.split(",")
     ceilings()
     t0 = time.time()
-    for name, fn in (("gates", gates), ("decode", decode_gate), ("linear", linear), ("stream", stream),
-                     ("sweep", sweep)):
+    for name, fn in (("gates", gates), ("decode", decode_gate), ("decode_tiles", decode_tiles), ("linear", linear),
+                     ("stream", stream), ("sweep", sweep)):
         if name in secs:
             t = time.time()
             try:

@@ -10,7 +10,8 @@ from interp.errors import ConfigError
 from interp.kernels.backend import choose, triton_kernels
 
 LINEAR_BACKENDS = ("triton", "dense")
-MAX_KERNEL_BATCH = 4  # beyond this the OR of the per-sample masks erodes sparsity: dense matmul wins
+MAX_KERNEL_BATCH = 4  # rows per kernel launch (the OR of per-sample masks erodes sparsity beyond this)
+AUTO_MAX_BATCH = 1  # 'auto' uses the kernel for one row only: at 2 and 4 rows it measured slower than dense
 
 
 def to_column_major(weight: Tensor) -> Tensor:
@@ -27,8 +28,9 @@ def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, thre
                   backend: str = "auto", config: dict | None = None) -> Tensor:
     """`F.linear(x * (|x| > threshold), weight, bias)`; threshold None keeps every nonzero input channel.
 
-    'auto' uses the Triton split-K kernel on CUDA for ≤ 4 rows with a column-major weight (see
-    `to_column_major`), and dense `F.linear` otherwise (prefill, CPU, row-major weights).
+    'auto' uses the Triton split-K kernel on CUDA for a single row with a column-major weight (see
+    `to_column_major`), and dense `F.linear` otherwise (batches, prefill, CPU, row-major weights);
+    backend='triton' runs the kernel for any number of rows, 4 per launch.
     """
     if weight.dim() != 2 or x.shape[-1] != weight.shape[1]:
         raise ConfigError(f"x {tuple(x.shape)} does not match weight {tuple(weight.shape)}",
@@ -41,7 +43,7 @@ def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, thre
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     be = choose("sparse_linear", backend, x.device, LINEAR_BACKENDS, cpu_default="dense")
-    if be == "triton" and backend == "auto" and (x2.shape[0] > MAX_KERNEL_BATCH or not is_column_major(weight)):
+    if be == "triton" and backend == "auto" and (x2.shape[0] > AUTO_MAX_BATCH or not is_column_major(weight)):
         be = "dense"
     if be == "dense":
         xm = x2 if threshold is None else x2 * (x2.abs() > t)

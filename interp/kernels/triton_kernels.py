@@ -197,20 +197,28 @@ def _sparse_gemv_kernel(x_ptr, wt_ptr, bias_ptr, y_ptr, B, M, N, stride_xb, stri
     yp = y_ptr + offs_b[:, None] * stride_yb + offs_n[None, :]
     ymask = bmask[:, None] & nmask[None, :]
     if ATOMIC:
-        tl.atomic_add(yp, acc, mask=ymask)
+        tl.atomic_add(yp, acc.to(y_ptr.dtype.element_ty), mask=ymask)
     else:
         tl.store(yp, acc.to(y_ptr.dtype.element_ty), mask=ymask)
 
 
 def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
-    """Default tiles for the input-sparse GEMV (H200 sweep for 4096 × 11008; see benchmarks/results)."""
+    """Default tiles for the input-sparse GEMV (H200 sweep for 4096 × 11008; see benchmarks/results).
+
+    Each program handles one BLOCK_M × BLOCK_N weight tile (SPLIT_K = M / BLOCK_M), so all of its loads are
+    in flight at once; a loop over K per program was latency-bound (time barely fell with sparsity).
+    """
     if batch == 1:
-        return {"BLOCK_M": 64, "BLOCK_N": 256, "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4}
-    return {"BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4}
+        return {"BLOCK_M": 128, "BLOCK_N": 128, "SPLIT_K": triton.cdiv(m, 128), "num_warps": 4, "FP16_ATOMIC": False}
+    return {"BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4, "FP16_ATOMIC": False}
 
 
 def sparse_gemv(x: Tensor, wt: Tensor, bias: Tensor | None, threshold: float, config: dict | None = None) -> Tensor:
-    """Launch the GEMV for x `[B ≤ 4, M]` and wt `[M, N]` (row stride ≥ N, unit column stride); returns `[B, N]`."""
+    """Launch the GEMV for x `[B ≤ 4, M]` and wt `[M, N]` (row stride ≥ N, unit column stride); returns `[B, N]`.
+
+    Split-K partial sums are atomically added into a zeroed float32 buffer (then cast), or with
+    FP16_ATOMIC straight into the float16 output (one kernel less; partial sums rounded to fp16).
+    """
     bsz, m = x.shape
     n = wt.shape[1]
     cfg = {**sparse_gemv_config(bsz, m, n), **(config or {})}
@@ -218,11 +226,14 @@ def sparse_gemv(x: Tensor, wt: Tensor, bias: Tensor | None, threshold: float, co
     k_per = triton.cdiv(triton.cdiv(m, split), cfg["BLOCK_M"]) * cfg["BLOCK_M"]
     split = triton.cdiv(m, k_per)
     atomic = split > 1
-    y = torch.zeros(bsz, n, dtype=torch.float32, device=x.device) if atomic else \
-        torch.empty(bsz, n, dtype=x.dtype, device=x.device)
+    direct = not atomic or (cfg.get("FP16_ATOMIC", False) and x.dtype == torch.float16)
+    if atomic:
+        y = torch.zeros(bsz, n, dtype=x.dtype if direct else torch.float32, device=x.device)
+    else:
+        y = torch.empty(bsz, n, dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(n, cfg["BLOCK_N"]), split)
     _sparse_gemv_kernel[grid](x, wt, bias if bias is not None else wt, y, bsz, m, n, x.stride(0), wt.stride(0),
                               y.stride(0), k_per, float(threshold), HAS_BIAS=bias is not None, ATOMIC=atomic,
                               BLOCK_B=max(1, triton.next_power_of_2(bsz)), BLOCK_M=cfg["BLOCK_M"],
                               BLOCK_N=cfg["BLOCK_N"], num_warps=cfg["num_warps"])
-    return y.to(x.dtype) if atomic else y
+    return y if direct else y.to(x.dtype)

@@ -46,8 +46,9 @@ def test_sparse_linear_semantics_fp16(sparsity, batch, backend):
 
 
 @pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
-@pytest.mark.parametrize("config", [{"SPLIT_K": 1, "BLOCK_M": 32, "BLOCK_N": 64}, {"SPLIT_K": 3, "BLOCK_M": 16,
-                                                                                 "BLOCK_N": 32}])
+@pytest.mark.parametrize("config", [{"SPLIT_K": 1, "BLOCK_M": 32, "BLOCK_N": 64},
+                                    {"SPLIT_K": 3, "BLOCK_M": 16, "BLOCK_N": 32},
+                                    {"SPLIT_K": 7, "BLOCK_M": 16, "BLOCK_N": 32, "FP16_ATOMIC": True}])
 def test_sparse_linear_split_k_and_store_paths_agree(config):
     """The atomic split-K path and the direct-store path compute the same fp32 result."""
     g = torch.Generator().manual_seed(9)
@@ -92,3 +93,15 @@ def test_threshold_ties_follow_torch_rounding():
     ref = F.linear(x * (x.abs() > t), w)
     for be in BACKENDS:
         assert torch.equal(sparse_linear(x, w, threshold=t, backend=be), ref)
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
+def test_fp16_atomic_output_path():
+    """Split-K partials added straight into the fp16 output stay within the fp16 tolerance."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 256, generator=g).half()
+    w = to_column_major((torch.randn(96, 256, generator=g) / 16).half())
+    cfg = {"SPLIT_K": 8, "BLOCK_M": 32, "BLOCK_N": 32, "FP16_ATOMIC": True}
+    y = sparse_linear(x, w, threshold=0.3, backend="triton", config=cfg)
+    assert y.dtype == torch.float16
+    assert _rel(y, F.linear(x.double() * (x.abs() > 0.3), w.double())) < 1e-3
