@@ -19,9 +19,10 @@ def hf_logits_fn(model, batch: int = 64) -> LogitsFn:
 
     @torch.no_grad()
     def fn(seqs: list[list[int]]) -> torch.Tensor:
+        order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))  # similar lengths per batch: less padding
         outs = []
         for i in range(0, len(seqs), batch):
-            chunk = seqs[i:i + batch]
+            chunk = [seqs[j] for j in order[i:i + batch]]
             n = max(len(s) for s in chunk)
             ids = torch.full((len(chunk), n), 1, dtype=torch.long)
             mask = torch.zeros((len(chunk), n), dtype=torch.long)
@@ -31,7 +32,9 @@ def hf_logits_fn(model, batch: int = 64) -> LogitsFn:
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev)).logits
             outs.append(out[:, -1].float().cpu())
-        return torch.cat(outs)
+        res = torch.empty((len(seqs), outs[0].shape[-1]))
+        res[torch.tensor(order)] = torch.cat(outs)
+        return res
 
     return fn
 
