@@ -1,0 +1,170 @@
+"""`run(Config) -> LIBResult`: build LIB and PCA graphs, ablate nodes and edges, label Fourier directions."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from analyses.lib.ablation import edges_required, node_ablation_curve, threshold_count
+from analyses.lib.basis import LIBLayer, lib_build
+from analyses.lib.config import Config
+from analyses.lib.fourier import fourier_fractions, key_frequencies, label_directions
+from analyses.lib.result import LIBResult
+from analyses.lib.sections import LIBModel, transformer_lib_model
+
+DEFAULT_NODES = ["ln1.0", "ln2.0", "unembed", "output"]
+
+
+def _accuracy(labels: Tensor):
+    def metric(logits: Tensor) -> float:
+        pred = logits.argmax(-1)
+        return float((pred == labels).double().mean())
+    return metric
+
+
+def _load(cfg: Config) -> dict[str, Any]:
+    """Model, LIB cut, graph inputs and evaluation sets for mod-add or a language model."""
+    if cfg.model == "modadd":
+        from analyses.lib.modadd import P, load_modadd, modadd_data, modadd_meta
+
+        model = load_modadd(cfg.seed, torch.float64)
+        lm = transformer_lib_model(model, cfg.node_layers, cfg.last_pos_only)
+        x_tr, _ = modadd_data(cfg.seed, "train")
+        x_te, y_te = modadd_data(cfg.seed, "test")
+        g = torch.Generator().manual_seed(cfg.seed)
+        perm = torch.randperm(x_te.shape[0], generator=g)
+        ne = cfg.n_eval_samples or x_te.shape[0]
+        sub = perm[: cfg.n_edge_eval_samples]
+        return {"lm": lm, "graph_inputs": x_tr[: cfg.n_samples or None], "eval": (x_te[perm[:ne]], y_te[perm[:ne]]),
+                "edge_eval": (x_te[sub], y_te[sub]), "grid": modadd_data(cfg.seed, "all")[0], "p": P,
+                "provenance": {"model": f"modadd seed {cfg.seed} (data/lib)", "training": modadd_meta(cfg.seed)}}
+    from interp import models, sources
+
+    step = None if cfg.step < 0 else cfg.step
+    model = models.load(cfg.model, step=step, dtype="float64")
+    nodes = cfg.node_layers
+    if nodes == DEFAULT_NODES:
+        nodes = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)] + ["unembed", "output"]
+    lm = transformer_lib_model(model, nodes, last_pos_only=False)
+    tok = models.load_tokenizer(cfg.model)
+    blocks = sources.token_blocks("embedded", tok, ctx=cfg.lm_ctx + 1, n_tokens=2 * cfg.lm_blocks * (cfg.lm_ctx + 1))
+    x, y = blocks[:, :-1], blocks[:, 1:]
+    n = cfg.n_samples or x.shape[0] // 2
+    x_tr, x_te, y_te = x[:n], x[n:], y[n:]
+    ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx)
+    return {"lm": lm, "graph_inputs": x_tr, "eval": (x_te, y_te), "edge_eval": (x_te[:ne], y_te[:ne]),
+            "grid": None, "p": None, "provenance": {"model": cfg.model, "step": step}}
+
+
+def _node_results(lm: LIBModel, layers: list[LIBLayer], x: Tensor, y: Tensor, cfg: Config) -> dict:
+    metric = _accuracy(y)
+    with torch.no_grad():
+        acts = lm.all_acts(x)
+    base = metric(acts[-1])
+    out: dict[str, Any] = {"base": base, "layers": {}}
+    for l, L in enumerate(layers[:-1]):
+        row = {}
+        for tag, (B, Bp) in {"lib": (L.C, L.C_pinv), "pca": (L.W, L.W_pinv)}.items():
+            ks, sc = node_ablation_curve(lm, l, acts[l], B, Bp, metric)
+            row[tag] = {"k": ks, "score": sc, "n_required": threshold_count(ks, sc, cfg.node_fraction * base)}
+        out["layers"][L.name] = row
+    return out
+
+
+def _edge_results(lm: LIBModel, graphs: dict[str, tuple[list[LIBLayer], list[Tensor]]], x: Tensor, y: Tensor,
+                  cfg: Config) -> dict:
+    metric = _accuracy(y)
+    with torch.no_grad():
+        acts = lm.all_acts(x)
+    base = metric(acts[-1])
+    out: dict[str, Any] = {"base": base}
+    for tag, (layers, edges) in graphs.items():
+        res = {}
+        for l, E in enumerate(edges):
+            n, trace = edges_required(lm, l, acts[l], layers[l], layers[l + 1], E, metric, base,
+                                      cfg.edge_tolerance, keep_const=cfg.center)
+            res[layers[l].name] = {"n_required": n, "n_edges": int(E.numel()), "trace": trace}
+        res["total"] = sum(r["n_required"] for r in res.values())
+        out[tag] = res
+    return out
+
+
+def _fourier(lm: LIBModel, layers: list[LIBLayer], grid: Tensor, p: int, n_dirs: int) -> dict:
+    with torch.no_grad():
+        acts = lm.all_acts(grid)
+    out = {}
+    for l, L in enumerate(layers[:-1]):
+        h = acts[l] @ L.C[:, :n_dirs]
+        if h.ndim == 3:
+            h = h.sum(1)                       # rib sums the embedding-layer directions over positions
+        out[L.name] = fourier_fractions(h.reshape(p, p, -1))
+    return out
+
+
+def run(config: Config | None = None) -> LIBResult:
+    """Build the LIB graph (and PCA), ablate nodes and edges, label directions; return the result."""
+    from interp.provenance import environment
+
+    cfg = config or Config()
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    data = _load(cfg)
+    lm, xg = data["lm"], data["graph_inputs"]
+    kw = dict(center=cfg.center, trunc=cfg.truncation, integration=cfg.integration, n_intervals=cfg.n_intervals,
+              edge_formula=cfg.edge_formula, method=cfg.jacobian_method)
+    t0 = time.time()
+    with torch.no_grad():
+        acts = lm.all_acts(xg)
+    layers, edges = lib_build(lm, xg, basis=cfg.basis, acts=acts, **kw)
+    t_lib = time.time() - t0
+    graphs = {"lib": (layers, edges)}
+    t_pca = 0.0
+    if cfg.compare_pca and cfg.basis != "svd":
+        t0 = time.time()
+        graphs["pca"] = lib_build(lm, xg, basis="svd", acts=acts, **kw)
+        t_pca = time.time() - t0
+    summary: dict[str, Any] = {"model": data["provenance"]["model"], "n_graph_samples": int(xg.shape[0]),
+                               "lib_build_seconds": round(t_lib, 2)}
+    details: dict[str, Any] = {"node_layers": lm.node_layers, "pca_build_seconds": round(t_pca, 2)}
+    arrays: dict[str, np.ndarray] = {}
+    for tag, (ls, es) in graphs.items():
+        details[f"{tag}_dims"] = {L.name: list(L.C.shape) for L in ls}
+        for l, E in enumerate(es):
+            arrays[f"edges_{tag}_{l}"] = E.numpy()
+    for l, L in enumerate(layers):
+        if L.Lam is not None:
+            arrays[f"lambda_{l}"] = L.Lam.numpy()
+        if L.D is not None:
+            arrays[f"pca_eig_{l}"] = L.D.numpy()
+    if cfg.node_ablation:
+        nodes = _node_results(lm, layers, *data["eval"], cfg)
+        summary["test_accuracy"] = nodes["base"]
+        details["node_ablation"] = nodes
+        for name, row in nodes["layers"].items():
+            summary[f"lib_nodes_{name}"] = row["lib"]["n_required"]
+            summary[f"pca_nodes_{name}"] = row["pca"]["n_required"]
+    if cfg.edge_ablation and edges:
+        ed = _edge_results(lm, graphs, *data["edge_eval"], cfg)
+        details["edge_ablation"] = ed
+        for tag in graphs:
+            summary[f"{tag}_edges_required_total"] = ed[tag]["total"]
+    if data["grid"] is not None:
+        fr = _fourier(lm, layers, data["grid"], data["p"], cfg.n_fourier_dirs)
+        labels = {}
+        for name, f in fr.items():
+            for k, v in f.items():
+                arrays[f"fourier_{name}_{k}"] = np.asarray(v)
+            labels[name] = {"single": label_directions(f, "single"), "sum": label_directions(f, "sum")}
+        details["fourier"] = labels
+        first, last = lm.node_layers[0], lm.node_layers[-2]
+        lead = [r for r in labels[first]["single"][1:] if r["fraction"] >= 0.9]
+        summary["ln1_dirs_single_freq_ge_0.9"] = len(lead)
+        summary["ln1_key_frequencies"] = ",".join(map(str, key_frequencies(labels[first]["single"][1:], 0.9)))
+        summary["unembed_mean_x_plus_y_fraction"] = float(np.mean(
+            [r["total_sum"] for r in labels[last]["sum"][1:]]))
+    prov = {**data["provenance"], "environment": environment()}
+    return LIBResult(summary=summary, details=details, arrays=arrays, config=dict(vars(cfg)), provenance=prov)

@@ -1,0 +1,61 @@
+"""The shipped modular-addition transformers (data/lib/modadd_seed*.safetensors) and their data set.
+
+Weights were trained by `analyses/lib/train_modadd.py` (see data/lib/*.json for the run log); here they are
+loaded into a transformer-lens `HookedTransformer` (no LayerNorm, 1 layer) for hooks and LIB sections.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from analyses.lib.train_modadd import MODADD_CFG, pairs_to_tokens, split_indices
+from interp.errors import ModelNotFoundError
+
+P = 113
+DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "lib"
+SHIPPED_SEEDS = (0, 1, 2)
+
+
+def modadd_path(seed: int) -> Path:
+    """Path of the shipped weights for `seed`."""
+    return DATA_DIR / f"modadd_seed{seed}.safetensors"
+
+
+def load_modadd(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """HookedTransformer with the shipped mod-113 addition weights of `seed` (tokens [x, y, 113])."""
+    from safetensors.torch import load_file
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    path = modadd_path(seed)
+    if not path.is_file():
+        raise ModelNotFoundError(f"no shipped modular-addition model for seed {seed}",
+                                 hint=f"shipped seeds: {SHIPPED_SEEDS}; train more with analyses/lib/train_modadd.py")
+    cfg = HookedTransformerConfig(**MODADD_CFG, dtype=dtype, device="cpu", seed=seed)
+    model = HookedTransformer(cfg)
+    state = {k: v.to(dtype) for k, v in load_file(str(path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
+    if bad or unexpected:
+        raise ModelNotFoundError(f"{path} does not match the mod-add config (missing {bad}, unexpected {unexpected})",
+                                 hint="retrain with analyses/lib/train_modadd.py")
+    model.eval()
+    return model
+
+
+def modadd_meta(seed: int) -> dict:
+    """The training record (accuracies, epochs, device) stored next to the weights."""
+    path = DATA_DIR / f"modadd_seed{seed}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def modadd_data(seed: int, split: str) -> tuple[Tensor, Tensor]:
+    """Tokens [n, 3] and labels for split 'train' (30%), 'test' (70%) or 'all' (x-major grid) of `seed`."""
+    if split == "all":
+        return pairs_to_tokens(np.arange(P * P), P)
+    tr, te = split_indices(seed, P, 0.3)
+    return pairs_to_tokens(tr if split == "train" else te, P)
