@@ -39,6 +39,8 @@ def register(fmt: Format) -> None:
 
 def get(name: str) -> Format:
     if name not in _FORMATS:
+        import interp.cache.sparse_formats  # noqa: F401 - registers "topk" and "threshold" on first use
+    if name not in _FORMATS:
         raise CacheError(f"unknown cache storage format '{name}'", hint=f"known: {', '.join(sorted(_FORMATS))}")
     return _FORMATS[name]
 
