@@ -18,8 +18,11 @@ from interp.toy.tokenizer import load_tokenizer
 from interp.toy.train import SUITES, TrainConfig, _lr_at, model_config, pack_blocks
 
 
-def bench(suite: str, steps: int, tc: TrainConfig) -> tuple[float, int]:
-    """Seconds per optimiser step (after 3 warm-up steps) and parameter count."""
+def bench(suite: str, steps: int, tc: TrainConfig) -> tuple[float, float, int]:
+    """Wall seconds and CPU seconds (all threads) per optimiser step after 3 warm-up steps; parameter count.
+
+    On a shared machine the CPU seconds per step are what an idle core would take (with --threads 1).
+    """
     from transformers import GPTNeoXForCausalLM
 
     tok = load_tokenizer(DATA_DIR / "tokenizer")
@@ -30,7 +33,7 @@ def bench(suite: str, steps: int, tc: TrainConfig) -> tuple[float, int]:
     gen = torch.Generator().manual_seed(0)
     for i in range(steps + 3):
         if i == 3:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         x = blocks[torch.randint(0, len(blocks), (tc.batch,), generator=gen)]
         for g in opt.param_groups:
             g["lr"] = _lr_at(i, tc)
@@ -38,7 +41,8 @@ def bench(suite: str, steps: int, tc: TrainConfig) -> tuple[float, int]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - t0) / steps, sum(p.numel() for p in model.parameters())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return wall / steps, cpu / steps, sum(p.numel() for p in model.parameters())
 
 
 def main() -> None:
@@ -49,13 +53,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tc = TrainConfig()
     print(f"torch {torch.__version__}, threads {args.threads}, load average before {os.getloadavg()}")
-    print("| suite | params | ms/step | tokens/s | projected full run (train only) |")
-    print("|---|---|---|---|---|")
+    print("| suite | params | wall ms/step | CPU ms/step | tokens per CPU-second | projected run (CPU time) |")
+    print("|---|---|---|---|---|---|")
     for suite in sorted(SUITES):
-        s, n = bench(suite, args.steps, tc)
+        s, c, n = bench(suite, args.steps, tc)
         toks = tc.batch * tc.ctx
-        proj = f"{tc.steps * s / 60:.1f} min for {tc.steps} steps"
-        print(f"| {suite} | {n:,} | {s * 1e3:.0f} | {toks / s:,.0f} | {proj} |")
+        proj = f"{tc.steps * c / 60:.1f} min for {tc.steps} steps"
+        print(f"| {suite} | {n:,} | {s * 1e3:.0f} | {c * 1e3:.0f} | {toks / c:,.0f} | {proj} |")
     print(f"load average after {os.getloadavg()}")
 
 
