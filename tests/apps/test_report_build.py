@@ -64,14 +64,14 @@ def test_plotly_js_written_once_and_never_a_cdn(built):
 def test_page_has_summary_provenance_and_figures(built):
     _, out, _ = built
     text = (out / "clean.html").read_text()
-    assert text.count("class='plot'") == 3 and "data-figure='fig-2'" in text
+    assert text.count("class='plot'") == 4 and "data-figure='fig-3'" in text
     for needle in ("Headline numbers", "fvu", "0.125", "Provenance", "toy-pythia-4l", "checkpoint", "1000",
                    "blocks.1.hook_resid_post", "token source", "embedded", "token count", "4096",
                    "torch 2.13", "Configuration"):
         assert needle in text, needle
     blocks = re.findall(r"<script type='application/json' data-figure='fig-\d'>(.*?)</script>", text, re.S)
     figs = [json.loads(b) for b in blocks]
-    assert [f["data"][0]["type"] for f in figs] == ["scatter", "heatmap", "bar"]
+    assert [f["data"][0]["type"] for f in figs] == ["scatter", "heatmap", "bar", "scattergl"]
     assert "class='error'" not in text
 
 
