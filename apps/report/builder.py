@@ -27,7 +27,7 @@ from interp.results import Result, atomic_write_bytes
 
 from . import render
 from .provenance import provenance_rows
-from .registry import Entry, result_class
+from .registry import ANALYSES, Entry, normalize, result_class
 
 INDEX = "index.html"
 
@@ -228,5 +228,22 @@ def build_report(results: str | os.PathLike | Sequence[str | os.PathLike], out_d
         atomic_write_bytes(out / f"{info.slug}.html", html_text.encode())
         pages.append(info)
     index = out / INDEX
+    order = {name: i for i, name in enumerate(ANALYSES)}
+    pages.sort(key=lambda p: (order.get(normalize(p.analysis), len(order)), p.analysis, str(p.source)))
     atomic_write_bytes(index, _index(pages, title, nonce).encode())
+    _remove_stale(out, {f"{p.slug}.html" for p in pages} | {INDEX})
     return index
+
+
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Delete pages an earlier build wrote (generator marker) for results that are gone; never other files."""
+    marker = f"<meta name='generator' content='{render.GENERATOR}'>"
+    for path in out.glob("*.html"):
+        if path.name not in keep:
+            try:
+                with path.open(encoding="utf-8", errors="replace") as f:
+                    head = f.read(4096)
+            except OSError:
+                continue
+            if marker in head:
+                path.unlink(missing_ok=True)

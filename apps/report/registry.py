@@ -28,19 +28,25 @@ class UnknownAnalysisError(InterpError):
     """A result.json names an analysis the report builder has no Result class for."""
 
 
+def normalize(analysis: str) -> str:
+    """Canonical analysis name: "dark-matter" and "dark_matter" are the same analysis."""
+    return str(analysis).strip().replace("-", "_")
+
+
 def _result_class_in(module: ModuleType, analysis: str) -> type[Result] | None:
-    """The Result subclass that `module` exports whose `analysis` ClassVar equals `analysis`."""
+    """The Result subclass that `module` exports whose `analysis` ClassVar equals `analysis` (normalized)."""
     for name in getattr(module, "__all__", None) or dir(module):
         obj = getattr(module, name, None)
-        if isinstance(obj, type) and issubclass(obj, Result) and obj is not Result and obj.analysis == analysis:
+        if (isinstance(obj, type) and issubclass(obj, Result) and obj is not Result
+                and normalize(obj.analysis) == normalize(analysis)):
             return obj
     return None
 
 
 def result_class(analysis: str, registry: Mapping[str, Entry] | None = None) -> type[Result]:
     """The Result subclass for an analysis name (`registry` entries, module paths or classes, override the defaults)."""
-    table: dict[str, Entry] = {**ANALYSES, **(registry or {})}
-    entry = table.get(analysis)
+    table: dict[str, Entry] = {normalize(k): v for k, v in {**ANALYSES, **(registry or {})}.items()}
+    entry = table.get(normalize(analysis))
     if entry is None:
         raise UnknownAnalysisError(f"no report support for analysis {analysis!r}",
                                    hint=f"known analyses: {', '.join(sorted(table))}")

@@ -17,6 +17,7 @@ from typing import Any
 
 PLOTLY_JS = "plotly.min.js"
 INDEX_LINK = "index.html"
+GENERATOR = "interp report"  # marks pages the builder may replace or remove on a rebuild
 
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
@@ -113,6 +114,7 @@ def page(title: str, body: str, nonce: str, *, heading: str = "", nav: str = "",
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta http-equiv='Content-Security-Policy' content=\"{esc(csp(nonce))}\">"
+        f"<meta name='generator' content='{GENERATOR}'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<header>{nav}<h1>{esc(heading or title)}</h1></header><main>{body}</main>{scripts}</body></html>\n"

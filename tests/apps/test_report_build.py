@@ -163,3 +163,32 @@ def test_registry_resolves_lazily_and_reports_missing():
         result_class("missing_pkg", S.REGISTRY)
     with pytest.raises(UnknownAnalysisError, match="no report support"):
         result_class("nope")
+
+
+def test_rebuild_removes_only_its_own_stale_pages(tmp_path):
+    from apps.report import build_report
+
+    for sub in ("a", "b"):
+        S.synth_result(["x"]).save(tmp_path / "res" / sub)
+    out = tmp_path / "out"
+    build_report(tmp_path / "res", out, registry=S.REGISTRY)
+    (out / "notes.html").write_text("<html>mine</html>")
+    build_report(tmp_path / "res" / "a", out, registry=S.REGISTRY)
+    assert sorted(p.name for p in out.glob("*.html")) == ["a.html", "index.html", "notes.html"]
+
+
+def test_index_orders_by_analysis(tmp_path):
+    from apps.report import build_report
+    from interp.results import Result
+
+    class Massive(Result):
+        analysis = "massive"
+
+    class Dark(Result):
+        analysis = "dark_matter"
+
+    Massive(summary={"m": 1}).save(tmp_path / "res" / "a_massive")
+    Dark(summary={"d": 1}).save(tmp_path / "res" / "z_dark")
+    index = build_report(tmp_path / "res", tmp_path / "out", registry={"massive": Massive, "dark_matter": Dark})
+    links = re.findall(r"href='([^']+\.html)'", index.read_text())
+    assert links == ["z_dark.html", "a_massive.html"]
