@@ -16,11 +16,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def text_file(tmp_path_factory):
-    """A jsonl corpus of 60 short documents (about 25k tokens with the tiny tokenizer)."""
+    """A jsonl corpus of 180 short documents (about 23k tokens with the tiny tokenizer)."""
     import json
 
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in CORPUS))
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in CORPUS * 3))
     return path
 
 

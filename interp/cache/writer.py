@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import queue
 import threading
 from pathlib import Path
@@ -10,6 +11,19 @@ import numpy as np
 
 from interp.cache.manifest import MANIFEST, Manifest, ShardRecord
 from interp.cache.shards import write_npy_atomic
+from interp.errors import CacheError
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _disk_error(e: OSError, index: int, directory: Path) -> Exception:
+    """A clear error for a full disk or file-size limit; other OS errors pass through unchanged."""
+    if e.errno not in _FULL:
+        return e
+    why = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "file size limit exceeded",
+           errno.EDQUOT: "disk quota exceeded"}[e.errno]
+    return CacheError(f"writing shard {index} to {directory} failed: {why}; shards listed before it are intact",
+                      hint="free space (or raise the limit), then rerun the same command with --resume")
 
 
 class ShardWriter:
@@ -43,6 +57,8 @@ class ShardWriter:
                 self.bytes_written += sum(f["bytes"] for f in files.values())
                 self.manifest.shards.append(ShardRecord(index, rows, blocks, files))
                 self.manifest.save(self.directory, self.manifest_name)
+            except OSError as e:
+                self.error = _disk_error(e, index, self.directory)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 self.error = e
 

@@ -1,0 +1,133 @@
+"""Crash safety and refusal of bad states: random SIGKILLs, a full disk, two writers, stale locks."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.cache import open_cache
+from interp.cache.lock import CacheLock
+from interp.errors import CacheLockedError
+from interp.extract import ExtractConfig, extract
+
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS = ["blocks.*.hook_resid_post", "blocks.0.mlp.hook_post"]
+
+
+def _cfg(out, model_dir, data, **kw):
+    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=8192, ctx=32, batch_size=4,
+                shard_mb=0.01, hooks=HOOKS, max_pending=1)
+    base.update(kw)
+    return ExtractConfig(**base)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
+
+
+def _listed_shards_complete(folder: Path) -> int:
+    """Number of listed shards; asserts that every file of every listed shard matches its sha256."""
+    try:
+        doc = json.loads((folder / "manifest.json").read_text())
+    except FileNotFoundError:
+        return 0
+    for shard in doc["shards"]:
+        for name, rec in shard["files"].items():
+            data = (folder / name).read_bytes()
+            assert len(data) == rec["bytes"] and hashlib.sha256(data).hexdigest() == rec["sha256"], name
+    return doc["n_shards"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_neox_dir, text_file):
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    extract(_cfg(out, tiny_neox_dir, text_file, tokens=8192), progress=False)
+    return out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_twenty_random_sigkills_then_resume_bit_identical(tmp_path, tiny_neox_dir, text_file, tiny_model, reference):
+    """20 SIGKILLs at random moments (forked children share the imported libraries, so each start is cheap)."""
+    out = tmp_path / "c"
+    rng = random.Random(0)
+    torch.set_num_threads(1)
+    cfg = _cfg(out, tiny_neox_dir, text_file, resume=True)
+    # time one uninterrupted run's duration to spread the kills over it
+    t0 = time.perf_counter()
+    extract(_cfg(tmp_path / "timing", tiny_neox_dir, text_file), model=tiny_model, progress=False)
+    duration = time.perf_counter() - t0
+    kills, progress = 0, []
+    while kills < 20:
+        pid = os.fork()
+        if pid == 0:  # child: resume (or start) the extraction until killed
+            try:
+                extract(cfg, model=tiny_model, progress=False)
+                os._exit(0)
+            except BaseException:  # noqa: BLE001
+                import traceback
+
+                (tmp_path / "child_error.txt").write_text(traceback.format_exc())
+                os._exit(3)
+        time.sleep(rng.uniform(0.0, duration * 0.06))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status):
+            assert os.WEXITSTATUS(status) == 0, (tmp_path / "child_error.txt").read_text()
+            break  # finished before the kill landed
+        kills += 1
+        progress.append(_listed_shards_complete(out))  # a reader never sees an incomplete listed shard
+    summary = extract(cfg, model=tiny_model, progress=False)
+    assert summary.n_rows == 8192
+    assert kills == 20 and progress == sorted(progress) and max(progress) > 0
+    assert _digests(out) == _digests(reference)
+    assert open_cache(out).verify_all() == []
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_disk_full_stops_cleanly_and_resumes(tmp_path, tiny_neox_dir, text_file):
+    """RLIMIT_FSIZE: the growing manifest hits the limit after some shards; those stay valid and resumable."""
+    out = tmp_path / "full"
+    code = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (24000, 24000)); from apps.cli import main; sys.exit(main())"
+    )
+    args = ["extract", "--model", str(tiny_neox_dir), "--data", str(text_file), "--out", str(out), "--tokens", "8192",
+            "--ctx", "32", "--batch-size", "4", "--shard-mb", "0.01", "--quiet", "--hooks", "blocks.*.hook_resid_post"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert "file size limit exceeded" in res.stderr and "--resume" in res.stderr and "Traceback" not in res.stderr
+    listed = _listed_shards_complete(out)
+    assert 0 < listed < 64
+    resid = ["blocks.*.hook_resid_post"]
+    extract(_cfg(out, tiny_neox_dir, text_file, hooks=resid, resume=True, max_pending=2), progress=False)
+    extract(_cfg(tmp_path / "ref", tiny_neox_dir, text_file, hooks=resid), progress=False)
+    assert _digests(out) == _digests(tmp_path / "ref")
+
+
+def test_second_writer_refused_with_pid(tmp_path, tiny_neox_dir, text_file):
+    out = tmp_path / "locked"
+    out.mkdir()
+    with CacheLock(out):
+        with pytest.raises(CacheLockedError, match=f"pid {os.getpid()}"):
+            extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), progress=False)
+    assert not (out / "manifest.json").exists()
+
+
+def test_stale_lock_from_dead_process_is_taken_over(tmp_path, tiny_neox_dir, text_file):
+    out = tmp_path / "stale"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    summary = extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), progress=False)
+    assert summary.n_rows == 256 and not (out / ".lock").exists()
