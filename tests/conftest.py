@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+
 from helpers import CORPUS, VOCAB, save_tiny_hf, tiny_tokenizer  # noqa: F401
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -94,8 +94,9 @@ def _peak_rss_mb(model_dir, data, out, tokens) -> float:
 def wide_model_dir(tmp_path_factory):
     """A 1-layer GPT-NeoX with d_model 1024: 8 KiB per token at two early hooks, cheap to run (stops early)."""
     import torch
-    from helpers import VOCAB, tiny_tokenizer
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from helpers import VOCAB, tiny_tokenizer
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("wide") / "wide"
