@@ -28,7 +28,7 @@ class Config:
     persistence: float = 0.25
     intervene: bool = True  # zero/mean intervention at the final checkpoint
     intervene_positions: str = "massive"  # massive | all
-    predictor_suites: list[str] = field(default_factory=list)  # more suites whose fitted layers feed the predictor
+    predictor_suites: list[str] = field(default_factory=list)  # more suites feeding the predictor; ["auto"] = all
     predictor_table: str = ""  # user .json/.csv of fitted parameters (rows with layer, n_layers, d_model, ...)
     seed: int = 0
     device: str = "cpu"

@@ -225,7 +225,8 @@ def fit_ma_curve(
         fit = logf
         model = "log"
     tp = t_peak(params["lam"], params["gamma"], params["t0"]) if model == "full" else float("inf")
-    obs = model == "full" and peak_observable(params["lam"], params["t0"]) and tp <= T
+    # an early peak is an interior maximum: A > 0 (with A < 0 the stationary point is a dip, not a peak)
+    obs = model == "full" and params["A"] > 0 and peak_observable(params["lam"], params["t0"]) and tp <= T
     yhat = ma_curve_reparam(t, rp["A1"], rp["beta"], rp["tau0"], rp["A2"], rp["K"])
     sse = float(np.sum((y - yhat) ** 2))
     return MACurveFit(
@@ -251,7 +252,7 @@ def fit_ma_curve_paper(t: np.ndarray, y: np.ndarray, max_nfev: int = 20000) -> M
     params = {"A": sc.scale * A, "lam": lam, "gamma": g / T, "t0": t0, "K": sc.lo + sc.scale * K}
     yhat = ma_curve(t, **params)
     tp = t_peak(lam, params["gamma"], t0) if lam > 0 else float("inf")
-    obs = lam > 0 and peak_observable(lam, t0) and tp <= T
+    obs = lam > 0 and A > 0 and peak_observable(lam, t0) and tp <= T
     rp = dict(zip(REPARAM_NAMES, reparam_from_params(**params))) if g > 0 else {}
     sse = float(np.sum((y - yhat) ** 2))
     return MACurveFit(params=params, reparam=rp, r2=r2_score(y, yhat), aic=aic_gaussian(sse, t.size, 5),

@@ -67,7 +67,7 @@ def fit_layers(steps: np.ndarray, series: np.ndarray, alternatives: bool = True)
         f = fit_ma_curve(steps, series[:, li])
         row = {"layer": li, **f.to_dict()}
         if alternatives:
-            p = fit_ma_curve_paper(steps, series[:, li])
+            p = fit_ma_curve_paper(steps, series[:, li], max_nfev=2000)
             row["paper_single_start"] = {"r2": p.r2, "aic": p.aic, "params": p.params}
             row["step_responses"] = fit_step_responses(steps, series[:, li])
         fits.append(row)
@@ -138,7 +138,10 @@ def run(config: Config | None = None) -> MassiveResult:
     final = per[steps[-1]]
     arch = final["arch"]
     fit_rows = [{"suite": cfg.model, "layer": f["layer"] + 1, **arch, **f["params"]} for f in fits]
-    for extra in cfg.predictor_suites:
+    extras = list(cfg.predictor_suites)
+    if extras == ["auto"]:  # every other embedded suite
+        extras = [n for n in models.embedded_names() if n != cfg.model]
+    for extra in extras:
         sub = run(Config(**{**asdict(cfg), "model": extra, "predictor_suites": [], "intervene": False,
                             "compare_alternatives": False, "cache_dir": ""}))
         fit_rows += sub.details["param_table"]

@@ -99,14 +99,14 @@ def fit_param_predictors(rows: list[dict], targets: tuple[str, ...] = TARGETS,
     tf = {**DEFAULT_TRANSFORMS, **(transforms or {})}
     X = feature_matrix(rows)
     n = X.shape[0]
-    if n < max(10, cv * 2):
+    if n < max(20, cv * 4):
         raise ConfigError(f"{n} fitted layers are too few for an 80/20 split with {cv}-fold CV",
                           hint="fit more suites/layers or pass a larger parameter table")
     out: dict = {"n_rows": n, "features": list(FEATURES), "targets": {}}
     for tgt in targets:
         y_raw = np.array([float(r.get(tgt, np.nan)) for r in rows], dtype=np.float64)
         ok = np.isfinite(y_raw)
-        if ok.sum() < max(10, cv * 2):
+        if ok.sum() < max(20, cv * 4):
             out["targets"][tgt] = {"skipped": f"only {int(ok.sum())} finite values"}
             continue
         y, used = _transform(y_raw[ok], tf.get(tgt, "none"))
