@@ -30,6 +30,27 @@ def interpret_mode() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
 
 
+@lru_cache(maxsize=1)
+def _interpreter_broken() -> str:
+    """Why this triton's CPU interpreter cannot run our kernels ('' if it can).
+
+    triton < 3.7 turns loop bounds into Python ints with `int(array_of_shape_1)`, which numpy ≥ 2.4 refuses;
+    triton 3.7 squeezes first. Every kernel with a runtime loop then fails inside the interpreter.
+    """
+    import numpy as np
+
+    triton, _ = _import_triton()
+    version = tuple(int(p) for p in triton.__version__.split(".")[:2] if p.isdigit())
+    if version >= (3, 7):
+        return ""
+    try:
+        int(np.zeros(1))
+    except TypeError:
+        return (f"triton {triton.__version__}'s interpreter cannot run loops with numpy {np.__version__} "
+                "(fixed in triton 3.7); install triton>=3.7 or numpy<2.4")
+    return ""
+
+
 def triton_status(device: torch.device | str) -> tuple[bool, str]:
     """Whether Triton kernels can run on tensors of `device`, and why not."""
     triton, why = _import_triton()
@@ -40,7 +61,8 @@ def triton_status(device: torch.device | str) -> tuple[bool, str]:
         return (True, "") if not interpret_mode() else (False, "TRITON_INTERPRET=1 runs kernels on the CPU only")
     if dev.type == "cpu":
         if interpret_mode():
-            return True, ""
+            broken = _interpreter_broken()
+            return (not broken), broken
         return False, "tensors are on the CPU and TRITON_INTERPRET=1 is not set"
     return False, f"device type {dev.type!r} is not supported by the Triton kernels"
 
