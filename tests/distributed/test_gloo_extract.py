@@ -1,0 +1,127 @@
+"""torchrun with two gloo processes on CPU: the merged cache equals a single-process one bit for bit, a killed rank
+resumes, and the distributed streaming regression equals the single-process one."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # same threads per process in both runs
+
+
+def _extract_args(model_dir, data, out, *extra):
+    return ["extract", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--ctx", "32",
+            "--batch-size", "4", "--tokens", "4096", "--shard-mb", "0.01", "--quiet",
+            "--hooks", "blocks.*.hook_resid_post", "blocks.1.mlp.hook_post", *extra]
+
+
+def _torchrun(args):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "apps.cli",
+           *args]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, tiny_neox_dir, text_file):
+    out = tmp_path_factory.mktemp("single") / "c"
+    res = subprocess.run([sys.executable, "-m", "apps.cli", *_extract_args(tiny_neox_dir, text_file, out)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, text_file, single):
+    from interp.cache import open_cache
+
+    out = tmp_path / "dist"
+    proc = _torchrun(_extract_args(tiny_neox_dir, text_file, out))
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log
+    assert _digests(out) == _digests(single)
+    a, b = open_cache(out), open_cache(single)
+    assert a.n_rows == b.n_rows == 4096
+    for hook in a.hooks:
+        assert torch.equal(a.read(hook), b.read(hook))
+    assert torch.equal(a.tokens, b.tokens)
+    shards = json.loads((out / "manifest.json").read_text())["shards"]
+    assert [s["index"] for s in shards] == list(range(len(shards)))
+
+
+def test_killed_rank_resumes_identically(tmp_path, tiny_neox_dir, text_file, single):
+    out = tmp_path / "killed"
+    proc = _torchrun(_extract_args(tiny_neox_dir, text_file, out))
+    deadline, killed = time.time() + 240, False
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            n = json.loads((out / "manifest.rank1.json").read_text())["n_shards"]
+            pid = json.loads((out / ".lock.rank1").read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+            continue
+        if n >= 2:
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    assert killed, "the run ended before rank 1 could be killed"
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (out / "manifest.json").exists()
+    resumed = _torchrun(_extract_args(tiny_neox_dir, text_file, out, "--resume"))
+    log, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, log
+    assert _digests(out) == _digests(single)
+
+
+def _regression_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
+    import torch.distributed as dist
+
+    from interp.stats.lstsq import StreamingLstsq
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    X, Y = _regression_data()
+    acc = StreamingLstsq(X.shape[1], Y.shape[1])
+    for i, start in enumerate(range(0, len(X), 1000)):  # rank r takes batches r, r + world, ...
+        if i % world == rank:
+            acc.update(X[start:start + 1000], Y[start:start + 1000])
+    sol = acc.all_reduce().solve()
+    if rank == 0:
+        torch.save({"W": sol.W, "b": sol.b}, out_file)
+    dist.destroy_process_group()
+
+
+def _regression_data():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(20_000, 24, generator=g, dtype=torch.float64) * 3 + 1
+    Y = X @ torch.randn(24, 8, generator=g, dtype=torch.float64) + 0.1 * torch.randn(20_000, 8, generator=g,
+                                                                                       dtype=torch.float64) + 5
+    return X.float(), Y.float()
+
+
+def test_distributed_streaming_regression_equals_single(tmp_path):
+    import torch.multiprocessing as mp
+
+    from interp.stats.lstsq import StreamingLstsq
+
+    out = tmp_path / "sol.pt"
+    mp.spawn(_regression_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    X, Y = _regression_data()
+    ref = StreamingLstsq(X.shape[1], Y.shape[1])
+    for start in range(0, len(X), 1000):
+        ref.update(X[start:start + 1000], Y[start:start + 1000])
+    sol = ref.solve()
+    got = torch.load(out, weights_only=True)
+    assert (got["W"] - sol.W).abs().max().item() < 1e-10
+    assert (got["b"] - sol.b).abs().max().item() < 1e-10
