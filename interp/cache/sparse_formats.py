@@ -14,6 +14,7 @@ Latent ids are uint16 when d_sae ≤ 65536, else int32; values are float16/bfloa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from interp.cache.formats import Format, register
 from interp.cache.shards import dtype_name, from_storage, to_storage
 from interp.errors import CacheError, ConfigError
-from interp.kernels.types import SparseActs
+from interp.kernels.types import FeatureMajor, SparseActs
 
 SPARSE_FORMATS = ("topk", "threshold")
 _SAES: dict[tuple[str, str], Any] = {}
@@ -209,3 +210,20 @@ def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | No
     formats = {n: sparse_spec(kind, k=k, threshold=threshold, d=int(np.prod(v.shape[2:])), value_dtype=value_dtype)
                for n, v in probe.items()}
     return names, formats
+
+
+def build_feature_index(reader: Any, hook: str, path: str | Path | None = None) -> tuple[FeatureMajor, dict]:
+    """Feature-major (CSC) index of a sparse hook over the whole cache: "every token where latent j fires".
+
+    Written as a safetensors file (default: beside the cache, `<hook>.feature_major.safetensors`, not listed
+    in the manifest); returns the index and the file's {"sha256", "bytes", ...} record. Needs the hook's
+    nonzeros in memory (N·k·18 bytes for the int64 rows/positions).
+    """
+    from interp.cache.sparse import write_feature_major_shard
+    from interp.kernels.gather import to_feature_major
+
+    spec = reader.spec(hook)
+    fm = to_feature_major(read_sparse(reader, hook))
+    path = Path(path) if path is not None else Path(reader.path) / f"{spec['file_stem']}.feature_major.safetensors"
+    record = write_feature_major_shard(path, fm, extra={"hook": hook, "cache_rows": int(reader.n_rows)})
+    return fm, record

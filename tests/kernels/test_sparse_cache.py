@@ -107,3 +107,27 @@ def test_sparse_errors(tiny_model, sparse_cache):
         read_sparse(reader, HOOK, 5, 2)
     with pytest.raises(CacheError):
         read_sparse(reader, "blocks.0.hook_resid_post")
+
+
+def test_feature_index_and_stats_over_the_cache(sparse_cache, tmp_path):
+    """CSC index over the cached latents: counts, per-latent max and top examples equal dense brute force."""
+    from interp.cache.sparse import read_feature_major_shard
+    from interp.cache.sparse_formats import build_feature_index
+    from interp.kernels import latent_stats, stream_to_device
+
+    reader = open_cache(sparse_cache)
+    dense = reader.read(HOOK).float()
+    fm, rec = build_feature_index(reader, HOOK, tmp_path / "fi.safetensors")
+    assert torch.equal(fm.counts(), torch.bincount(read_sparse(reader, HOOK).flat_idx().long(), minlength=D_SAE))
+    back = read_feature_major_shard(tmp_path / "fi.safetensors", rec)
+    assert torch.equal(back.rows, fm.rows) and torch.equal(back.offsets, fm.offsets)
+    st = latent_stats(back, n_top=2)
+    nz = dense != 0
+    assert torch.equal(st.count, nz.sum(0))
+    fires = st.count > 0
+    assert torch.equal(st.max[fires], dense.max(0).values[fires])
+    j = int(torch.argmax(st.count))
+    assert set(st.top_rows[j].tolist()) <= set(torch.nonzero(dense[:, j] >= st.top_vals[j, 1]).flatten().tolist())
+    # on the CPU the streamer yields batches unchanged
+    batches = list(iter_sparse_batches(reader, HOOK, 500))
+    assert [b.idx.data_ptr() for b in stream_to_device(iter(batches), "cpu")] == [b.idx.data_ptr() for b in batches]
