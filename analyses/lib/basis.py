@@ -88,8 +88,10 @@ def lib_basis(section: Section, acts_in: Tensor, C_next: Tensor | None, *, name:
             n_out = g(f[:1]).numel()
         size = chunk_size or auto_chunk(n_out, 4 * f[0].numel() + 2048)
         for sl in chunks(N, size):
-            J = section_jacobian(section, f[sl], C_next, alphas, weights, method).reshape(-1, d)
-            M_dash += J.T @ J
+            J = section_jacobian(section, f[sl], C_next, alphas, weights, method)
+            rows = (sl.stop - sl.start) if J.shape[0] == 1 else 1      # data-independent Jacobian
+            J = J.reshape(-1, d)
+            M_dash += rows * (J.T @ J)
     else:
         with torch.no_grad():
             g_const_all = g(f)
@@ -143,7 +145,7 @@ def lib_edges(section: Section, acts_in: Tensor, L_in: LIBLayer, L_out: LIBLayer
                 J = section_jacobian(section, x @ C_in_pinv, C_out, alphas, weights, method) @ C_in_pinv.T
             else:
                 J = integrated_jacobian(g, x, alphas, weights, "loop" if method == "loop" else "vmap")
-            J = J.reshape(x.shape[0], -1, I, *x.shape[1:])
+            J = J.reshape(J.shape[0], -1, I, *x.shape[1:])
             xs = x[:, None, None]
             J_hat = -(J * xs).sum(3) if has_pos else -(J * xs)         # Σ_s, §4 squared edge
             E += (J_hat ** 2).sum((0, 1))

@@ -99,7 +99,7 @@ def last_query_attn_jac(W: dict[str, Tensor], prefix: str, scale: float) -> Step
 
 
 def structured_jacobian(steps: list[StepJac], x: Tensor, C_out: Tensor | None) -> Tensor:
-    """Jacobian of (section(x) @ C_out) w.r.t. x for a chain of steps: [B, n_out, (P), d_in] (jacobian_vmap layout)."""
+    """Jacobian of (section(x) @ C_out) w.r.t. x for a chain of steps: [B|1, n_out, (P), d_in] (vmap layout)."""
     backs = []
     h = x
     for st in steps:
@@ -109,5 +109,4 @@ def structured_jacobian(steps: list[StepJac], x: Tensor, C_out: Tensor | None) -
     Gt = (torch.eye(n, dtype=x.dtype) if C_out is None else C_out)[None]
     for back in reversed(backs):
         Gt = back(Gt)
-    Gt = Gt.expand(x.shape[0], *Gt.shape[1:])                             # [B, (P), d_in, n_out]
-    return Gt.movedim(-1, 1)
+    return Gt.movedim(-1, 1)          # [B, n_out, (P), d_in]; batch 1 if the Jacobian is data-independent

@@ -1,0 +1,133 @@
+"""LIB maths against independent references: integration invariance, basis identities, autodiff Jacobians."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from analyses.lib.basis import LIBLayer, lib_basis, lib_build, lib_edges
+from analyses.lib.jacobian import jacobian_loop, jacobian_vmap, section_jacobian
+from analyses.lib.linalg import centering_matrix, fold_bias, gram, integration_points
+from analyses.lib.modadd import load_modadd, modadd_data
+from analyses.lib.sections import mlp_lib_model, transformer_lib_model
+from interp.errors import ConfigError
+
+torch.set_num_threads(1)
+ONE = (np.array([1.0]), np.array([1.0]))
+
+
+def test_integration_points_and_errors():
+    for rule in ("trapezoidal", "gauss-legendre"):
+        for n in (0, 1, 5):
+            a, w = integration_points(n, rule)
+            assert np.isclose(w.sum(), 1) and np.all((a > 0) & (a < 1))
+    assert integration_points(0, "trapezoidal")[0].tolist() == [0.5]
+    a, w = integration_points(4, "gauss-legendre")
+    assert np.isclose((w * a ** 5).sum(), 1 / 6)           # exact for degree ≤ 2n+1
+    with pytest.raises(ConfigError):
+        integration_points(2, "gradient")
+    with pytest.raises(ConfigError):
+        lib_basis(lambda z: z, torch.ones(3, 2), None, basis="nope")
+
+
+def test_centering_matrix_and_gram():
+    g = torch.Generator().manual_seed(0)
+    f = fold_bias(torch.randn(50, 4, generator=g, dtype=torch.float64) + 3)
+    mu = f.mean(0)
+    Y, Yi = centering_matrix(mu), centering_matrix(mu, inverse=True)
+    assert torch.allclose(f @ Y, torch.cat([f[:, :-1] - mu[:-1], f[:, -1:]], 1), atol=1e-12)
+    assert torch.allclose(Y @ Yi, torch.eye(5, dtype=torch.float64), atol=1e-12)
+    G_raw = f.T @ f / 50
+    assert torch.allclose(gram(f), G_raw, atol=1e-12)
+    assert torch.allclose(Y.T @ G_raw @ Y, gram(f, mu), atol=1e-10)
+
+
+def test_linear_invariance_intervals():
+    """Bias-free Linear(4, 6): (1-0)*alpha M and squared edges do not depend on the number of intervals."""
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Linear(4, 6, bias=False)).double()
+    lm = mlp_lib_model(lin, ["0", "output"])
+    x = torch.randn(3, 4, dtype=torch.float64)
+    acts = lm.first(x)
+    C_out = torch.randn(6, 5, dtype=torch.float64)
+    L_out = LIBLayer("out", C_out, torch.linalg.pinv(C_out), C_out, C_out)
+    Ms, Es = [], []
+    for rule in ("trapezoidal", "gauss-legendre"):
+        for n in (0, 1, 5):
+            L = lib_basis(lm.sections[0], acts, C_out, basis="(1-0)*alpha", center=False, trunc=1e-12,
+                          integration=rule, n_intervals=n)
+            Ms.append(L.M)
+            Es.append(lib_edges(lm.sections[0], acts, L, L_out, integration=rule, n_intervals=n))
+    for M, E in zip(Ms[1:], Es[1:]):
+        torch.testing.assert_close(M, Ms[0], rtol=1e-5, atol=1e-12)
+        torch.testing.assert_close(E, Es[0], rtol=1e-5, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def modadd_small():
+    model = load_modadd(0, torch.float64)
+    x, _ = modadd_data(0, "train")
+    lm = transformer_lib_model(model, ["ln1.0", "ln2.0", "unembed", "output"], last_pos_only=True)
+    return model, lm, x[:200]
+
+
+def test_sections_reproduce_transformer_lens(modadd_small):
+    model, lm, x = modadd_small
+    logits, cache = model.run_with_cache(x)
+    acts = lm.all_acts(x)
+    torch.testing.assert_close(acts[0][..., :-1], cache["blocks.0.hook_resid_pre"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(acts[1][..., :-1], cache["blocks.0.hook_resid_mid"][:, -1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(acts[2][..., :-1], cache["blocks.0.hook_resid_post"][:, -1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(acts[3], logits[:, -1].detach(), rtol=0, atol=1e-9)
+    assert all(torch.all(a[..., -1] == 1) for a in acts[:-1])
+
+
+def test_random_ln_transformer_sections_and_jacobians():
+    """LayerNorm + rotary + parallel blocks go through autodiff; sections match transformer-lens."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=20, n_ctx=6,
+                                  act_fn="gelu_new", normalization_type="LN", positional_embedding_type="rotary",
+                                  parallel_attn_mlp=True, rotary_dim=8, seed=1, dtype=torch.float64)
+    model = HookedTransformer(cfg).eval()
+    for p in model.parameters():                        # non-zero biases exercise the folded coordinate
+        if p.ndim <= 2:
+            p.data += 0.1 * torch.randn_like(p)
+    tok = torch.randint(0, 20, (5, 6), generator=torch.Generator().manual_seed(0))
+    lm = transformer_lib_model(model, ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre", "unembed", "output"])
+    logits, cache = model.run_with_cache(tok)
+    acts = lm.all_acts(tok)
+    torch.testing.assert_close(acts[1][..., :-1], cache["blocks.1.hook_resid_pre"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(acts[-1], logits.detach(), rtol=0, atol=1e-9)
+    J1, J2 = jacobian_vmap(lm.sections[0], acts[0]), jacobian_loop(lm.sections[0], acts[0])
+    torch.testing.assert_close(J1, J2, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("l", [0, 1, 2])
+def test_structured_jacobian_matches_autodiff(modadd_small, l):
+    _, lm, x = modadd_small
+    acts = lm.all_acts(x[:40])
+    sec = lm.sections[l]
+    C = torch.randn(sec(acts[l][:1]).shape[-1], 30, dtype=torch.float64, generator=torch.Generator().manual_seed(l))
+    Js = section_jacobian(sec, acts[l], C, *ONE, "auto")
+    Jv = section_jacobian(sec, acts[l], C, *ONE, "vmap")
+    Jl = section_jacobian(sec, acts[l], C, *ONE, "loop")
+    scale = Jv.abs().max()
+    assert float((Js - Jv).abs().max() / scale) < 1e-12
+    assert float((Jl - Jv).abs().max() / scale) < 1e-12
+
+
+@pytest.mark.parametrize("basis", ["jacobian", "svd", "(1-0)*alpha"])
+def test_basis_identities(modadd_small, basis):
+    """C_pinv C = I; svd: Cᵀ G C = diag(D); jacobian / IG: Cᵀ G C = diag(Λ) (G = raw bias-augmented gram)."""
+    _, lm, x = modadd_small
+    kw = {} if basis != "(1-0)*alpha" else {"integration": "gauss-legendre", "n_intervals": 2}
+    layers, _ = lib_build(lm, x, basis=basis, edge_formula=None, **kw)
+    acts = lm.all_acts(x)
+    for L, f in zip(layers[:-1], acts[:-1]):
+        k = L.C.shape[1]
+        torch.testing.assert_close(L.C_pinv @ L.C, torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-10)
+        G = gram(f)
+        CGC = L.C.T @ G @ L.C
+        target = torch.diag(L.D if basis == "svd" else L.Lam)
+        assert float((CGC - target).abs().max() / target.abs().max()) < 1e-8
