@@ -156,7 +156,13 @@ def detect_massive(hs: torch.Tensor, tokens: torch.Tensor | None = None, tokeniz
             "criteria": {k_: getattr(c, k_) for k_ in c.__dataclass_fields__}}
 
 
-def detect_massive_dims(model: torch.nn.Module, tokens: torch.Tensor, tokenizer=None,
+def detect_massive_dims(model: torch.nn.Module, prompts: torch.Tensor | list[str], tokenizer=None,
                         criteria: DetectionCriteria | None = None) -> list[int]:
-    """The massive dims of a model on `tokens` [B, S] (union over layers; heretic-style API)."""
-    return detect_massive(layer_outputs(model, tokens), tokens, tokenizer, criteria)["dims"]
+    """The massive dims of a model on prompts (token ids [B, S] or strings; union over layers; heretic-style)."""
+    if isinstance(prompts, (list, tuple)):
+        if not hasattr(model, "to_tokens") or getattr(model, "tokenizer", None) is None:
+            raise ConfigError("string prompts need a transformer-lens model with a tokenizer",
+                              hint="pass token ids [batch, pos] instead")
+        prompts = model.to_tokens(list(prompts), prepend_bos=False)  # right-padded to the longest prompt
+        tokenizer = tokenizer or model.tokenizer
+    return detect_massive(layer_outputs(model, prompts), prompts, tokenizer, criteria)["dims"]

@@ -49,6 +49,22 @@ def checkpoint_metric(tokens: torch.Tensor, cfg: Config, tokenizer=None):
     return metric
 
 
+def ma_trajectory(model: str, tokens: torch.Tensor, steps: list[int] | None = None,
+                  agg: str = "ratio_of_means", hook: str = "resid_post", cache_dir: str | None = None,
+                  loader=None) -> tuple[np.ndarray, np.ndarray]:
+    """(steps [T], per-layer top-1/median ratio [T, L]) of a suite's checkpoints on tokens [B, S] (Eq. 8)."""
+    def metric(m: torch.nn.Module, step: int) -> dict:
+        st = massive_stats(layer_outputs(m, tokens, hook=hook), k=1)
+        return {"top": st["top"][..., 0].tolist(), "median": st["median"].tolist()}
+
+    per = checkpoint_sweep(model, metric, steps, cache_dir=cache_dir, key=f"trajectory-{hook}", loader=loader)
+    s = sorted(per)
+    out = aggregate_ratio(np.array([per[k]["top"] for k in s]), np.array([per[k]["median"] for k in s]))
+    if agg not in ("ratio_of_means", "mean_of_ratios"):
+        raise ConfigError(f"unknown aggregate {agg!r}", hint="use ratio_of_means or mean_of_ratios")
+    return np.array(s, dtype=np.float64), out[agg]
+
+
 def _sweep_key(cfg: Config, tokens: torch.Tensor) -> str:
     """Identifies what a cached checkpoint result depends on (tokens and metric options)."""
     from interp.sources import blocks_hash

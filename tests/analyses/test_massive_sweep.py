@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +50,17 @@ def test_massive_sweep_caches_and_resumes(tmp_path):
     loads.clear()
     checkpoint_sweep("toy", _metric, [0, 1], cache_dir=tmp_path, key="k2", loader=loader)
     assert loads == [0, 1]
+
+
+def test_massive_trajectory_equals_per_checkpoint_stats():
+    from analyses.massive import ma_trajectory
+
+    steps, r = ma_trajectory("toy", TOKENS, [0, 3], loader=lambda name, s: _model(s))
+    assert steps.tolist() == [0.0, 3.0] and r.shape == (2, 2)
+    for i, s in enumerate((0, 3)):  # brute force: max and numpy median of |h| per input, then ratio of means
+        h = layer_outputs(_model(s), TOKENS).abs().flatten(2).numpy()  # [L, B, S·d]
+        want = h.max(-1).mean(-1) / np.median(h, axis=-1).mean(-1)
+        np.testing.assert_allclose(r[i], want, rtol=1e-12)
 
 
 def test_massive_sweep_pythia_offline_is_a_clear_error(monkeypatch):
