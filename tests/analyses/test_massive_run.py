@@ -45,3 +45,15 @@ def test_massive_run_full_suite_emergence_fit_intervention():
     assert s["n_detected_final"] > 0 and not s["sun_criteria_met_final"]  # |a| < 100: only relative criteria
     assert s["delta_loss_zero"] > 5 * abs(s["delta_loss_zero_control"])  # zeroing massive dims hurts
     assert abs(s["delta_loss_mean"]) < 0.1 * s["delta_loss_zero"]  # setting them to their mean does not
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("toy-pythia-4l" not in models.embedded_names(), reason="toy-pythia-4l not in data/models")
+def test_massive_run_default_suite():
+    """Spec check 4 on the embedded default (4 layers, d 128): the ratio grows, every layer's fit has R² ≥ 0.9."""
+    r = run()
+    s, a = r.summary, r.arrays
+    assert s["model"] == "toy-pythia-4l" and a["ratio_of_means"].shape == (s["n_checkpoints"], 4)
+    assert np.all(a["ratio_of_means"][-1] > a["ratio_of_means"][0])  # measured 6.8 → 25.2 (3.7×)
+    assert all(f["r2"] >= 0.9 for f in r.details["fits"])
+    assert {iv["mode"] for iv in r.details["interventions"]} == {"zero", "mean"}
