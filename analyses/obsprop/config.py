@@ -20,7 +20,8 @@ class Config:
     n_pairs: int = 64               # counterfactual prompt pairs per task (path patching, references)
     path_depth: int = 2             # greedy path search depth
     beam: int = 4                   # greedy path search beam width
-    top_heads: int = 3              # heads reported as "carrying" a feature (by path-patching effect)
+    top_heads: int = 3              # at most this many heads "carry" a feature (by path-patching effect) ...
+    carry_frac: float = 0.1         # ... each with at least this fraction of the best head's effect
     ln_mode: str = "approx"         # none | approx (paper) | frozen | exact
     approx_norm: str = "scale"      # scale (LN scale at the token) | raw (||x||/√d, reference code) | unit
     mlp_mode: str = "boundary"      # point | boundary | linear

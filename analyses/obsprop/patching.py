@@ -56,23 +56,32 @@ def component_out(model, cache: dict, node: Node, resid_in: torch.Tensor | None 
     return (pat @ v) @ attn.W_O[node.head]                      # [b, q, d_model]
 
 
+def at_pos(t: torch.Tensor, pos: int | torch.Tensor) -> torch.Tensor:
+    """t[:, pos] for an int, or t[i, pos[i]] per prompt for a LongTensor [b] (right-padded batches: the
+    observable sits at each prompt's own last token; causal attention makes right padding exact)."""
+    if isinstance(pos, int):
+        return t[:, pos]
+    return t[torch.arange(t.shape[0]), pos]
+
+
 def propagate(model, cache: dict, n: torch.Tensor, receivers: Sequence[Node], delta: torch.Tensor,
-              pos: int = -1, freeze_ln: bool = False) -> torch.Tensor:
+              pos: int | torch.Tensor = -1, freeze_ln: bool = False) -> torch.Tensor:
     """Send a residual change `delta` [b, pos, d] through `receivers` (forward order) to the observable at
-    position `pos`; other inputs stay at the cached run. Returns the observable change per prompt [b]."""
+    position `pos` (int, or [b] per prompt); other inputs stay at the cached run. Returns the observable change
+    per prompt [b]."""
     for node in receivers:
         x = cache[ln_input_hook(model, node)]
         delta = (component_out(model, cache, node, x + delta, freeze_ln=freeze_ln)
                  - component_out(model, cache, node, x, freeze_ln=freeze_ln))
-    xf = cache[final_hook(model)][:, pos]
-    scale = cache["ln_final.hook_scale"][:, pos] if freeze_ln and "ln_final.hook_scale" in cache else None
+    xf = at_pos(cache[final_hook(model)], pos)
+    scale = at_pos(cache["ln_final.hook_scale"], pos) if freeze_ln and "ln_final.hook_scale" in cache else None
     y = model.W_U @ n.to(model.W_U.dtype)
-    return (_ln(model, model.ln_final, xf + delta[:, pos], scale)
+    return (_ln(model, model.ln_final, xf + at_pos(delta, pos), scale)
             - _ln(model, model.ln_final, xf, scale)) @ y
 
 
 def path_effect(model, cache_pos: dict, cache_neg: dict, n: torch.Tensor, path: Sequence[str | Node],
-                pos: int = -1, freeze_ln: bool = False) -> torch.Tensor:
+                pos: int | torch.Tensor = -1, freeze_ln: bool = False) -> torch.Tensor:
     """Observable drop obs(pos prompt) − obs(pos prompt with the path patched from the neg prompt), per pair. [b]"""
     nodes = [parse_node(model, p) for p in path]
     with torch.no_grad():
@@ -81,7 +90,7 @@ def path_effect(model, cache_pos: dict, cache_neg: dict, n: torch.Tensor, path: 
 
 
 def path_function(model, cache: dict, n: torch.Tensor, path: Sequence[str | Node], x: torch.Tensor,
-                  pos: int = -1, freeze_ln: bool = False) -> torch.Tensor:
+                  pos: int | torch.Tensor = -1, freeze_ln: bool = False) -> torch.Tensor:
     """Observable change (summed over the batch) when the first node's LN input is x instead of the cached one,
     with the change sent only along the path: the function whose gradient the path feature vector is."""
     nodes = [parse_node(model, p) for p in path]
@@ -101,14 +110,14 @@ def all_nodes(model) -> list[Node]:
 
 
 def group_effect(model, groups: Sequence[tuple[dict, dict]], n: torch.Tensor, path: Sequence[str | Node],
-                 pos: int = -1) -> float:
+                 pos: int | torch.Tensor = -1) -> float:
     """Mean path-patching effect over prompt pairs held in several (cache_pos, cache_neg) length groups."""
     vals = torch.cat([path_effect(model, cp, cn, n, path, pos) for cp, cn in groups])
     return float(vals.mean())
 
 
 def greedy_paths(model, n: torch.Tensor, groups: Sequence[tuple[dict, dict]], depth: int = 2, beam: int = 5,
-                 pos: int = -1) -> tuple[list[tuple[list[str], float]], dict[str, float]]:
+                 pos: int | torch.Tensor = -1) -> tuple[list[tuple[list[str], float]], dict[str, float]]:
     """Beam search over paths ending at the logits, scored by the mean path-patching effect over prompt pairs
     (`groups`: (cache_pos, cache_neg) per length group). Returns (best paths with scores, best first; the
     depth-1 score of every node)."""

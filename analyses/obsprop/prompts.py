@@ -62,9 +62,9 @@ def _last_par(prompt: str) -> tuple[str, str]:
 
 
 def gender_pairs(feats: dict, probes: list[dict], feature: str, tokenizer, limit: int
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Counterfactual (female, male) prompt pairs from probes of `feature` (pronoun_subj / pronoun_obj), same
-    length within a pair, grouped by length: [([k, T], [k, T]), ...]"""
+    length within a pair, right-padded: (female [b, T], male [b, T], last-token index [b])."""
     names = feats["names"]
     fem = [n for n, v in names.items() if v["gender"] == "female"]
     mal = [n for n, v in names.items() if v["gender"] == "male"]
@@ -81,7 +81,7 @@ def gender_pairs(feats: dict, probes: list[dict], feature: str, tokenizer, limit
 
 
 def occupation_pairs(feats: dict, probes: list[dict], tokenizer, limit: int
-                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(female-skewed, male-skewed) occupation prompt pairs from occupation_pronoun probes."""
     occ = feats["occupations"]
     fem = [o for o, v in occ.items() if v["p_female"] > 0.5]
@@ -101,26 +101,38 @@ def occupation_pairs(feats: dict, probes: list[dict], tokenizer, limit: int
     return _stack_pairs(out, limit, "occupation_pronoun")
 
 
+PAD_ID = 1  # <|padding|> in the embedded tokenizer; any id works (right padding never reaches the last token)
+
+
+def pad_right(seqs: list[list[int]] | list[torch.Tensor], pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token sequences into [b, T_max]; returns (tokens, index of each sequence's last token [b])."""
+    lens = [len(x) for x in seqs]
+    out = torch.full((len(seqs), max(lens)), pad_id, dtype=torch.long)
+    for i, x in enumerate(seqs):
+        out[i, : lens[i]] = torch.as_tensor(x, dtype=torch.long)
+    return out, torch.tensor(lens) - 1
+
+
 def _stack_pairs(pairs: list[tuple[list[int], list[int]]], limit: int, what: str
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Equal-length pairs grouped by length (shortest first), at most `limit` pairs in all."""
-    same = [(a, b) for a, b in pairs if len(a) == len(b)][:limit]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The `limit` shortest equal-length pairs, right-padded: (pos tokens [b, T], neg tokens [b, T], last [b])."""
+    same = sorted(((a, b) for a, b in pairs if len(a) == len(b)), key=lambda ab: len(ab[0]))[:limit]
     if not same:
         raise DataSourceError(f"no equal-length counterfactual pairs for {what}", hint="check probes.jsonl")
-    groups: dict[int, list] = {}
-    for a, b in same:
-        groups.setdefault(len(a), []).append((a, b))
-    return [(torch.tensor([a for a, _ in g]), torch.tensor([b for _, b in g])) for _, g in sorted(groups.items())]
+    tp, last = pad_right([a for a, _ in same])
+    tn, _ = pad_right([b for _, b in same])
+    return tp, tn, last
 
 
-def class_prompts(probes: list[dict], feature: str, key: str, value: str, tokenizer, limit: int
-                  ) -> list[torch.Tensor]:
-    """Token tensors of probes with probe[key] == value (e.g. code_comment_marker with lang == 'py')."""
-    out = [torch.tensor(encode(tokenizer, r["prompt"])) for r in probes
-           if r.get("feature") == feature and r.get(key) == value]
+def class_prompts(probes: list[dict], feature: str, key: str, value, tokenizer, limit: int
+                  ) -> list[list[int]]:
+    """Token ids of the `limit` shortest probes with probe[key] == value (e.g. code_comment_marker, lang == 'py');
+    value may be a callable predicate."""
+    ok = value if callable(value) else (lambda v: v == value)
+    out = [encode(tokenizer, r["prompt"]) for r in probes if r.get("feature") == feature and ok(r.get(key))]
     if not out:
         raise DataSourceError(f"no probes with feature={feature}, {key}={value}", hint="check probes.jsonl")
-    return out[:limit]
+    return sorted(out, key=len)[:limit]
 
 
 def name_token_ids(feats: dict, tokenizer) -> dict[str, list[int]]:

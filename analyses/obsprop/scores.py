@@ -111,12 +111,16 @@ def projection_hook(direction: torch.Tensor):
     return hook
 
 
-def observable_at_last(model, n: torch.Tensor, prompts: Sequence[torch.Tensor],
-                       fwd_hooks: list | None = None) -> torch.Tensor:
-    """n·logits at each prompt's last token (prompts are 1-D token tensors of any length). [n_prompts]"""
+def observable_at_last(model, n: torch.Tensor, prompts: Sequence[Sequence[int]], fwd_hooks: list | None = None,
+                       batch_size: int = 32) -> torch.Tensor:
+    """n·logits at each prompt's last token; prompts (token-id lists of any length) are right-padded in batches
+    (exact for causal models). [n_prompts]"""
+    from .prompts import pad_right
+
     vals = []
-    for t in prompts:
+    for s in range(0, len(prompts), batch_size):
+        toks, last = pad_right(list(prompts[s:s + batch_size]))
         with torch.inference_mode():
-            logits = model.run_with_hooks(t[None], fwd_hooks=fwd_hooks or [])
-        vals.append(logits[0, -1].double() @ n.double())
-    return torch.stack(vals)
+            logits = model.run_with_hooks(toks, fwd_hooks=fwd_hooks or [])
+        vals.append(logits[torch.arange(len(last)), last].double() @ n.double())
+    return torch.cat(vals)

@@ -11,7 +11,7 @@ from interp.errors import ConfigError
 from .config import Config
 from .method import Node, cosine, feature_vector
 from .observables import observable, pullback_unembed
-from .patching import greedy_paths, run_cache
+from .patching import at_pos, greedy_paths, run_cache
 from .prompts import (
     class_prompts,
     gender_pairs,
@@ -19,6 +19,7 @@ from .prompts import (
     name_token_ids,
     occupation_pairs,
     occupation_tokens,
+    pad_right,
 )
 from .scores import (
     linear_probe,
@@ -46,25 +47,24 @@ def load_model(cfg: Config, model=None):
     return model.eval()
 
 
-def mean_refs(model, caches: list[dict]) -> dict[str, torch.Tensor]:
-    """Residual streams at the last position, averaged over every prompt of every group."""
+def mean_refs(model, sets: list[tuple[dict, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Residual streams at each prompt's last token, averaged over the prompts of (cache, last-index) sets."""
     out: dict[str, torch.Tensor] = {}
     count = 0
-    for c in caches:
-        b = c["blocks.0.hook_resid_pre"].shape[0]
+    for c, last in sets:
         for k, v in c.items():
             if "hook_resid" in k:
-                out[k] = out.get(k, 0) + v[:, -1].sum(0)
-        count += b
+                out[k] = out.get(k, 0) + at_pos(v, last).sum(0)
+        count += len(last)
     return {k: v / count for k, v in out.items()}
 
 
-def head_source_ref(model, caches: list[dict], layer: int, head: int) -> torch.Tensor:
-    """The LN input a head reads most at the last query: mean over prompts of the residual at the argmax source
+def head_source_ref(model, sets: list[tuple[dict, torch.Tensor]], layer: int, head: int) -> torch.Tensor:
+    """The LN input a head reads most from the last token: mean over prompts of the residual at the argmax source
     token, rescaled to those residuals' mean centred norm (keeps the typical LN scale)."""
     xs = []
-    for c in caches:
-        A = c[f"blocks.{layer}.attn.hook_pattern"][:, head, -1]          # [b, k]
+    for c, last in sets:
+        A = at_pos(c[f"blocks.{layer}.attn.hook_pattern"][:, head], last)          # [b, k]
         j = A.argmax(-1)
         xs.append(c[f"blocks.{layer}.hook_resid_pre"][torch.arange(len(j)), j])
     x = torch.cat(xs)
@@ -74,14 +74,13 @@ def head_source_ref(model, caches: list[dict], layer: int, head: int) -> torch.T
     return m - mc + mc * (xc.norm(dim=-1).mean() / mc.norm().clamp_min(1e-12))
 
 
-def obs_values(model, n: torch.Tensor, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+def obs_values(model, n: torch.Tensor, tp: torch.Tensor, tn: torch.Tensor, last: torch.Tensor
+               ) -> tuple[float, float]:
     """Mean observable value at the last token on the positive and the negative prompts."""
-    vp, vn = [], []
-    for p, q in groups:
-        with torch.inference_mode():
-            vp.append(model(p)[:, -1] @ n)
-            vn.append(model(q)[:, -1] @ n)
-    return float(torch.cat(vp).mean()), float(torch.cat(vn).mean())
+    with torch.inference_mode():
+        vp = at_pos(model(tp), last) @ n
+        vn = at_pos(model(tn), last) @ n
+    return float(vp.mean()), float(vn.mean())
 
 
 def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str) -> torch.Tensor:
@@ -96,11 +95,15 @@ def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str) -> torch
     return out
 
 
-def top_heads(single: dict[str, float], k: int) -> list[Node]:
-    """The k heads with the largest positive path-patching effect."""
+def top_heads(single: dict[str, float], k: int, min_frac: float = 0.0) -> list[Node]:
+    """Up to k heads with the largest positive path-patching effect, keeping those with at least min_frac of the
+    best head's effect (the heads that "carry" the feature). Always at least one."""
     heads = sorted(((s, name) for name, s in single.items() if name.startswith("attn")), reverse=True)
+    best = heads[0][0]
     out = []
-    for _, name in heads[:k]:
+    for s, name in heads[:k]:
+        if out and s < min_frac * best:
+            break
         lay, h = name[4:].split(".")
         out.append(Node("attn", int(lay), int(h)))
     return out
@@ -133,24 +136,61 @@ def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]
     return toks.reshape(-1), pos, {lay: torch.cat(v) for lay, v in acts.items()}
 
 
-def gender_baselines(y: torch.Tensor, x_f: torch.Tensor, x_m: torch.Tensor, cfg: Config) -> dict:
-    """Zero-shot ObsProp direction vs 30+30 linear probe / mean difference, against the planted gender direction
-    (the class-mean difference over all labelled name tokens) and on held-out separation."""
-    truth = mean_difference(x_f, x_m)
-    out = {"n_female": len(x_f), "n_male": len(x_m), "obsprop": {"cos_truth": cosine(y, truth),
-                                                                 **separation(y, x_f, x_m)}}
-    rows = {"probe": [], "meandiff": []}
+def _balanced_diff(x: torch.Tensor, tok: torch.Tensor, names_f: list[int], names_m: list[int]) -> torch.Tensor:
+    """Name-balanced class-mean difference: mean over female names of each name's mean activation, minus the same
+    for male names (every name weighs the same, whatever its frequency)."""
+    mf = torch.stack([x[tok == t].mean(0) for t in names_f])
+    mm = torch.stack([x[tok == t].mean(0) for t in names_m])
+    return mf.mean(0) - mm.mean(0)
+
+
+def gender_baselines(y: torch.Tensor, x: torch.Tensor, tok: torch.Tensor, ids_f: list[int], ids_m: list[int],
+                     cfg: Config) -> dict:
+    """Zero-shot ObsProp direction vs 30+30 linear probe / mean difference.
+
+    name_split (headline): per repeat, names are split in halves; the baselines train on 30+30 tokens of the first
+    half; everything is scored on the second half (unseen names): cos with the planted gender direction (the
+    name-balanced class-mean difference over the unseen names) and held-out separation (AUC, r²).
+    token_split (reference): random 30+30 tokens for training, the rest (same names) for evaluation."""
+    f_present = [t for t in ids_f if int((tok == t).sum()) > 0]
+    m_present = [t for t in ids_m if int((tok == t).sum()) > 0]
+    is_f, is_m = torch.isin(tok, torch.tensor(f_present)), torch.isin(tok, torch.tensor(m_present))
+    out: dict = {"n_female": int(is_f.sum()), "n_male": int(is_m.sum()), "n_names": len(f_present) + len(m_present)}
+    truth_all = _balanced_diff(x, tok, f_present, m_present)
+    out["obsprop_all"] = {"cos_truth": cosine(y, truth_all), **separation(y, x[is_f], x[is_m])}
+    rows: dict[str, list] = {"obsprop": [], "probe": [], "meandiff": [], "probe_tokens": [], "meandiff_tokens": []}
     for r in range(cfg.n_repeats):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
-        pf, pm = torch.randperm(len(x_f), generator=g), torch.randperm(len(x_m), generator=g)
-        trf, trm = x_f[pf[:cfg.n_train]], x_m[pm[:cfg.n_train]]
-        tef, tem = x_f[pf[cfg.n_train:]], x_m[pm[cfg.n_train:]]
-        truth_ho = mean_difference(tef, tem)   # truth from held-out rows only: no overlap with training rows
-        for name, u in (("probe", linear_probe(trf, trm)), ("meandiff", mean_difference(trf, trm))):
+        pf = [f_present[i] for i in torch.randperm(len(f_present), generator=g)]
+        pm = [m_present[i] for i in torch.randperm(len(m_present), generator=g)]
+        tr_f, te_f = pf[: len(pf) // 2], pf[len(pf) // 2:]
+        tr_m, te_m = pm[: len(pm) // 2], pm[len(pm) // 2:]
+        xf_tr, xm_tr = x[torch.isin(tok, torch.tensor(tr_f))], x[torch.isin(tok, torch.tensor(tr_m))]
+        xf_te, xm_te = x[torch.isin(tok, torch.tensor(te_f))], x[torch.isin(tok, torch.tensor(te_m))]
+        if min(len(xf_tr), len(xm_tr)) < cfg.n_train:
+            continue
+        sf = torch.randperm(len(xf_tr), generator=g)[:cfg.n_train]
+        sm = torch.randperm(len(xm_tr), generator=g)[:cfg.n_train]
+        truth = _balanced_diff(x, tok, te_f, te_m)
+        dirs = {"obsprop": y, "probe": linear_probe(xf_tr[sf], xm_tr[sm]), "meandiff": mean_difference(xf_tr[sf],
+                                                                                                      xm_tr[sm])}
+        for name, u in dirs.items():
+            rows[name].append({"cos_truth": cosine(u, truth), "cos_obsprop": cosine(u, y),
+                               **separation(u, xf_te, xm_te)})
+        # token split: same names in training and evaluation
+        xf, xm = x[is_f], x[is_m]
+        qf, qm = torch.randperm(len(xf), generator=g), torch.randperm(len(xm), generator=g)
+        trf, trm, tef, tem = xf[qf[:cfg.n_train]], xm[qm[:cfg.n_train]], xf[qf[cfg.n_train:]], xm[qm[cfg.n_train:]]
+        truth_ho = mean_difference(tef, tem)
+        for name, u in (("probe_tokens", linear_probe(trf, trm)), ("meandiff_tokens", mean_difference(trf, trm))):
             rows[name].append({"cos_truth": cosine(u, truth_ho), "cos_obsprop": cosine(u, y),
                                **separation(u, tef, tem)})
+    if not rows["probe"]:
+        raise ConfigError(f"too few name tokens for {cfg.n_train}+{cfg.n_train} training examples on half the names",
+                          hint="raise score_tokens")
     for name, rs in rows.items():
-        out[name] = {k: float(sum(r[k] for r in rs) / len(rs)) for k in rs[0]}
+        out[name] = {k: float(sum(r_[k] for r_ in rs) / len(rs)) for k in rs[0]}
+        out[name]["n_repeats"] = len(rs)
     return out
 
 
@@ -172,18 +212,20 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     pairs = {"subj": gender_pairs(feats, probes, "pronoun_subj", tok, cfg.n_pairs),
              "obj": gender_pairs(feats, probes, "pronoun_obj", tok, cfg.n_pairs),
              "occu": occupation_pairs(feats, probes, tok, cfg.n_pairs)}
-    caches = {k: [(run_cache(model, p)[1], run_cache(model, q)[1]) for p, q in g] for k, g in pairs.items()}
+    caches = {k: (run_cache(model, tp)[1], run_cache(model, tn)[1], last) for k, (tp, tn, last) in pairs.items()}
     n_task = {"subj": obs["subj"], "obj": obs["obj"], "occu": obs["subj"]}   # occu pairs: the bias (she-he)
     details: dict = {"observables": {k: {"n_tokens": int(v.abs().sum())} for k, v in obs.items()}}
     details["logit_gap"] = {}
-    for k, g in pairs.items():
-        vp, vn = obs_values(model, n_task[k], g)
-        details["logit_gap"][k] = {"pos": vp, "neg": vn, "gap": vp - vn, "n_pairs": sum(len(p) for p, _ in g)}
+    for k, (tp, tn, last) in pairs.items():
+        vp, vn = obs_values(model, n_task[k], tp, tn, last)
+        details["logit_gap"][k] = {"pos": vp, "neg": vn, "gap": vp - vn, "n_pairs": len(last)}
 
     # --- greedy path patching ---------------------------------------------------------------------------------
     search, singles = {}, {}
     for k in ("subj", "obj", "occu"):
-        search[k], singles[k] = greedy_paths(model, n_task[k], caches[k], depth=cfg.path_depth, beam=cfg.beam)
+        cp, cn, last = caches[k]
+        search[k], singles[k] = greedy_paths(model, n_task[k], [(cp, cn)], depth=cfg.path_depth, beam=cfg.beam,
+                                             pos=last)
     details["paths"] = {k: [{"path": p, "effect": s} for p, s in v] for k, v in search.items()}
     details["single_node_effect"] = singles
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -191,12 +233,12 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
                           for k in ("subj", "obj", "occu")])
 
     # --- reference points ---------------------------------------------------------------------------------------
-    pos_caches = {k: [cp for cp, _ in v] for k, v in caches.items()}
-    neg_caches = {k: [cn for _, cn in v] for k, v in caches.items()}
+    pos_caches = {k: [(cp, last)] for k, (cp, _, last) in caches.items()}
+    neg_caches = {k: [(cn, last)] for k, (_, cn, last) in caches.items()}
     refs = {k: mean_refs(model, pos_caches[k]) for k in caches}
     refs_neg = {k: mean_refs(model, neg_caches[k]) for k in caches}
-    py = class_prompts(probes, "code_comment_marker", "lang", "py", tok, cfg.n_pairs)
-    code_caches = [run_cache(model, t[None])[1] for t in py]
+    py_toks, py_last = pad_right(class_prompts(probes, "code_comment_marker", "lang", "py", tok, cfg.n_pairs))
+    code_caches = [(run_cache(model, py_toks)[1], py_last)]
     refs["code"] = refs["code_block"] = mean_refs(model, code_caches)
     ref_task = {"subj": "subj", "obj": "obj", "occu": "occu", "code": "code", "code_block": "code"}
     ref_caches = {"subj": pos_caches["subj"], "obj": pos_caches["obj"], "occu": pos_caches["occu"],
@@ -212,7 +254,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     cos_heads = torch.tensor([[cosine(vec["subj"][a, b], vec["obj"][a, b]) for b in range(H)] for a in range(L)])
     raw = {k: pullback_unembed(model, obs[k]) for k in OBS_NAMES}
     raw_cos = torch.tensor([[cosine(raw[a], raw[b]) for b in OBS_NAMES] for a in OBS_NAMES])
-    tops = top_heads(singles["subj"], cfg.top_heads)
+    tops = top_heads(singles["subj"], cfg.top_heads, min_frac=cfg.carry_frac)
     top = tops[0]
     top_vecs = torch.stack([vec[k][top.layer, top.head] for k in OBS_NAMES])
     cos_top = torch.tensor([[cosine(a, b) for b in top_vecs] for a in top_vecs])
@@ -241,10 +283,12 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     x_top = acts[top.layer].double()
     fem = torch.isin(toks, torch.tensor(ids["female"]))
     mal = torch.isin(toks, torch.tensor(ids["male"]))
-    if int(fem.sum()) <= cfg.n_train or int(mal.sum()) <= cfg.n_train:
+    if int(fem.sum()) <= 2 * cfg.n_train or int(mal.sum()) <= 2 * cfg.n_train:
         raise ConfigError(f"only {int(fem.sum())} female / {int(mal.sum())} male name tokens in the held-out "
                           "sample", hint="raise score_tokens")
-    details["gender"] = gender_baselines(vec["subj"][top.layer, top.head], x_top[fem], x_top[mal], cfg)
+    named = fem | mal
+    details["gender"] = gender_baselines(vec["subj"][top.layer, top.head], x_top[named], toks[named],
+                                         ids["female"], ids["male"], cfg)
     details["gender"]["layer"] = top.layer
     hb = top_heads(singles["occu"], 1)[0]
     bias_vec, _ = feature_vector(model, obs["subj"], [str(hb)], refs["occu"], ln=cfg.ln_mode,
@@ -253,7 +297,8 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     details["debias"] = debias_task(model, obs["subj"], probes, tok, bias_vec, hb, cfg)
 
     g = details["gender"]
-    c_err = [abs(r["coupling"] - r["slope"]) for r in cpl]
+    c_err = [abs(r["coupling"] - r["slope"]) for r in cpl if r["pair"] == "subj->obj"]
+    c_err_all = [abs(r["coupling"] - r["slope"]) for r in cpl]
     summary = {
         "model": getattr(model.cfg, "model_name", "model"),
         "subj_logit_gap": details["logit_gap"]["subj"]["gap"],
@@ -269,12 +314,18 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         "gender_cos_meandiff30": g["meandiff"]["cos_truth"],
         "gender_auc_obsprop": g["obsprop"]["auc"],
         "gender_auc_probe30": g["probe"]["auc"],
+        "gender_cos_probe30_same_names": g["probe_tokens"]["cos_truth"],
         "obsprop_beats_probe": g["obsprop"]["cos_truth"] > g["probe"]["cos_truth"],
+        "n_carrying_heads": len(tops),
         "coupling_top": cpl[0]["coupling"],
         "slope_top": cpl[0]["slope"],
         "coupling_slope_max_abs_err": max(c_err),
         "coupling_predicts_slope": max(c_err) < 0.1,
+        "coupling_slope_max_abs_err_all_pairs": max(c_err_all),
+        "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
         "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
+        "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
+        "ln_final_cos_approx_boundary": details["ln"]["ln_final"]["cos_approx_boundary"],
         "debias_bias_gap_before": details["debias"]["bias_gap_before"],
         "debias_bias_gap_after": details["debias"]["bias_gap_after"],
         "debias_name_gap_before": details["debias"]["name_gap_before"],

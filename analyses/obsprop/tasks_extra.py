@@ -7,11 +7,11 @@ import torch
 from .config import Config
 from .method import Node, cosine, coupling, feature_vector, final_hook
 from .observables import ln_final_boundary, pullback_layernorm, pullback_unembed
-from .prompts import encode
+from .prompts import class_prompts
 from .scores import best_fit, observable_at_last, projection_hook
 
 
-def ln_task(model, n, refs, refs_neg, caches: list[dict], top: Node, cfg: Config) -> dict:
+def ln_task(model, n, refs, refs_neg, sets: list[tuple[dict, torch.Tensor]], top: Node, cfg: Config) -> dict:
     """ln_final three ways (approx / exact at the token / tangent at the decision boundary) and, for random
     covectors on the model's real LN inputs, cos(approx, exact) and exact agreement on {1, x}^⟂."""
     fh = final_hook(model)
@@ -33,7 +33,8 @@ def ln_task(model, n, refs, refs_neg, caches: list[dict], top: Node, cfg: Config
     cos, perp = [], []
     for layer in range(model.cfg.n_layers):
         ln = model.blocks[layer].ln1
-        xs = torch.cat([c[f"blocks.{layer}.hook_resid_pre"][:, 1:].reshape(-1, d) for c in caches])[:200]
+        xs = torch.cat([c[f"blocks.{layer}.hook_resid_pre"][i, 1:int(last[i]) + 1]
+                        for c, last in sets for i in range(len(last))])[:200]
         for x in xs:
             yy = torch.randn(d, generator=g, dtype=torch.float64)
             a, e = pullback_layernorm(ln, yy, x, "approx"), pullback_layernorm(ln, yy, x, "exact")
@@ -44,7 +45,8 @@ def ln_task(model, n, refs, refs_neg, caches: list[dict], top: Node, cfg: Config
             ap, ep = pullback_layernorm(ln, yp, x, "approx"), pullback_layernorm(ln, yp, x, "exact")
             perp.append(float((ap - ep).norm() / ep.norm()))
     c = torch.tensor(cos)
-    out["random_y"] = {"cos_min": float(c.min()), "cos_mean": float(c.mean()), "n": len(cos),
+    out["random_y"] = {"cos_min": float(c.min()), "cos_mean": float(c.mean()), "cos_median": float(c.median()),
+                       "cos_p05": float(c.quantile(0.05)), "n": len(cos),
                        "derived_cos": (1 - 2 / d) ** 0.5, "perp_rel_err_max": max(perp)}
     return out
 
@@ -107,14 +109,10 @@ def debias_task(model, n, probes: list[dict], tok, bias_vec: torch.Tensor, bias_
     """Project the bias feature (she−he along the top occupation head, at its input layer) out of the residual
     stream at every position; measure the occupation bias gap and the name-pronoun gap before and after, and
     the same for a random direction (control)."""
-    occ_f = [torch.tensor(encode(tok, r["prompt"])) for r in probes
-             if r.get("feature") == "occupation_pronoun" and r.get("p_female", 0.5) > 0.5][:2 * cfg.n_pairs]
-    occ_m = [torch.tensor(encode(tok, r["prompt"])) for r in probes
-             if r.get("feature") == "occupation_pronoun" and r.get("p_female", 0.5) < 0.5][:2 * cfg.n_pairs]
-    nm_f = [torch.tensor(encode(tok, r["prompt"])) for r in probes
-            if r.get("feature") == "pronoun_subj" and r.get("gender") == "female"][:2 * cfg.n_pairs]
-    nm_m = [torch.tensor(encode(tok, r["prompt"])) for r in probes
-            if r.get("feature") == "pronoun_subj" and r.get("gender") == "male"][:2 * cfg.n_pairs]
+    occ_f = class_prompts(probes, "occupation_pronoun", "p_female", lambda p: p > 0.5, tok, cfg.n_pairs)
+    occ_m = class_prompts(probes, "occupation_pronoun", "p_female", lambda p: p < 0.5, tok, cfg.n_pairs)
+    nm_f = class_prompts(probes, "pronoun_subj", "gender", "female", tok, cfg.n_pairs)
+    nm_m = class_prompts(probes, "pronoun_subj", "gender", "male", tok, cfg.n_pairs)
     hook = f"blocks.{bias_head.layer}.hook_resid_pre"
     rnd = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(cfg.seed + 7), dtype=torch.float64)
 

@@ -220,7 +220,7 @@ def test_linear_mlp_modes_equal_WinWout():
     y = torch.randn(128, generator=g, dtype=torch.float64)
     want = mlp.W_in @ (mlp.W_out @ y)
     x0 = torch.randn(128, generator=g, dtype=torch.float64)
-    f0 = float(mlp(x0.view(1, 1, -1)).view(-1) @ y)
+    f0 = float((mlp(x0.view(1, 1, -1)).view(-1) @ y).detach())
     step = (abs(f0) + 5.0) / float(want @ want) * want          # crosses y·MLP(x) = 0 between the two
     x_pos, x_neg = x0 + step, x0 - step
     for mode in ("point", "linear", "boundary"):
@@ -243,6 +243,6 @@ def test_greedy_paths_find_planted_head(toks):
     tn = torch.tensor([[1, 5, 6, 7, 8, 9, 10, 1, 1, 1]] * 2)
     _, cp = run_cache(model, tp)
     _, cn = run_cache(model, tn)
-    paths, single = greedy_paths(model, n, cp, cn, depth=2, beam=3)
+    paths, single = greedy_paths(model, n, [(cp, cn)], depth=2, beam=3)
     assert max(single, key=lambda k: abs(single[k])) == "attn1.2"
     assert all(len(p) <= 2 for p, _ in paths) and any(len(p) == 2 for p, _ in paths)

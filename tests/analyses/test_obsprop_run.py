@@ -70,7 +70,7 @@ def rand_model():
 def test_run_pipeline_on_random_model(tmp_path, rand_model):
     """Every task runs; the result round-trips through save/load and redraws its figures."""
     model = rand_model
-    res = run(Config(score_tokens=4096, n_pairs=8, n_repeats=2, path_depth=2, beam=2), model=model)
+    res = run(Config(score_tokens=4096, n_pairs=8, n_repeats=2, path_depth=2, beam=2, n_train=10), model=model)
     for key in ("cos_raw_subj_obj", "cos_heads_subj_obj_mean", "gender_cos_obsprop", "gender_cos_probe30",
                 "coupling_top", "slope_top", "debias_bias_gap_after", "ln_cos_approx_exact_min"):
         assert isinstance(res.summary[key], float) and math.isfinite(res.summary[key]), key
