@@ -152,7 +152,8 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool, non
     info.summary = summary
     prov = result.provenance if result is not None else doc.get("provenance", {})
     prov_rows = provenance_rows(prov if isinstance(prov, dict) else {"provenance": prov}, base=info.source)
-    info.model = next((v for k, v in prov_rows if k == "model"), "")
+    info.model = next((v for k, v in prov_rows if k == "model"), "") or next(
+        (v for k, v in prov_rows if k == "token source"), "")
     config = result.config if result is not None else doc.get("config", {})
     parts = [render.error_box(f"Problem with this result ({len(info.errors)})", "\n\n".join(info.errors))
              if info.errors else ""]
@@ -190,7 +191,7 @@ def _index(pages: list[PageInfo], title: str, nonce: str) -> str:
                     f"<td><code>{render.esc(p.analysis)}</code></td><td>{render.esc(p.model)}</td>"
                     f"<td class='num'>{p.n_figures}</td><td>{status}</td><td>{head}</td>"
                     f"<td class='muted'>{render.esc(p.source)}</td></tr>")
-    table = ("<table><thead><tr><th>result</th><th>analysis</th><th>model</th><th>figures</th><th>status</th>"
+    table = ("<table><thead><tr><th>result</th><th>analysis</th><th>model / data</th><th>figures</th><th>status</th>"
              f"<th>headline</th><th>folder</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     n_bad = sum(not p.ok for p in pages)
     note = f"{len(pages)} result(s)" + (f", {n_bad} with problems" if n_bad else "")
