@@ -9,6 +9,7 @@ activations from interp's cache or any tensor source (wandb off, no hub datasets
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,11 +141,29 @@ def training_config(architecture: str, d_in: int, d_sae: int, *, k: int = 16, ta
     raise ConfigError(f"unknown SAE architecture '{architecture}'", hint=f"use one of {', '.join(ARCHITECTURES)}")
 
 
+@contextlib.contextmanager
+def _quiet_tqdm() -> Iterator[None]:
+    """Swap the tqdm that sae-lens' trainer modules imported for a disabled one, restoring it afterwards."""
+    import functools
+    import importlib
+
+    names = ("sae_lens.training.sae_trainer", "sae_lens.training.activation_scaler")
+    mods = [importlib.import_module(m) for m in names]
+    saved = [m.tqdm for m in mods]
+    try:
+        for m, t in zip(mods, saved):
+            m.tqdm = functools.partial(t, disable=True)
+        yield
+    finally:
+        for m, t in zip(mods, saved):
+            m.tqdm = t
+
+
 def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str | os.PathLike, *,
               d_sae: int, architecture: str = "topk", hook: str | None = None, k: int = 16,
               target_l0: float | None = None, l1_coefficient: float = 5.0, training_tokens: int = 500_000,
               batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-              **arch_kwargs: Any) -> Any:
+              allow_incomplete: bool = False, **arch_kwargs: Any) -> Any:
     """Train a sae-lens SAE on activation batches; return the inference SAE (normalisation folded in).
 
     batches: an [N, d] tensor, a cache directory (with `hook`), or a callable returning an iterator of [b, d]
@@ -161,7 +180,7 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
             raise ConfigError("training from a cache needs the hook name", hint="pass hook='blocks.L.hook_...'")
         from interp.cache import open_cache
 
-        reader = open_cache(batches)
+        reader = open_cache(batches, allow_incomplete=allow_incomplete)
         if hook not in reader.hooks:
             raise ConfigError(f"cache {batches} has no hook {hook}", hint=f"cached hooks: {', '.join(reader.hooks)}")
 
@@ -202,15 +221,8 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
         yield from it
 
     os.environ.setdefault("WANDB_MODE", "disabled")
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # sae-lens' progress bar floods logs and test output
-    try:
+    with _quiet_tqdm():  # sae-lens' progress bars flood logs and test output
         trained = SAETrainer(cfg=tcfg, sae=sae, data_provider=chained()).fit().to("cpu")
-    finally:
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
     with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE of the same architecture
         trained.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, device=device)

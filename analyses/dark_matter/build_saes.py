@@ -31,6 +31,7 @@ class BuildConfig:
     model: str = "toy-pythia-4l"
     checkpoint: int | None = None
     out: str = ""                              # "" = data/saes/<model>
+    cache: str = ""                            # reuse this interp cache (may be incomplete); "" = extract to tmp
     layer: int = -1
     topk_expansions: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
     jumprelu_expansions: list[int] = field(default_factory=lambda: [2, 4, 8, 16])
@@ -69,18 +70,20 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
     out.mkdir(parents=True, exist_ok=True)
     plan = [("resid", "topk", e) for e in cfg.topk_expansions] + \
            [("resid", "jumprelu", e) for e in cfg.jumprelu_expansions] + \
-           [(c, "topk", cfg.component_expansion) for c in ("prev_resid", "mlp_out", "attn_out")]
+           [(c, "topk", cfg.component_expansion) for c in ("prev_resid", "mlp_out", "attn_out")
+            if cfg.component_expansion > 0]
     entries = []
     with tempfile.TemporaryDirectory(prefix="dm_cache_") as tmp:
-        cache = Path(tmp) / "cache"
+        cache = Path(cfg.cache) if cfg.cache else Path(tmp) / "cache"
         t0 = time.time()
-        extract(ExtractConfig(out=str(cache), model=cfg.model, checkpoint=cfg.checkpoint,
-                              hooks=list(hooks.values()), data=texts or _train_texts(cfg.tokens), tokens=cfg.tokens,
-                              ctx=cfg.ctx, positions=cfg.positions), model=model, progress=False)
+        if not cfg.cache:
+            extract(ExtractConfig(out=str(cache), model=cfg.model, checkpoint=cfg.checkpoint,
+                                  hooks=list(hooks.values()), data=texts or _train_texts(cfg.tokens),
+                                  tokens=cfg.tokens, ctx=cfg.ctx, positions=cfg.positions), model=model, progress=False)
         print(f"extracted {cfg.tokens} tokens x {len(hooks)} hooks in {time.time() - t0:.0f}s", flush=True)
         from interp.cache import open_cache
 
-        reader = open_cache(cache)
+        reader = open_cache(cache, allow_incomplete=bool(cfg.cache))
         for comp, arch, exp in plan:
             hook = hooks[comp]
             name = f"L{layer}_{comp}_{arch}_x{exp}"
@@ -89,7 +92,8 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
             extra = {"l0_coefficient": cfg.jumprelu_l0_coefficient,
                      "jumprelu_init_threshold": cfg.jumprelu_init_threshold} if arch == "jumprelu" else {}
             sae = train_sae(str(cache), hook=hook, d_sae=d * exp, architecture=arch, k=cfg.k, target_l0=cfg.k,
-                            training_tokens=n_train, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, **extra)
+                            training_tokens=n_train, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                            allow_incomplete=bool(cfg.cache), **extra)
             x = reader.read(hook, 0, min(reader.n_rows, 32_768)).float()
             save_sae(sae, out / name, storage_dtype=cfg.storage_dtype,
                      metadata={"hook_name": hook, "model_name": cfg.model})
@@ -101,8 +105,12 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
             entries.append({"name": name, "path": name, "hook": hook, "component": comp, "architecture": arch,
                             "d_in": d, "d_sae": d * exp, "expansion": exp, "k_or_target_l0": cfg.k,
                             "l0_train": float(l0.mean()), "fvu_train": fvu, "training_tokens": n_train,
+                            "train": {"lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed, **extra},
                             "bytes": sum(f.stat().st_size for f in (out / name).iterdir())})
             print(f"{name}: fvu={fvu:.4f} l0={float(l0.mean()):.1f} ({time.time() - t1:.0f}s)", flush=True)
+    old = json.loads((out / "index.json").read_text()) if (out / "index.json").is_file() else {}
+    new_names = {e["name"] for e in entries}
+    entries = [e for e in old.get("saes", []) if e["name"] not in new_names and (out / e["path"]).is_dir()] + entries
     index = {"model": cfg.model, "checkpoint": cfg.checkpoint, "layer": layer, "hooks": hooks,
              "build_config": {k: v for k, v in cfg.__dict__.items()}, "saes": entries,
              "total_bytes": sum(e["bytes"] for e in entries),
@@ -118,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: python -m analyses.dark_matter.build_saes [--model M] [--out DIR] [--tokens N] ..."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = BuildConfig()
-    for key in ("model", "out", "layer", "tokens", "training_tokens", "component_training_tokens", "batch_size",
-                "lr", "k", "jumprelu_l0_coefficient", "jumprelu_init_threshold", "seed"):
+    for key in ("model", "out", "cache", "layer", "tokens", "training_tokens", "component_training_tokens",
+                "batch_size", "lr", "k", "jumprelu_l0_coefficient", "jumprelu_init_threshold", "seed"):
         p.add_argument(f"--{key.replace('_', '-')}", type=type(getattr(defaults, key)), default=getattr(defaults, key))
     p.add_argument("--checkpoint", type=int, default=None)
+    p.add_argument("--component-expansion", type=int, default=defaults.component_expansion)
     p.add_argument("--topk", type=int, nargs="*", default=defaults.topk_expansions)
     p.add_argument("--jumprelu", type=int, nargs="*", default=defaults.jumprelu_expansions)
     a = p.parse_args(argv)

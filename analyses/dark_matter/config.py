@@ -18,7 +18,7 @@ class Config:
     saes: str = ""                     # folder with index.json of sae-lens SAEs; "" = data/saes/<model>
     cache: str = ""                    # optional interp cache holding the four hooks (else captured here)
     data: str = "embedded"             # token source when no cache is given
-    n_tokens: int = 65_536             # tokens read from the source (before the position selection)
+    n_tokens: int = 32_768             # tokens read from the source (before the position selection)
     ctx: int = 128
     positions: str = "range:4:127"     # the paper drops early positions and the last one (200..1022 of 1024)
     fit_intercept: bool = True         # the paper's text: regressions include a bias term
@@ -27,7 +27,7 @@ class Config:
     r2_convention: str = "mean_over_dims"
     seed: int = 0
     reference_sae: str = ""            # SAE for the single-SAE studies; "" = the TopK SAE at 16× (else the widest)
-    pursuit_tokens: int = 4096         # test tokens re-encoded by gradient pursuit (per SAE)
+    pursuit_tokens: int = 1024         # test tokens re-encoded by gradient pursuit (per SAE)
     synthetic_tokens: int = 16_384     # rows for the introduced-error model
     synthetic_sigmas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 4.0])
     synthetic_ablate: float = 0.5

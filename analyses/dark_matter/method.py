@@ -190,10 +190,23 @@ def per_token_width_predictability(err_norms: torch.Tensor, nonlinear_norms: tor
 
 
 def cross_component_regression(sources: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], split: Split,
-                               *, fit_intercept: bool = True) -> dict[str, dict[str, float]]:
-    """§7 / Fig. 10b: test R² (mean over dims) of each target error from each source tensor [N, d_src]."""
+                               *, fit_intercept: bool = True,
+                               convention: str = "mean_over_dims") -> dict[str, dict[str, float]]:
+    """§7 / Fig. 10b: test R² of each target error [N, d_t] from each source tensor [N, d_src].
+
+    All targets of one source share one least-squares solve (XᵀX is accumulated once): the columns of the
+    stacked target are independent regressions, so this equals fitting each target alone.
+    """
+    names = list(targets)
+    widths = [targets[t].shape[1] if targets[t].dim() == 2 else 1 for t in names]
+    Y = torch.cat([targets[t].reshape(targets[t].shape[0], -1).to(_F64) for t in names], 1)
     out: dict[str, dict[str, float]] = {}
     for sname, X in sources.items():
-        out[sname] = {tname: fit_and_score(X, Y, split, fit_intercept=fit_intercept)[0]
-                      for tname, Y in targets.items()}
+        sol = lstsq(X[split.train], Y[split.train], fit_intercept=fit_intercept)
+        pred = sol.predict(X[split.test], dtype=_F64)
+        Yt, col, row = Y[split.test], 0, {}
+        for t, w in zip(names, widths):
+            row[t] = r2(Yt[:, col:col + w], pred[:, col:col + w], convention)
+            col += w
+        out[sname] = row
     return out

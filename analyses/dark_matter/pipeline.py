@@ -209,7 +209,8 @@ def _cross(cfg: Config, data, entries, hooks, split, ref_dec, ref_rec, kw) -> di
         sources.update({f"{comp}:sae_recon": rec, f"{comp}:acts": xs, f"{comp}:linear_error": d.linear_error,
                         f"{comp}:nonlinear_error": d.nonlinear_error})
     sources["resid:sae_recon"] = ref_rec
-    table = cross_component_regression(sources, targets, split, fit_intercept=cfg.fit_intercept)
+    table = cross_component_regression(sources, targets, split, fit_intercept=cfg.fit_intercept,
+                                       convention=cfg.r2_convention)
     return {"sources": list(sources), "targets": list(targets), "r2": table}
 
 

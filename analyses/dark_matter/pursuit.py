@@ -40,27 +40,38 @@ def gradient_pursuit(signals: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Te
 
 def _pursuit_batch(x: torch.Tensor, D: torch.Tensor, b_dec: torch.Tensor | None, target: torch.Tensor,
                    nonneg: bool, extra_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch; the support is kept as index lists so only the atom choice touches the whole dictionary."""
     s = x - b_dec if b_dec is not None else x
     n, m = s.shape[0], D.shape[0]
-    w = torch.zeros(n, m, dtype=torch.float64)
-    support = torch.zeros(n, m, dtype=torch.bool)
     n_steps = int(target.max()) if n else 0
+    idx = torch.zeros(n, max(n_steps, 1), dtype=torch.long)
+    valid = torch.zeros(n, max(n_steps, 1), dtype=torch.bool)
+    coef = torch.zeros(n, max(n_steps, 1), dtype=torch.float64)
     rows = torch.arange(n)
     for step in range(n_steps + extra_steps):
         active = (target > step) if step < n_steps else (target > 0)
         if not bool(active.any()):
             break
-        r = s - w @ D
-        ip = r @ D.T
-        if step < n_steps:
-            masked = ip.masked_fill(support, float("-inf"))  # a new atom each step
-            pick = masked.argmax(1)
-            support[rows[active], pick[active]] = True
-        g = ip * support
-        c = g @ D
+        k = min(step + 1, n_steps)
+        if step < n_steps:  # pick the atom most positively correlated with the residual, not yet chosen
+            atoms = D[idx[:, :step]]                                   # [n, step, d]
+            r = s - torch.einsum("nk,nkd->nd", coef[:, :step], atoms)
+            ip = r @ D.T                                               # [n, m]
+            if step:
+                ip = ip.masked_fill(torch.zeros(n, m, dtype=torch.bool).scatter_(1, idx[:, :step], valid[:, :step]),
+                                    float("-inf"))
+            pick = ip.argmax(1)
+            idx[rows[active], step] = pick[active]
+            valid[rows[active], step] = True
+        atoms = D[idx[:, :k]]                                          # [n, k, d]
+        r = s - torch.einsum("nk,nkd->nd", coef[:, :k], atoms)
+        g = torch.einsum("nd,nkd->nk", r, atoms) * valid[:, :k]        # ip restricted to the support
+        c = torch.einsum("nk,nkd->nd", g, atoms)
         eta = (c * r).sum(1) / (c * c).sum(1).clamp_min(1e-300)
-        upd = w + eta[:, None] * g
+        upd = coef[:, :k] + eta[:, None] * g
         if nonneg:
             upd = upd.clamp_min(0)
-        w = torch.where(active[:, None], upd, w)
+        coef[:, :k] = torch.where(active[:, None], upd, coef[:, :k])
+    w = torch.zeros(n, m, dtype=torch.float64)
+    w.scatter_add_(1, idx, coef * valid)
     return w, w @ D + (b_dec if b_dec is not None else 0.0)

@@ -1,0 +1,143 @@
+"""Streaming least squares from an on-disk interp cache vs in-memory torch.linalg.lstsq (time, peak memory).
+
+    python benchmarks/streaming_lstsq.py --cache /tmp/lstsq_cache --tokens 1048576
+
+Builds (once) an interp cache with `interp.extract` from a cheap stand-in model (token + position embedding ->
+GELU -> linear, d = 128; hooks X = "emb", Y = "mix", float32) over the held-out corpus repeated; a transformer
+forward over 1M tokens would cost more than the regression being measured. Then, for several N, runs each method
+in a fresh subprocess and records wall time and the process's peak RSS (ru_maxrss):
+    stream   interp.stats.StreamingLstsq over 65,536-row batches read from the cache (float64 XᵀX, XᵀY)
+    inmem64  read all rows, torch.linalg.lstsq([X, 1], Y) in float64 (what a careful in-memory fit does)
+    inmem32  the same in float32 (the reference code's choice)
+and the relative difference of each solution from the streaming one. Results: benchmarks/results/streaming_lstsq.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOOK_X, HOOK_Y = "emb", "mix"
+
+
+def _stand_in_model():
+    """Embedding (+ positions) -> GELU -> Linear, d = 128, with the embedded tokenizer attached."""
+    import torch
+
+    from interp.models import load_tokenizer
+
+    class StandIn(torch.nn.Module):
+        def __init__(self, tok) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(len(tok), 128)
+            self.pos = torch.nn.Embedding(128, 128)
+            self.mix = torch.nn.Linear(128, 128)
+            self.tokenizer = tok
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            x = self.emb(ids) + self.pos(torch.arange(ids.shape[1]))[None]
+            return self.mix(torch.nn.functional.gelu(x))
+
+    return StandIn(load_tokenizer("toy-pythia-4l")).eval()
+
+
+def build_cache(path: Path, tokens: int) -> None:
+    """Extract the two hooks for `tokens` tokens (held-out corpus, repeated as needed) with interp.extract."""
+    from interp.extract import ExtractConfig, extract
+    from interp.sources import iter_texts
+
+    texts = list(iter_texts("embedded"))
+    reps = max(1, -(-tokens // 130_000))
+    extract(ExtractConfig(out=str(path), hooks=[HOOK_X, HOOK_Y], data=texts * reps, tokens=tokens, batch_size=64),
+            model=_stand_in_model(), progress=False)
+
+
+def worker(method: str, cache: str, n: int, out: str) -> None:
+    """One measurement in this (fresh) process; writes W, b and timings as JSON-able numbers to `out`."""
+    import torch
+
+    from interp.cache import open_cache
+    from interp.stats.lstsq import StreamingLstsq
+
+    torch.set_num_threads(2)
+    reader = open_cache(cache)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    if method == "stream":
+        acc = StreamingLstsq(128, 128, fit_intercept=True)
+        for s in range(0, n, 65_536):
+            e = min(n, s + 65_536)
+            acc.update(reader.read(HOOK_X, s, e), reader.read(HOOK_Y, s, e))
+        sol = acc.solve()
+        W, b = sol.W, sol.b
+    else:
+        dt = torch.float64 if method == "inmem64" else torch.float32
+        X = reader.read(HOOK_X, 0, n).to(dt)
+        Y = reader.read(HOOK_Y, 0, n).to(dt)
+        A = torch.cat([X, torch.ones(n, 1, dtype=dt)], 1)
+        del X
+        sol = torch.linalg.lstsq(A, Y).solution
+        W, b = sol[:-1].double(), sol[-1].double()
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.save({"W": W, "b": b}, out)
+    print(json.dumps({"seconds": secs, "peak_rss_mb": peak / 1024, "baseline_rss_mb": rss0 / 1024}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cache", default="/tmp/lstsq_cache")
+    p.add_argument("--tokens", type=int, default=1_048_576)
+    p.add_argument("--sizes", type=int, nargs="*", default=[131_072, 262_144, 524_288, 1_048_576])
+    p.add_argument("--worker", nargs=4, metavar=("METHOD", "CACHE", "N", "OUT"))
+    p.add_argument("--json", default="")
+    a = p.parse_args()
+    if a.worker:
+        worker(a.worker[0], a.worker[1], int(a.worker[2]), a.worker[3])
+        return
+    import torch
+
+    cache = Path(a.cache)
+    if not (cache / "manifest.json").is_file():
+        t = time.perf_counter()
+        build_cache(cache, a.tokens)
+        print(f"built cache {cache} in {time.perf_counter() - t:.0f}s", flush=True)
+    rows = []
+    for n in a.sizes:
+        sols = {}
+        for method in ("stream", "inmem64", "inmem32"):
+            out = f"/tmp/_lstsq_{method}_{n}.pt"
+            env = {**os.environ, "OMP_NUM_THREADS": "2"}
+            res = subprocess.run([sys.executable, __file__, "--worker", method, str(cache), str(n), out],
+                                 capture_output=True, text=True, env=env)
+            if res.returncode != 0:
+                rows.append({"n": n, "method": method, "error": res.stderr.strip().splitlines()[-1:]})
+                continue
+            m = json.loads(res.stdout.strip().splitlines()[-1])
+            sols[method] = torch.load(out, weights_only=True)
+            os.unlink(out)
+            rows.append({"n": n, "method": method, **m})
+            print(rows[-1], flush=True)
+        for r in rows:
+            if r["n"] == n and r["method"] in sols and "stream" in sols:
+                W0 = sols["stream"]["W"]
+                diff = torch.linalg.norm(sols[r["method"]]["W"] - W0) / torch.linalg.norm(W0)
+                r["rel_diff_W_vs_stream"] = float(diff)
+    doc = {"machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores (shared)",
+           "load_average_at_end": os.getloadavg(),
+           "torch": torch.__version__, "cache": str(cache), "rows": rows}
+    if a.json:
+        Path(a.json).write_text(json.dumps(doc, indent=2))
+    print(json.dumps(doc, indent=2))
+
+
+if __name__ == "__main__":
+    main()
