@@ -102,7 +102,7 @@ class Capturer:
         out = {}
         for name in self.names:
             x = store[name]
-            rows = self.positions.kind != "all" or (self.flatten and self.transformer)
+            rows = self.positions.kind != "all" or self.flatten
             if rows and self.transformer and name.endswith(HEAD_FIRST_HOOKS):
                 x = x.transpose(1, 2)  # [batch, head, q, k] -> [batch, q, head, k]: rows are query positions
             if rows:

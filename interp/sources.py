@@ -111,15 +111,26 @@ def _hf_texts(spec: str, column: str) -> Iterator[str]:
         yield str(row[column])
 
 
-def tokenize_stream(texts: Iterable[str], tokenizer, separate: bool = True) -> Iterator[list[int]]:
+def tokenize_stream(texts: Iterable[str], tokenizer, separate: bool = True, chunk: int = 64) -> Iterator[list[int]]:
     """Token ids per document, each preceded by the end-of-text token (Pythia's document separator) unless the
-    document already starts with it (the embedded corpus writes it literally)."""
+    document already starts with it (the embedded corpus writes it literally). Documents are encoded `chunk` at a
+    time (one call into the fast tokenizer per chunk instead of one per document)."""
     eos = getattr(tokenizer, "eos_token_id", None)
+    batch: list[str] = []
+
+    def flush() -> Iterator[list[int]]:
+        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            if separate and eos is not None and ids[:1] != [eos]:
+                ids = [eos] + ids
+            yield ids
+        batch.clear()
+
     for doc in texts:
-        ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
-        if separate and eos is not None and ids[:1] != [eos]:
-            ids = [eos] + ids
-        yield ids
+        batch.append(doc)
+        if len(batch) >= chunk:
+            yield from flush()
+    if batch:
+        yield from flush()
 
 
 def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None, text_column: str = "text",

@@ -116,8 +116,10 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
 
 def is_transformer(model: torch.nn.Module) -> bool:
     """True for transformer-lens HookedTransformers (hook names are TL names, inputs are token ids)."""
-    from transformer_lens import HookedTransformer
-
+    try:
+        from transformer_lens import HookedTransformer
+    except ImportError:  # plain nn.Module use works without transformer-lens installed
+        return False
     return isinstance(model, HookedTransformer)
 
 

@@ -1,0 +1,156 @@
+"""Multi-GPU extraction scaling: `torchrun --nproc_per_node=N` against one process, same model, hooks and tokens.
+
+The model is a random-weight GPT-NeoX of Pythia-1B's shape (d_model 2048, 16 layers, d_mlp 8192) in bf16, built
+identically on every rank from a seed, used as a plain nn.Module (hook names are module paths), so the run needs no
+model hub and no transformer-lens. Each run extracts the last layer's output for the same token blocks.
+
+    python benchmarks/distributed_extract.py --gpus 1 2 [--tokens 1048576] [--out benchmarks/results/X.md]
+    python benchmarks/distributed_extract.py --worker --out-dir DIR ...   (what torchrun starts on each rank)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIZES = {  # (hidden, layers, heads, d_mlp)
+    "pythia-1b": (2048, 16, 8, 8192),
+    "tiny": (64, 2, 4, 256),
+}
+
+
+def build_model(size: str, device: str, dtype):
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from interp.models import DEFAULT_MODEL, load_tokenizer
+
+    d, n_layers, heads, d_mlp = SIZES[size]
+    cfg = GPTNeoXConfig(vocab_size=50304, hidden_size=d, num_hidden_layers=n_layers, num_attention_heads=heads,
+                        intermediate_size=d_mlp, max_position_embeddings=2048, rotary_pct=0.25,
+                        use_parallel_residual=True)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = GPTNeoXForCausalLM(cfg).to(dtype).eval()
+    model.tokenizer = load_tokenizer(DEFAULT_MODEL)  # ids < 863, inside the 50304-entry embedding
+    return model, n_layers
+
+
+def write_corpus(path: Path, n_tokens: int) -> None:
+    """The embedded held-out corpus repeated until it holds n_tokens (content does not matter for timing)."""
+    from interp.sources import embedded_corpus_path
+
+    text = embedded_corpus_path().read_text()
+    reps = max(1, n_tokens // 130_000 + 1)
+    path.write_text(text * reps)
+
+
+def worker(a) -> None:
+    import torch
+
+    from interp import distributed
+    from interp.extract import ExtractConfig, extract
+
+    distributed.init_from_env("cuda" if a.device == "cuda" else "cpu")
+    rank, world = distributed.rank_world()
+    device = distributed.local_device(a.device)
+    dtype = torch.bfloat16 if a.device == "cuda" else torch.float32
+    model, n_layers = build_model(a.size, device, dtype)
+    hook = f"gpt_neox.layers.{n_layers - 1}"
+    cfg = ExtractConfig(out=a.out_dir, model=f"random-{a.size}", data=a.data, tokens=a.tokens, ctx=a.ctx,
+                        batch_size=a.batch_size, dtype="bfloat16", hooks=[hook], device=device, overwrite=True,
+                        shard_mb=256)
+    # warm-up on a few blocks (CUDA context, kernels) outside the timed run
+    with torch.inference_mode():
+        model(torch.zeros(a.batch_size, a.ctx, dtype=torch.long, device=device))
+    distributed.barrier()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    summary = extract(cfg, model=model, progress=False)
+    distributed.barrier()
+    seconds = time.perf_counter() - t0
+    if rank == 0:
+        Path(a.out_dir, "timing.json").write_text(json.dumps(
+            {"world": world, "seconds": seconds, "tokens": summary.n_tokens, "rows": summary.n_rows,
+             "bytes": summary.bytes, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}))
+
+
+def driver(a) -> None:
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "corpus.txt"
+    write_corpus(data, a.tokens)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "4"}
+    results = []
+    for n in a.gpus:
+        out = work / f"cache_{n}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+               str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
+               "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
+               "--device", a.device]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            print(res.stdout[-3000:], res.stderr[-3000:])
+            raise SystemExit(f"run with {n} processes failed")
+        timing = json.loads((out / "timing.json").read_text())
+        timing["wall_with_startup"] = time.perf_counter() - t0
+        results.append(timing)
+        print(f"{n} process(es): {timing['seconds']:.2f} s, {timing['tokens'] / timing['seconds']:,.0f} tokens/s",
+              flush=True)
+    identical = _same_shards(work / f"cache_{a.gpus[0]}", work / f"cache_{a.gpus[-1]}")
+    backend, prec = ("NCCL", "bf16") if a.device == "cuda" else ("gloo", "fp32")
+    base = results[0]["tokens"] / results[0]["seconds"] / a.gpus[0]
+    lines = ["# Distributed extraction scaling (benchmarks/distributed_extract.py)", "",
+             f"Command: `python {' '.join(sys.argv)}`  ",
+             f"Machine: {results[0]['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
+             f"(GPT-NeoX, {prec}), hook: last layer output, {results[0]['tokens']:,} tokens in blocks of {a.ctx}, "
+             f"batch {a.batch_size} per rank, bf16 cache written to local disk.", "",
+             "| processes | seconds | tokens/s | speed-up | scaling efficiency |", "|---|---|---|---|---|"]
+    for r, n in zip(results, a.gpus):
+        tps = r["tokens"] / r["seconds"]
+        lines.append(f"| {n} | {r['seconds']:.2f} | {tps:,.0f} | {tps / (base * a.gpus[0]):.2f}x | "
+                     f"{tps / (base * n):.2f} |")
+    lines += ["", f"Shards of the {a.gpus[0]}- and {a.gpus[-1]}-process caches identical: {identical}."]
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _same_shards(a: Path, b: Path) -> bool:
+    import hashlib
+
+    def digests(p: Path):
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(p.glob("*.npy"))}
+
+    return digests(a) == digests(b)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--size", default="pythia-1b", choices=list(SIZES))
+    ap.add_argument("--tokens", type=int, default=1 << 20)
+    ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--workdir", default="/tmp/interp-dist-bench")
+    ap.add_argument("--out", default="benchmarks/results/distributed_extract.md")
+    a = ap.parse_args()
+    worker(a) if a.worker else driver(a)
+
+
+if __name__ == "__main__":
+    main()
