@@ -30,6 +30,7 @@ class Config:
     cache: str = ""                 # optional interp activation cache dir to score over (else computed)
     n_train: int = 30               # per-class training examples of the low-data baselines (30 + 30)
     n_repeats: int = 20             # random 30+30 draws averaged for the baselines
+    n_gauss: int = 200_000          # Gaussian samples for the isotropic coupling self-check (the test uses 1e6)
     n_scatter: int = 3000           # score points kept for the coupling scatter figure
     seed: int = 0
     device: str = "cpu"

@@ -9,8 +9,8 @@ import torch
 from interp.errors import ConfigError
 
 from .config import Config
-from .method import Node, cosine, feature_vector
-from .observables import observable, pullback_unembed
+from .method import Node, cosine, feature_vector, final_hook, ln_input_hook
+from .observables import observable, pullback_layernorm, pullback_unembed
 from .patching import at_pos, greedy_paths, run_cache
 from .prompts import (
     class_prompts,
@@ -296,6 +296,24 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
                                  node_refs={str(hb): head_source_ref(model, pos_caches["occu"], hb.layer, hb.head)})
     details["debias"] = debias_task(model, obs["subj"], probes, tok, bias_vec, hb, cfg)
 
+    from .selfcheck import first_order, isotropic_coupling, linear_mlp, ov_dla
+
+    cp, _, last = caches["subj"]
+    fo = [first_order(model, obs["subj"], p, cp, last) for p, _ in search["subj"][:3]]
+    y_f = pullback_layernorm(model.ln_final, pullback_unembed(model, obs["subj"]),
+                             refs["subj"][final_hook(model)], "approx")
+    x0 = model.blocks[0].ln2(refs["subj"][ln_input_hook(model, Node("mlp", 0))].view(1, 1, -1)).view(-1) \
+        if not model.cfg.attn_only else None
+    details["selfcheck"] = {
+        "first_order": fo,
+        "ov_dla": ov_dla(model, obs["subj"], pairs["subj"][0][0, : int(last[0]) + 1]),
+        "isotropic_coupling": isotropic_coupling(vec["subj"][top.layer, top.head], vec["obj"][top.layer, top.head],
+                                                 cfg.n_gauss, cfg.seed),
+        "linear_mlp": linear_mlp(model, y_f, x0) if x0 is not None else {"skipped": "attention-only model"},
+    }
+    sc = details["selfcheck"]
+    fo_errs = [r["max_rel_err"] for r in fo if "max_rel_err" in r]
+
     g = details["gender"]
     c_err = [abs(r["coupling"] - r["slope"]) for r in cpl if r["pair"] == "subj->obj"]
     c_err_all = [abs(r["coupling"] - r["slope"]) for r in cpl]
@@ -322,6 +340,13 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         "coupling_slope_max_abs_err": max(c_err),
         "coupling_predicts_slope": max(c_err) < 0.1,
         "coupling_slope_max_abs_err_all_pairs": max(c_err_all),
+        "first_order_max_rel_err": max(fo_errs) if fo_errs else float("nan"),
+        "ov_identity_max_rel_err": sc["ov_dla"]["ov_identity_max_rel_err"],
+        "dla_rel_err": sc["ov_dla"]["dla_rel_err"],
+        "isotropic_coupling_abs_err": abs(sc["isotropic_coupling"]["coupling"] - sc["isotropic_coupling"]["slope"]),
+        "linear_mlp_max_rel_err": max((v for k, v in sc["linear_mlp"].items() if k.endswith("rel_err")),
+                                      default=float("nan")),
+        "linear_mlp_boundary_residual": sc["linear_mlp"].get("boundary_residual", float("nan")),
         "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
         "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
         "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
