@@ -24,6 +24,8 @@ class Config:
     carry_frac: float = 0.1         # ... each with at least this fraction of the best head's effect
     ln_mode: str = "approx"         # none | approx (paper) | frozen | exact
     approx_norm: str = "scale"      # scale (LN scale at the token) | raw (||x||/√d, reference code) | unit
+    ln_final: str = "token"         # final LN: "token" (ln_mode at the last token) | "boundary" (decision-boundary
+                                    # tangent between the positive and negative prompts' mean residuals)
     mlp_mode: str = "boundary"      # point | boundary | linear
     score_tokens: int = 32768       # held-out corpus tokens for feature scores / name-token activations
     ctx: int = 128                  # block length for held-out scoring
@@ -41,6 +43,8 @@ class Config:
             raise ConfigError(f"ln_mode={self.ln_mode!r}", hint=f"one of {LN_MODES}")
         if self.approx_norm not in APPROX_NORMS:
             raise ConfigError(f"approx_norm={self.approx_norm!r}", hint=f"one of {APPROX_NORMS}")
+        if self.ln_final not in ("token", "boundary"):
+            raise ConfigError(f"ln_final={self.ln_final!r}", hint="token or boundary")
         if self.mlp_mode not in MLP_MODES:
             raise ConfigError(f"mlp_mode={self.mlp_mode!r}", hint=f"one of {MLP_MODES}")
         for k in ("n_pairs", "path_depth", "beam", "top_heads", "score_tokens", "n_train", "n_repeats"):

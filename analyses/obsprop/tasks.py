@@ -83,7 +83,8 @@ def obs_values(model, n: torch.Tensor, tp: torch.Tensor, tn: torch.Tensor, last:
     return float(vp.mean()), float(vn.mean())
 
 
-def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str) -> torch.Tensor:
+def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str, ln_final: str = "token",
+                 refs_neg: dict | None = None) -> torch.Tensor:
     """Direct-path feature vector of every head. [L, H, d_model]"""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     out = torch.zeros(L, H, model.cfg.d_model, dtype=torch.float64)
@@ -91,7 +92,8 @@ def head_vectors(model, n, refs, ref_caches, ln: str, approx_norm: str) -> torch
         for h in range(H):
             node = f"attn{layer}.{h}"
             nr = {node: head_source_ref(model, ref_caches, layer, h)}
-            out[layer, h], _ = feature_vector(model, n, [node], refs, ln=ln, node_refs=nr, approx_norm=approx_norm)
+            out[layer, h], _ = feature_vector(model, n, [node], refs, ln=ln, node_refs=nr, approx_norm=approx_norm,
+                                              ln_final=ln_final, refs_neg=refs_neg)
     return out
 
 
@@ -240,13 +242,15 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     py_toks, py_last = pad_right(class_prompts(probes, "code_comment_marker", "lang", "py", tok, cfg.n_pairs))
     code_caches = [(run_cache(model, py_toks)[1], py_last)]
     refs["code"] = refs["code_block"] = mean_refs(model, code_caches)
+    c_toks, c_last = pad_right(class_prompts(probes, "code_comment_marker", "lang", "c", tok, cfg.n_pairs))
+    refs_neg["code"] = refs_neg["code_block"] = mean_refs(model, [(run_cache(model, c_toks)[1], c_last)])
     ref_task = {"subj": "subj", "obj": "obj", "occu": "occu", "code": "code", "code_block": "code"}
     ref_caches = {"subj": pos_caches["subj"], "obj": pos_caches["obj"], "occu": pos_caches["occu"],
                   "code": code_caches, "code_block": code_caches}
 
     # --- head feature vectors, norms and cosines ----------------------------------------------------------------
-    vec = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], cfg.ln_mode, cfg.approx_norm)
-           for k in OBS_NAMES}
+    vec = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], cfg.ln_mode, cfg.approx_norm,
+                           cfg.ln_final, refs_neg[ref_task[k]]) for k in OBS_NAMES}
     vec_noln = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], "none", cfg.approx_norm)
                 for k in OBS_NAMES}
     norms = torch.stack([vec[k].norm(dim=-1) for k in OBS_NAMES])

@@ -221,7 +221,7 @@ def test_linear_mlp_modes_equal_WinWout():
     want = mlp.W_in @ (mlp.W_out @ y)
     x0 = torch.randn(128, generator=g, dtype=torch.float64)
     f0 = float((mlp(x0.view(1, 1, -1)).view(-1) @ y).detach())
-    step = (abs(f0) + 5.0) / float(want @ want) * want          # crosses y·MLP(x) = 0 between the two
+    step = (abs(f0) + 5.0) / float((want @ want).detach()) * want          # crosses y·MLP(x) = 0 between the two
     x_pos, x_neg = x0 + step, x0 - step
     for mode in ("point", "linear", "boundary"):
         v, info = pullback_mlp(model, L, y, mode=mode, x_ref=x0, x_pos=x_pos, x_neg=x_neg)
