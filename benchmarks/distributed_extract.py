@@ -87,8 +87,18 @@ def worker(a) -> None:
 def driver(a) -> None:
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    data = work / "corpus.txt"
-    write_corpus(data, a.tokens)
+    text = work / "corpus.txt"
+    write_corpus(text, a.tokens)
+    data = work / "tokens.npy"  # pre-tokenized once, as large jobs are: ranks then skip others' blocks for free
+    if a.pretokenize:
+        import numpy as np
+
+        from interp.models import DEFAULT_MODEL, load_tokenizer
+        from interp.sources import token_blocks
+
+        np.save(data, token_blocks(str(text), load_tokenizer(DEFAULT_MODEL), ctx=a.ctx, n_tokens=a.tokens).numpy())
+    else:
+        data = text
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "4"}
     results = []
     for n in a.gpus:
@@ -114,7 +124,8 @@ def driver(a) -> None:
              f"Command: `python {' '.join(sys.argv)}`  ",
              f"Machine: {results[0]['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
              f"(GPT-NeoX, {prec}), hook: last layer output, {results[0]['tokens']:,} tokens in blocks of {a.ctx}, "
-             f"batch {a.batch_size} per rank, bf16 cache written to local disk.", "",
+             f"batch {a.batch_size} per rank, cache written to {a.workdir}; input "
+             f"{'pre-tokenized (.npy)' if a.pretokenize else 'text tokenized in every rank'}.", "",
              "| processes | seconds | tokens/s | speed-up | scaling efficiency |", "|---|---|---|---|---|"]
     for r, n in zip(results, a.gpus):
         tps = r["tokens"] / r["seconds"]
@@ -145,6 +156,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--pretokenize", action=argparse.BooleanOptionalAction, default=True,
+                    help="tokenize once into tokens.npy before the timed runs (default) or tokenize in every rank")
     ap.add_argument("--out-dir", default=None)
     ap.add_argument("--workdir", default="/tmp/interp-dist-bench")
     ap.add_argument("--out", default="benchmarks/results/distributed_extract.md")

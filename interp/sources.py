@@ -142,6 +142,9 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
     """
     if ctx < 2:
         raise DataSourceError(f"ctx must be at least 2, got {ctx}", hint="pass --ctx 128")
+    if isinstance(source, (str, Path)) and str(source).endswith(".npy"):
+        yield from _pretokenized_blocks(Path(source), ctx, max_blocks, prepend_bos, tokenizer)
+        return
     body = ctx - 1 if prepend_bos else ctx
     bos = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
     buf: list[int] = []
@@ -154,6 +157,26 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
             n += 1
             if max_blocks is not None and n >= max_blocks:
                 return
+
+
+def _pretokenized_blocks(path: Path, ctx: int, max_blocks: int | None, prepend_bos: bool,
+                         tokenizer) -> Iterator[list[int]]:
+    """Blocks from a pre-tokenized `.npy` of token ids: 1-D (cut into blocks of ctx) or 2-D `[n, ctx]`."""
+    if not path.is_file():
+        raise DataSourceError(f"token file {path} does not exist", hint="write it with numpy.save")
+    ids = np.load(path, mmap_mode="r", allow_pickle=False)
+    if ids.dtype.kind not in "iu":
+        raise DataSourceError(f"{path} holds {ids.dtype}, not integer token ids", hint="save int32/int64 ids")
+    if ids.ndim == 2 and ids.shape[1] != ctx:
+        raise DataSourceError(f"{path} holds blocks of {ids.shape[1]} tokens, --ctx is {ctx}",
+                              hint=f"pass --ctx {ids.shape[1]}")
+    flat = ids.reshape(-1)
+    bos = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
+    body = ctx - 1 if prepend_bos else ctx
+    n = len(flat) // body if max_blocks is None else min(len(flat) // body, max_blocks)
+    for i in range(n):
+        row = np.asarray(flat[i * body:(i + 1) * body]).tolist()
+        yield ([bos] + row) if prepend_bos else row
 
 
 def token_blocks(source, tokenizer, ctx: int = 128, n_tokens: int | None = None, text_column: str = "text",

@@ -56,3 +56,15 @@ def test_bad_sources(tmp_path, tok):
         list(iter_texts(str(tmp_path / "bad.jsonl"), text_column="content"))
     with pytest.raises(DataSourceError, match="only .* tokens"):
         token_blocks(["tiny"], tok, ctx=4, n_tokens=400)
+
+
+def test_pretokenized_npy(tmp_path, tok):
+    import numpy as np
+
+    ref = token_blocks(CORPUS[:10], tok, ctx=16)
+    np.save(tmp_path / "flat.npy", ref.reshape(-1).numpy().astype(np.int32))
+    np.save(tmp_path / "blocks.npy", ref.numpy())
+    assert torch.equal(token_blocks(str(tmp_path / "flat.npy"), tok, ctx=16), ref)
+    assert torch.equal(token_blocks(str(tmp_path / "blocks.npy"), tok, ctx=16, n_tokens=32), ref[:2])
+    with pytest.raises(DataSourceError, match="blocks of 16 tokens, --ctx is 8"):
+        token_blocks(str(tmp_path / "blocks.npy"), tok, ctx=8)
