@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export WANDB_MODE := disabled
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean browser
 
 install: $(STAMP)
 
@@ -25,7 +25,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/interp demo --out $(OUT)
 
-test: $(STAMP)
+# The report tests drive Debian's Chromium headless (Playwright, no browser download); they skip without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium is not installed: the browser tests will be skipped"
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 lint: $(STAMP)
