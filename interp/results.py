@@ -138,14 +138,25 @@ class Result:
         return [(k, _format_value(v)) for k, v in self.summary.items()]
 
     def _repr_html_(self) -> str:
+        """Notebook view: title, where it came from (model, checkpoint, hooks, tokens), headline table, what else."""
+        esc = html.escape
         rows = "".join(
-            f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+            f"<tr><td style='text-align:left'>{esc(k)}</td><td style='text-align:right'>{esc(v)}</td></tr>"
             for k, v in self.summary_rows()
         )
+        prov = self.provenance or {}
+        where = " · ".join(
+            f"{label} {_format_value(prov[key])}" for key, label in
+            (("model", "model"), ("checkpoint", "checkpoint"), ("step", "step"), ("hooks", "hooks"),
+             ("n_tokens", "tokens")) if prov.get(key) not in (None, "", [])
+        )
+        more = ", ".join(f"{len(getattr(self, k))} {k}" for k in ("details", "arrays") if getattr(self, k))
         return (
-            f"<div><b>{html.escape(self.title)}</b>"
-            f"<table><thead><tr><th>quantity</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
-            "<small>.figures() returns the plotly figures</small></div>"
+            f"<div><b>{esc(self.title)}</b> <code>{esc(self.analysis)}</code>"
+            + (f"<br><small>{esc(where)}</small>" if where else "")
+            + f"<table><thead><tr><th>quantity</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"<small>.figures() returns the plotly figures{esc('; ' + more) if more else ''}; .save(dir) writes "
+            "result.json + arrays.safetensors</small></div>"
         )
 
     def __repr__(self) -> str:
@@ -154,6 +165,10 @@ class Result:
 
 
 def _format_value(v: Any) -> str:
+    if v is None:  # NaN is saved as null by to_jsonable
+        return "n/a"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_format_value(x) for x in v)
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, float):
