@@ -34,6 +34,7 @@ ROWS = [
     ("cos(ln_final approx, decision-boundary tangent)", "ln_final_cos_approx_boundary", "-"),
     ("occupation bias gap (she-he), before -> after projecting the bias feature", "debias", "-"),
     ("name pronoun gap (she-he), before -> after", "debias_name", "-"),
+    ("bias gap / name gap after projecting only at occupation tokens", "debias_occtok", "-"),
     ("run() wall time, s", "runtime_s", "-"),
 ]
 
@@ -43,6 +44,8 @@ def _fmt(summary: dict, key: str) -> str:
         return f"{summary['debias_bias_gap_before']:.3f} -> {summary['debias_bias_gap_after']:.3f}"
     if key == "debias_name":
         return f"{summary['debias_name_gap_before']:.3f} -> {summary['debias_name_gap_after']:.3f}"
+    if key == "debias_occtok":
+        return f"{summary['debias_occtok_bias_gap_after']:.3f} / {summary['debias_occtok_name_gap_after']:.3f}"
     v = summary[key]
     if isinstance(v, bool):
         return "yes" if v else "no"

@@ -62,11 +62,14 @@ def build_figures(summary: dict, details: dict, arrays: dict) -> dict[str, Any]:
             figs[key] = fig
     deb = details.get("debias")
     if deb:
-        cats = ["before", "projected (bias feature)", "projected (random)"]
-        fig = go.Figure([go.Bar(name="occupation bias gap", x=cats, y=[deb["bias_gap_before"], deb["bias_gap_after"],
-                                                                       deb["bias_gap_random_dir"]]),
-                         go.Bar(name="name pronoun gap", x=cats, y=[deb["name_gap_before"], deb["name_gap_after"],
-                                                                    deb["name_gap_random_dir"]])])
+        cats = ["before", "projected (bias feature)", "projected (random)", "projected at occupation tokens"]
+        nan = float("nan")
+        fig = go.Figure([go.Bar(name="occupation bias gap", x=cats, y=[
+                            deb["bias_gap_before"], deb["bias_gap_after"], deb["bias_gap_random_dir"],
+                            deb.get("bias_gap_after_occupation_tokens", nan)]),
+                         go.Bar(name="name pronoun gap", x=cats, y=[
+                            deb["name_gap_before"], deb["name_gap_after"], deb["name_gap_random_dir"],
+                            deb.get("name_gap_after_occupation_tokens", nan)])])
         fig.update_layout(title=f"debiasing: project out the bias feature at {deb['hook']}", barmode="group",
                           yaxis_title="she − he logit gap")
         figs["debias"] = fig

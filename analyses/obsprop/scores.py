@@ -100,27 +100,32 @@ def sample_split(x: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torc
 
 
 # ------------------------------------------------------------------------------------------ debiasing
-def projection_hook(direction: torch.Tensor):
-    """A transformer-lens hook that removes the component along `direction` at every position."""
+def projection_hook(direction: torch.Tensor, mask: torch.Tensor | None = None):
+    """A transformer-lens hook that removes the component along `direction` at every position (or only where
+    mask [batch, pos] is True)."""
     u = direction.double() / direction.double().norm()
 
     def hook(act: torch.Tensor, hook=None) -> torch.Tensor:
         uu = u.to(act.dtype)
-        return act - (act @ uu)[..., None] * uu
+        coef = act @ uu
+        if mask is not None:
+            coef = coef * mask.to(act.dtype)
+        return act - coef[..., None] * uu
 
     return hook
 
 
-def observable_at_last(model, n: torch.Tensor, prompts: Sequence[Sequence[int]], fwd_hooks: list | None = None,
+def observable_at_last(model, n: torch.Tensor, prompts: Sequence[Sequence[int]], fwd_hooks=None,
                        batch_size: int = 32) -> torch.Tensor:
     """n·logits at each prompt's last token; prompts (token-id lists of any length) are right-padded in batches
-    (exact for causal models). [n_prompts]"""
+    (exact for causal models). fwd_hooks: a hook list, or a callable tokens [b, T] -> hook list. [n_prompts]"""
     from .prompts import pad_right
 
     vals = []
     for s in range(0, len(prompts), batch_size):
         toks, last = pad_right(list(prompts[s:s + batch_size]))
         with torch.inference_mode():
-            logits = model.run_with_hooks(toks, fwd_hooks=fwd_hooks or [])
+            hooks = fwd_hooks(toks) if callable(fwd_hooks) else (fwd_hooks or [])
+            logits = model.run_with_hooks(toks, fwd_hooks=hooks)
         vals.append(logits[torch.arange(len(last)), last].double() @ n.double())
     return torch.cat(vals)

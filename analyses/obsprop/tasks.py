@@ -14,6 +14,7 @@ from .observables import observable, pullback_layernorm, pullback_unembed
 from .patching import at_pos, greedy_paths, run_cache
 from .prompts import (
     class_prompts,
+    encode,
     gender_pairs,
     load_ground,
     name_token_ids,
@@ -298,7 +299,9 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     bias_vec, _ = feature_vector(model, obs["subj"], [str(hb)], refs["occu"], ln=cfg.ln_mode,
                                  approx_norm=cfg.approx_norm,
                                  node_refs={str(hb): head_source_ref(model, pos_caches["occu"], hb.layer, hb.head)})
-    details["debias"] = debias_task(model, obs["subj"], probes, tok, bias_vec, hb, cfg)
+    occ_ids = [i for o in feats["occupations"] for i in [encode(tok, " " + o)] if len(i) == 1]
+    details["debias"] = debias_task(model, obs["subj"], probes, tok, bias_vec, hb, cfg,
+                                    occupation_ids=[i[0] for i in occ_ids])
 
     from .selfcheck import first_order, isotropic_coupling, linear_mlp, ov_dla
 
@@ -359,6 +362,8 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         "debias_bias_gap_after": details["debias"]["bias_gap_after"],
         "debias_name_gap_before": details["debias"]["name_gap_before"],
         "debias_name_gap_after": details["debias"]["name_gap_after"],
+        "debias_occtok_bias_gap_after": details["debias"].get("bias_gap_after_occupation_tokens", float("nan")),
+        "debias_occtok_name_gap_after": details["debias"].get("name_gap_after_occupation_tokens", float("nan")),
         "cos_code_observables_top": details["code_heads_by_norm"][0]["cos_code_code_block"],
     }
     arrays = {"head_norms": norms.numpy(), "head_norms_noln": norms_noln.numpy(), "patch_effect": patch.numpy(),

@@ -105,10 +105,11 @@ def coupling_task(model, vec: dict, tops: list[Node], keep: torch.Tensor, acts: 
     return rows, scatter
 
 
-def debias_task(model, n, probes: list[dict], tok, bias_vec: torch.Tensor, bias_head: Node, cfg: Config) -> dict:
+def debias_task(model, n, probes: list[dict], tok, bias_vec: torch.Tensor, bias_head: Node, cfg: Config,
+                occupation_ids: list[int] | None = None) -> dict:
     """Project the bias feature (she−he along the top occupation head, at its input layer) out of the residual
-    stream at every position; measure the occupation bias gap and the name-pronoun gap before and after, and
-    the same for a random direction (control)."""
+    stream at every position, and (surgical variant) only at occupation-word tokens; measure the occupation bias
+    gap and the name-pronoun gap before and after, and the same for a random direction (control)."""
     occ_f = class_prompts(probes, "occupation_pronoun", "p_female", lambda p: p > 0.5, tok, cfg.n_pairs)
     occ_m = class_prompts(probes, "occupation_pronoun", "p_female", lambda p: p < 0.5, tok, cfg.n_pairs)
     nm_f = class_prompts(probes, "pronoun_subj", "gender", "female", tok, cfg.n_pairs)
@@ -124,7 +125,12 @@ def debias_task(model, n, probes: list[dict], tok, bias_vec: torch.Tensor, bias_
     b0, m0 = gaps([])
     b1, m1 = gaps([(hook, projection_hook(bias_vec))])
     b2, m2 = gaps([(hook, projection_hook(rnd))])
-    return {"bias_head": str(bias_head), "hook": hook, "bias_gap_before": b0, "bias_gap_after": b1,
+    out_occ = {}
+    if occupation_ids:
+        ids = torch.tensor(occupation_ids)
+        b3, m3 = gaps(lambda toks: [(hook, projection_hook(bias_vec, torch.isin(toks, ids)))])
+        out_occ = {"bias_gap_after_occupation_tokens": b3, "name_gap_after_occupation_tokens": m3}
+    return {**out_occ,"bias_head": str(bias_head), "hook": hook, "bias_gap_before": b0, "bias_gap_after": b1,
             "name_gap_before": m0, "name_gap_after": m1, "bias_gap_random_dir": b2, "name_gap_random_dir": m2,
             "bias_reduction": 1 - b1 / b0 if b0 else float("nan"),
             "name_reduction": 1 - m1 / m0 if m0 else float("nan"),

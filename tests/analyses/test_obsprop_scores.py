@@ -88,3 +88,6 @@ def test_projection_hook_removes_direction():
     out = projection_hook(u)(x)
     assert (out @ u).abs().max() < 1e-12
     assert torch.allclose(x - out, ((x @ u) / (u @ u))[..., None] * u)
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    out_m = projection_hook(u, mask)(x)
+    assert (out_m[mask] @ u).abs().max() < 1e-12 and torch.equal(out_m[~mask], x[~mask])
