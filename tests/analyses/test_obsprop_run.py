@@ -102,9 +102,28 @@ def test_scores_from_activation_cache_match_computed(tmp_path, rand_model):
         assert ra["n"] == rb["n"] and abs(ra["slope"] - rb["slope"]) < 1e-4 * max(1.0, abs(ra["slope"]))
 
 
+LIGHT = dict(n_pairs=32, score_tokens=16384, n_repeats=5, path_depth=1, n_gauss=20_000)
+
+
 @pytest.fixture(scope="module")
 def embedded_result():
-    return run(Config())
+    """A lighter run on the embedded default (fewer pairs/tokens/repeats; same claims)."""
+    return run(Config(**LIGHT))
+
+
+@needs_embedded
+@pytest.mark.slow
+def test_embedded_default_run_claims_and_runtime():
+    """`run()` with no arguments: the three embedded claims, the self-checks, and < 3 min."""
+    import time
+
+    t0 = time.perf_counter()
+    s = run().summary
+    assert time.perf_counter() - t0 < 180
+    assert s["pronoun_features_more_similar"] and s["obsprop_beats_probe"] and s["coupling_predicts_slope"]
+    assert s["first_order_max_rel_err"] < 1e-5 and s["dla_rel_err"] < 1e-5 and s["ov_identity_max_rel_err"] < 1e-5
+    assert s["linear_mlp_max_rel_err"] < 1e-6 and s["linear_mlp_boundary_residual"] < 1e-6
+    assert s["ln_cos_approx_exact_mean"] >= 0.98
 
 
 @needs_embedded
