@@ -165,6 +165,12 @@ def _log_start(tn: np.ndarray, yn: np.ndarray, tau: float) -> np.ndarray:
     return np.array([coef[0], tau, coef[1]])
 
 
+def _paper_start(tn: np.ndarray, yn: np.ndarray) -> list[float]:
+    """The paper's initial guess in normalised space: A = ptp y, λ = 1/std t, γ = 1/ptp t, t₀ = 1, K = min y + A/2."""
+    A0 = float(np.ptp(yn))
+    return [A0, 1.0 / float(np.std(tn)), 1.0 / float(np.ptp(tn)), 1.0, float(yn.min()) + A0 / 2]
+
+
 def _check_series(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(t, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -201,6 +207,7 @@ def fit_ma_curve(
     sc = MinMaxScaler1D.fit(y)
     tn, yn = t / T, sc.transform(y)
     starts = [_linear_start(tn, yn, b, tau) for b in beta_grid for tau in tau_grid]
+    starts.append(np.array(reparam_from_params(*_paper_start(tn, yn))))  # the paper's start is one more candidate
     lo, hi = [-np.inf, 0.0, 1e-12, -np.inf, -np.inf], [np.inf, 1e4, 1e3, np.inf, np.inf]
     full = fit_curve(ma_curve_reparam, tn, yn, starts, jac=ma_curve_reparam_jac, bounds=(lo, hi),
                      max_nfev=max_nfev)
@@ -244,8 +251,7 @@ def fit_ma_curve_paper(t: np.ndarray, y: np.ndarray, max_nfev: int = 20000) -> M
     T = float(t.max()) if t.max() > 0 else 1.0
     sc = MinMaxScaler1D.fit(y)
     tn, yn = t / T, sc.transform(y)
-    A0 = float(np.ptp(yn))
-    p0 = [A0, 1.0 / float(np.std(tn)), 1.0 / float(np.ptp(tn)), 1.0, float(yn.min()) + A0 / 2]
+    p0 = _paper_start(tn, yn)
     fit = fit_curve(ma_curve, tn, yn, [p0], jac=ma_curve_jac,
                     bounds=([-np.inf, 0.0, 1e-9, 1e-9, -np.inf], [np.inf] * 5), max_nfev=max_nfev)
     A, lam, g, t0, K = (float(v) for v in fit.params)

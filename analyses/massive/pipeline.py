@@ -179,6 +179,11 @@ def run(config: Config | None = None) -> MassiveResult:
         "sun_criteria_met_final": any(r.get("sun") for r in final["detected"]),
         "mean_fit_r2": float(np.mean([f["r2"] for f in fits])) if fits else float("nan"),
         "n_early_peak": sum(f["regime"] == "early peak" for f in fits),
+        "mean_fit_r2_paper_single_start": float(np.mean([f["paper_single_start"]["r2"] for f in fits]))
+        if fits and "paper_single_start" in fits[0] else float("nan"),
+        "n_layers_aic_prefers_ma_curve": sum(f["aic"] < min(f["step_responses"]["step1"]["aic"],
+                                                            f["step_responses"]["step2"]["aic"])
+                                             for f in fits if "step_responses" in f),
         "loss_final": float(final["loss"]),
     }
     for iv in interventions:
