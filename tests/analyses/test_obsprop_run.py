@@ -145,3 +145,14 @@ def test_embedded_coupling_predicts_slope(embedded_result):
     """Coupling coefficient vs fitted slope of feature scores over held-out tokens, within 0.1."""
     s = embedded_result.summary
     assert s["coupling_slope_max_abs_err"] < 0.1, embedded_result.details["coupling"]
+
+
+@needs_embedded
+def test_embedded_ln_and_selfchecks(embedded_result):
+    """On the embedded default's real LN inputs (d = 128): mean cos(approx, exact) ≥ 0.98 (derived √(1−2/d)), exact
+    agreement on {1, x}^⟂; first-order exactness, OV identity/DLA and linear-MLP checks on the model itself."""
+    d = embedded_result.details
+    assert d["ln"]["random_y"]["cos_mean"] >= 0.98 and d["ln"]["random_y"]["perp_rel_err_max"] < 1e-4
+    s = embedded_result.summary
+    assert s["first_order_max_rel_err"] < 1e-5 and s["ov_identity_max_rel_err"] < 1e-5 and s["dla_rel_err"] < 1e-5
+    assert s["linear_mlp_max_rel_err"] < 1e-6 and s["linear_mlp_boundary_residual"] < 1e-6
