@@ -124,7 +124,7 @@ def run(config: Config | None = None, log=None) -> HashCodesResult:
     details["notes"] = {
         "kmeans": "greedy cluster->label mapping (reference compute_clustering_accuracy); Hungarian also given",
         "constant_units": f"dropped, fitted on {cfg.drop_fit_on}",
-        "init": cfg.init, "schedule": cfg.schedule, "batchnorm": cfg.batchnorm,
+        "init": cfg.init, "schedule": cfg.schedule, "batchnorm": cfg.batchnorm, "train_dtype": cfg.train_dtype,
         "epochs": "metrics at epoch checkpoints of the width runs; after an early stop, the final model",
         "knn": "9-NN Hamming; packed popcount brute force (equal to scikit-learn's predictions); "
                "scikit-learn's ball tree for codes of <= 15 bits when knn_algorithm='auto'",

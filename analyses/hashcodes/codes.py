@@ -34,6 +34,9 @@ def capture_units(model: torch.nn.Module, inputs: torch.Tensor, hooks: Sequence[
     """Hidden activations `[N, n_units]` at module paths `hooks`, flattened per sample and concatenated in order."""
     from interp.capture import capture  # swap point: the toolkit's capture (module-path hooks, early stop)
 
+    param = next(iter(model.parameters()), None)
+    if param is not None and inputs.is_floating_point() and param.is_floating_point():
+        inputs = inputs.to(param.dtype)  # a float64-trained module gets float64 inputs
     was_training = model.training
     model.eval()  # BatchNorm uses running statistics, as Keras predict does
     try:

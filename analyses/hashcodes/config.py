@@ -38,6 +38,7 @@ class Config:
     init: str = "glorot"  # "glorot" (reference, MLPClassifier / Keras) or "torch"
     max_epochs: int = 0  # 0 = the schedule's own (500 sklearn, 200 paper)
     early_stopping: bool = True
+    train_dtype: str = "float64"  # "float64" (as scikit-learn's MLPClassifier) or "float32"
     # --- training-time sweep: metrics at these epochs of the width runs (after an early stop: the final model)
     epoch_checkpoints: list[int] = field(default_factory=lambda: [0, 1, 3, 10, 30, 100, 300, 500])
     epoch_metrics: list[str] = field(default_factory=lambda: ["knn"])
@@ -45,7 +46,7 @@ class Config:
     sample_sizes: list[int] = field(default_factory=lambda: [10, 30, 100, 300, 1000, 1437])
     sample_widths: list[int] = field(default_factory=lambda: [10, 40, 100])
     sample_seeds: list[int] = field(default_factory=lambda: [0, 1])
-    sample_metrics: list[str] = field(default_factory=lambda: ["knn", "logreg"])
+    sample_metrics: list[str] = field(default_factory=lambda: ["knn"])
     # --- codes and metrics
     drop_fit_on: str = "union"  # constant units fitted on "union" (train ∪ test, reference) or "train"
     k: int = 9
@@ -63,7 +64,7 @@ class Config:
     step: int = -1  # checkpoint step; -1 = the last one
     lm_hooks: str = "blocks.*.mlp.hook_post"
     lm_threshold: float = 0.0  # GELU(x) > 0 <=> x > 0, so 0 is the pre-activation sign
-    lm_tokens: int = 8192  # held-out tokens for the token-level redundancy ratio
+    lm_tokens: int = 4096  # held-out tokens for the token-level redundancy ratio
     lm_ctx: int = 64
     lm_probes_per_feature: int = 100
     lm_test_fraction: float = 0.3
@@ -93,6 +94,8 @@ class Config:
             raise ConfigError(f"unknown knn_algorithm '{cfg.knn_algorithm}'", hint="use 'auto' or 'brute'")
         if not 0 <= cfg.rr_sufficient < cfg.rr_under <= 1:
             raise ConfigError("need 0 <= rr_sufficient < rr_under <= 1", hint="e.g. rr_sufficient=0.01 rr_under=0.5")
+        if cfg.train_dtype not in ("float64", "float32"):
+            raise ConfigError(f"unknown train_dtype '{cfg.train_dtype}'", hint="use 'float64' or 'float32'")
         if cfg.k < 1 or cfg.depth < 1:
             raise ConfigError("k and depth must be >= 1", hint="use k=9, depth=1")
         return cfg

@@ -81,4 +81,5 @@ def make_mlp(d_in: int, width: int, n_classes: int = 10, depth: int = 1, batchno
 def accuracy(model: torch.nn.Module, X: torch.Tensor, y: np.ndarray) -> float:
     """Classification accuracy of the network itself (eval mode)."""
     model.eval()
-    return float((model(X).argmax(1).numpy() == y).mean())
+    param = next(iter(model.parameters()))
+    return float((model(X.to(param.dtype)).argmax(1).numpy() == y).mean())

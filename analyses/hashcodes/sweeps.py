@@ -52,7 +52,8 @@ def evaluate_codes(model: torch.nn.Module, data: DigitsData, cfg: Config, metric
 
 def _train_kwargs(cfg: Config) -> dict:
     return dict(depth=cfg.depth, batchnorm=cfg.batchnorm, schedule=cfg.schedule, init=cfg.init,
-                max_epochs=cfg.max_epochs or None, early_stopping=cfg.early_stopping)
+                max_epochs=cfg.max_epochs or None, early_stopping=cfg.early_stopping,
+                dtype=getattr(torch, cfg.train_dtype))
 
 
 def width_sweep(data: DigitsData, cfg: Config, log=None) -> tuple[dict[str, np.ndarray], dict]:

@@ -1,0 +1,106 @@
+"""Digits MLPs: the trainer against independent references, and the issue's 3-seed numbers (reduced + full)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analyses.hashcodes.config import Config
+from analyses.hashcodes.digits import load_digits_split, make_mlp
+from analyses.hashcodes.ensemble import train_ensemble
+from analyses.hashcodes.sweeps import evaluate_codes, regimes
+from interp.errors import ConfigError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP spin-waiting on the shared cores."""
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_split()
+
+
+def test_split_and_glorot_init(digits):
+    assert digits.X_train.shape == (1437, 64) and digits.X_test.shape == (360, 64)
+    assert float(digits.X_train.max()) == 1.0 and np.bincount(digits.y_test).min() >= 35
+    m = make_mlp(64, 200, seed=0)
+    bound = np.sqrt(6 / (64 + 200))
+    w = m[0].weight.detach().numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound  # U(-b, b), sklearn's Glorot
+    assert np.abs(m[0].bias.detach().numpy()).max() <= bound
+    with pytest.raises(ConfigError):
+        make_mlp(64, 0)
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_ensemble_members_match_modules_in_float64(digits, batchnorm):
+    """Each member as a plain nn.Sequential (eval mode) gives the ensemble's logits."""
+    ens, _ = train_ensemble(digits, 7, [0, 1], batchnorm=batchnorm, max_epochs=2,
+                            schedule="paper" if batchnorm else "sklearn")
+    out = ens.forward(digits.X_test)
+    for i in range(ens.size):
+        with torch.no_grad():
+            ref = ens.member(i).double()(digits.X_test.double())
+        assert torch.allclose(out[i].double(), ref, atol=1e-5)
+
+
+def test_member_trains_as_it_would_alone(digits):
+    """Batching must not couple members: member 1 of an ensemble equals the same seed trained alone."""
+    subset = np.arange(0, 1437, 3)
+    both, info = train_ensemble(digits, 12, [3, 5], max_epochs=4, train_idx=[np.arange(1437)[:479], subset],
+                                tile_to=None)
+    alone, _ = train_ensemble(digits, 12, [5], max_epochs=4, train_idx=[subset])
+    for a, b in zip(both.params(), alone.params()):
+        assert torch.allclose(a[1], b[0], atol=1e-5)
+    assert info.epochs == [4, 4]
+
+
+def test_regimes_thresholds():
+    r = regimes(np.array([[0.9, 0.3, 0.0], [np.nan, 0.01, 0.5]]), 0.01, 0.5)
+    assert r.tolist() == [[0, 1, 2], [-1, 2, 0]]
+
+
+def _width_means(digits, widths, metrics, seeds=(0, 1, 2)):
+    cfg = Config()
+    out = {}
+    for w in widths:
+        ens, _ = train_ensemble(digits, w, list(seeds))
+        rs = [evaluate_codes(ens.member(i), digits, cfg, metrics) for i in range(ens.size)]
+        out[w] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0] if not isinstance(rs[0][k], dict)}
+    return out
+
+
+def test_digits_reduced_three_seeds(digits):
+    """Fast subset of the issue's digits numbers: widths 10 and 100, RR and 9-NN Hamming."""
+    m = _width_means(digits, [10, 100], ("knn",))
+    assert m[10]["rr_test"] >= 0.9 and m[10]["knn"] <= 0.45
+    assert m[100]["rr_test"] <= 0.02 and m[100]["knn"] >= 0.85
+    for w in m:
+        assert m[w]["rr_train"] >= m[w]["rr_test"]
+
+
+@pytest.mark.slow
+def test_digits_issue_numbers_three_seeds(digits):
+    """All of the issue's digits criteria (3-seed means, trained one-hidden-layer ReLU MLPs)."""
+    widths = [2, 5, 10, 20, 40, 100, 200]
+    m = _width_means(digits, widths, ("kmeans", "knn", "logreg"))
+    for w in widths:
+        assert m[w]["rr_train"] >= m[w]["rr_test"], w
+        if w <= 10:
+            assert m[w]["rr_test"] >= 0.9 and m[w]["knn"] <= 0.45 and m[w]["logreg"] <= 0.45, (w, m[w])
+        if w >= 100:
+            assert m[w]["rr_test"] <= 0.02, (w, m[w])
+            assert m[w]["knn"] >= 0.85 and m[w]["logreg"] >= 0.87, (w, m[w])
+            assert 0.55 <= m[w]["kmeans_test"] <= 0.72, (w, m[w])
+    assert 0.15 <= m[40]["rr_test"] <= 0.40
+    assert m[200]["rr_train"] == 0.0
