@@ -158,7 +158,7 @@ def run(config: Config | None = None) -> MassiveResult:
     if extras == ["auto"]:  # every other embedded suite
         extras = [n for n in models.embedded_names() if n != cfg.model]
     for extra in extras:
-        sub = run(Config(**{**asdict(cfg), "model": extra, "predictor_suites": [], "intervene": False,
+        sub = run(Config(**{**asdict(cfg), "model": extra, "steps": [], "predictor_suites": [], "intervene": False,
                             "compare_alternatives": False, "cache_dir": ""}))
         fit_rows += sub.details["param_table"]
     interventions = _intervene(cfg, tokens, final) if cfg.intervene else []
