@@ -69,20 +69,25 @@ def worker(method: str, cache: str, n: int, out: str) -> None:
 
     torch.set_num_threads(2)
     reader = open_cache(cache)
+    per_row = 1  # a plain nn.Module's cache rows are whole sequences [ctx, d]: flatten them to tokens
+    for dim in reader.shape(HOOK_X)[:-1]:
+        per_row *= int(dim)
+    rows = n // per_row
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if method == "stream":
         acc = StreamingLstsq(128, 128, fit_intercept=True)
-        for s in range(0, n, 65_536):
-            e = min(n, s + 65_536)
-            acc.update(reader.read(HOOK_X, s, e), reader.read(HOOK_Y, s, e))
+        step = max(1, 65_536 // per_row)
+        for s in range(0, rows, step):
+            e = min(rows, s + step)
+            acc.update(reader.read(HOOK_X, s, e).reshape(-1, 128), reader.read(HOOK_Y, s, e).reshape(-1, 128))
         sol = acc.solve()
         W, b = sol.W, sol.b
     else:
         dt = torch.float64 if method == "inmem64" else torch.float32
-        X = reader.read(HOOK_X, 0, n).to(dt)
-        Y = reader.read(HOOK_Y, 0, n).to(dt)
-        A = torch.cat([X, torch.ones(n, 1, dtype=dt)], 1)
+        X = reader.read(HOOK_X, 0, rows).reshape(-1, 128).to(dt)
+        Y = reader.read(HOOK_Y, 0, rows).reshape(-1, 128).to(dt)
+        A = torch.cat([X, torch.ones(X.shape[0], 1, dtype=dt)], 1)
         del X
         sol = torch.linalg.lstsq(A, Y).solution
         W, b = sol[:-1].double(), sol[-1].double()

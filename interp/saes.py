@@ -95,6 +95,20 @@ def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tupl
     return torch.cat(recons), torch.cat(l0s)
 
 
+@torch.no_grad()
+def effective_decoder(sae: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D [d_sae, d_in], b [d_in]) with decode(f) = f @ D + b, probed from `decode` itself (float32).
+
+    Covers options that rescale codes inside decode (e.g. TopK's rescale_acts_by_decoder_norm), so code-space
+    maths (pursuit, feature ablation) uses the dictionary the SAE really applies.
+    """
+    n = int(sae.cfg.d_sae)
+    dtype = next(sae.parameters()).dtype
+    b = sae.decode(torch.zeros(1, n, dtype=dtype)).float()[0]
+    rows = [sae.decode(torch.eye(n, dtype=dtype)[s:s + chunk]).float() - b for s in range(0, n, chunk)]
+    return torch.cat(rows), b
+
+
 def tensor_batches(acts: torch.Tensor, batch_size: int, *, seed: int = 0) -> Iterator[torch.Tensor]:
     """Endless shuffled minibatches [batch_size, d] from an in-memory [N, d] tensor (new permutation each epoch)."""
     if acts.shape[0] < batch_size:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from analyses.dark_matter.data import component_hooks, middle_layer
+from interp.results import atomic_write_bytes
 
 
 @dataclass
@@ -36,6 +37,7 @@ class BuildConfig:
     topk_expansions: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
     jumprelu_expansions: list[int] = field(default_factory=lambda: [2, 4, 8, 16])
     component_expansion: int = 4
+    components: list[str] = field(default_factory=lambda: ["prev_resid", "mlp_out", "attn_out"])
     k: int = 16                                # TopK k = JumpReLU target L0
     tokens: int = 600_000                      # tokens extracted for training (per hook)
     training_tokens: int = 1_200_000           # samples seen per SAE (2 epochs of the cache)
@@ -70,8 +72,7 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
     out.mkdir(parents=True, exist_ok=True)
     plan = [("resid", "topk", e) for e in cfg.topk_expansions] + \
            [("resid", "jumprelu", e) for e in cfg.jumprelu_expansions] + \
-           [(c, "topk", cfg.component_expansion) for c in ("prev_resid", "mlp_out", "attn_out")
-            if cfg.component_expansion > 0]
+           [(c, "topk", cfg.component_expansion) for c in cfg.components if cfg.component_expansion > 0]
     entries = []
     with tempfile.TemporaryDirectory(prefix="dm_cache_") as tmp:
         cache = Path(cfg.cache) if cfg.cache else Path(tmp) / "cache"
@@ -102,24 +103,31 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
             stored = load_sae(out / name)  # score the stored (float16-rounded) weights, as the analysis sees them
             rec, l0 = reconstruct(stored, x)
             fvu = float(((x - rec) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-            entries.append({"name": name, "path": name, "hook": hook, "component": comp, "architecture": arch,
-                            "d_in": d, "d_sae": d * exp, "expansion": exp, "k_or_target_l0": cfg.k,
-                            "l0_train": float(l0.mean()), "fvu_train": fvu, "training_tokens": n_train,
-                            "train": {"lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed, **extra},
-                            "bytes": sum(f.stat().st_size for f in (out / name).iterdir())})
+            entry = {"name": name, "path": name, "hook": hook, "component": comp, "architecture": arch,
+                     "d_in": d, "d_sae": d * exp, "expansion": exp, "k_or_target_l0": cfg.k,
+                     "l0_train": float(l0.mean()), "fvu_train": fvu, "training_tokens": n_train,
+                     "train": {"lr": cfg.lr, "batch_size": cfg.batch_size, "seed": cfg.seed, **extra},
+                     "bytes": sum(f.stat().st_size for f in (out / name).iterdir())}
+            atomic_write_bytes(out / name / "entry.json", json.dumps(entry, indent=2).encode())
+            entries.append(entry)
+            write_index(out, cfg.model, cfg.checkpoint, layer, hooks)
             print(f"{name}: fvu={fvu:.4f} l0={float(l0.mean()):.1f} ({time.time() - t1:.0f}s)", flush=True)
-    old = json.loads((out / "index.json").read_text()) if (out / "index.json").is_file() else {}
-    new_names = {e["name"] for e in entries}
-    entries = [e for e in old.get("saes", []) if e["name"] not in new_names and (out / e["path"]).is_dir()] + entries
-    index = {"model": cfg.model, "checkpoint": cfg.checkpoint, "layer": layer, "hooks": hooks,
-             "build_config": {k: v for k, v in cfg.__dict__.items()}, "saes": entries,
-             "total_bytes": sum(e["bytes"] for e in entries),
-             "note": "trained by analyses/dark_matter/build_saes.py on the regenerated toy training split; "
-                     "weights stored float16, loaded as float32"}
-    (out / "index.json").write_text(json.dumps(index, indent=2))
     for junk in out.glob("*/runner_cfg.json"):
         junk.unlink()
     return out
+
+
+def write_index(out: Path, model: str, checkpoint: int | None, layer: int, hooks: dict[str, str]) -> dict:
+    """Assemble index.json from every `<sae>/entry.json` under `out` (safe with several builders at once)."""
+    entries = [json.loads(p.read_text()) for p in sorted(out.glob("*/entry.json"))]
+    order = {"resid": 0, "prev_resid": 1, "mlp_out": 2, "attn_out": 3}
+    entries.sort(key=lambda e: (order.get(e["component"], 9), e["architecture"], e["d_sae"]))
+    index = {"model": model, "checkpoint": checkpoint, "layer": layer, "hooks": hooks, "saes": entries,
+             "total_bytes": sum(e["bytes"] for e in entries),
+             "note": "trained by analyses/dark_matter/build_saes.py from an interp cache of the regenerated toy "
+                     "training split; weights stored float16, loaded as float32"}
+    atomic_write_bytes(out / "index.json", json.dumps(index, indent=2).encode())
+    return index
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{key.replace('_', '-')}", type=type(getattr(defaults, key)), default=getattr(defaults, key))
     p.add_argument("--checkpoint", type=int, default=None)
     p.add_argument("--component-expansion", type=int, default=defaults.component_expansion)
+    p.add_argument("--components", nargs="*", default=["prev_resid", "mlp_out", "attn_out"])
     p.add_argument("--topk", type=int, nargs="*", default=defaults.topk_expansions)
     p.add_argument("--jumprelu", type=int, nargs="*", default=defaults.jumprelu_expansions)
     a = p.parse_args(argv)

@@ -25,7 +25,7 @@ from analyses.dark_matter.scaling import fit_saturating_power_law
 from analyses.dark_matter.splice import downstream_loss
 from analyses.dark_matter.synthetic import introduced_error_grid
 from interp.errors import ConfigError
-from interp.saes import load_sae, reconstruct
+from interp.saes import effective_decoder, load_sae, reconstruct
 
 _ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
 
@@ -181,9 +181,8 @@ def _pursuit(cfg: Config, x, split, sweep, saes, decs, l0s, kw) -> list[dict]:
     out = []
     for e in sweep:
         sae = saes[e["name"]]
-        with torch.no_grad():
-            _, prec = gradient_pursuit(xs, sae.W_dec.detach().float(), sae.b_dec.detach().float(),
-                                       l0s[e["name"]][sub].long())
+        D, b = effective_decoder(sae)
+        _, prec = gradient_pursuit(xs, D, b, l0s[e["name"]][sub].long())
         d_enc = decompose_sae_error(xs, decs[e["name"]][1][sub], split=sub_split, **kw)
         d_pur = decompose_sae_error(xs, prec, split=sub_split, **kw)
         out.append({"name": e["name"], "d_sae": e["d_sae"], "architecture": e["architecture"],
@@ -222,7 +221,8 @@ def _synthetic(cfg: Config, x, sae) -> dict:
     with torch.no_grad():
         clean = sae.decode(sae.encode(xs))
         codes = sae.encode(clean).float()
-    out = introduced_error_grid(codes, sae.W_dec.detach().float(), sae.b_dec.detach().float(),
+    D, b = effective_decoder(sae)
+    out = introduced_error_grid(codes, D, b,
                                 sigmas=tuple(cfg.synthetic_sigmas), ablate_frac=cfg.synthetic_ablate, seed=cfg.seed)
     scale = float(clean.std())
     return {**out, "activation_std": scale}

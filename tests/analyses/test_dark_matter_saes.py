@@ -86,3 +86,22 @@ def test_load_errors(tmp_path, monkeypatch) -> None:
         train_sae(torch.zeros(10, 4), d_sae=8, batch_size=64)
     with pytest.raises(ConfigError):
         train_sae(torch.zeros(100, 4), d_sae=8, batch_size=64, architecture="gated")
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_effective_decoder_matches_decode(rescale: bool) -> None:
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    from interp.saes import effective_decoder
+
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKSAEConfig(d_in=8, d_sae=40, k=3, rescale_acts_by_decoder_norm=rescale))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn_like(p))
+    D, b = effective_decoder(sae, chunk=7)
+    f = torch.relu(torch.randn(5, 40))
+    with torch.no_grad():
+        assert torch.allclose(sae.decode(f), f @ D + b, atol=1e-4)
+    if not rescale:
+        assert torch.allclose(D, sae.W_dec.detach()) and torch.allclose(b, sae.b_dec.detach())
