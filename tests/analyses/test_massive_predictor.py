@@ -51,3 +51,16 @@ def test_massive_predictor_recovers_planted_relation(tmp_path):
     assert again["targets"]["K"]["models"]["rf"] == k["models"]["rf"]
     with pytest.raises(ConfigError):
         fit_param_predictors(rows[:5], targets=("K",))
+
+
+def test_massive_predictor_user_table_through_run_config(tmp_path):
+    import json
+
+    from analyses.massive import Config
+    from analyses.massive.pipeline import _predictor
+
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(_rows(60, seed=2)))
+    out = _predictor(Config(predictor_table=str(path)), [])
+    assert out["n_rows"] == 60 and "K" in out["targets"] and out["targets"]["A"] == {"skipped": "only 0 finite values"}
+    assert _predictor(Config(), [])["skipped"].startswith("0 fitted layers")
