@@ -19,7 +19,7 @@ from analyses.lib.sections import LIBModel
 Metric = Callable[[Tensor], float]
 
 
-def node_schedule(n: int, dense_below: int = 24, base: float = 1.1) -> list[int]:
+def node_schedule(n: int, dense_below: int = 20, base: float = 1.2) -> list[int]:
     """Numbers of kept directions to evaluate: every k < dense_below, then geometric steps, always n."""
     ks = set(range(1, min(n, dense_below) + 1))
     k = float(dense_below)

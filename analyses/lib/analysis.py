@@ -29,9 +29,12 @@ def _accuracy(labels: Tensor):
 def _load(cfg: Config) -> dict[str, Any]:
     """Model, LIB cut, graph inputs and evaluation sets for mod-add or a language model."""
     if cfg.model == "modadd":
-        from analyses.lib.modadd import P, load_modadd, modadd_data, modadd_meta
+        from analyses.lib.modadd import ModAddWeights, P, load_modadd, modadd_data, modadd_meta
 
-        model = load_modadd(cfg.seed, torch.float64)
+        try:
+            model = load_modadd(cfg.seed, torch.float64)
+        except ImportError:                                # bare torch (no transformer-lens): same weights
+            model = ModAddWeights(cfg.seed)
         lm = transformer_lib_model(model, cfg.node_layers, cfg.last_pos_only)
         x_tr, _ = modadd_data(cfg.seed, "train")
         x_te, y_te = modadd_data(cfg.seed, "test")
@@ -161,10 +164,11 @@ def run(config: Config | None = None) -> LIBResult:
             labels[name] = {"single": label_directions(f, "single"), "sum": label_directions(f, "sum")}
         details["fourier"] = labels
         first, last = lm.node_layers[0], lm.node_layers[-2]
-        lead = [r for r in labels[first]["single"][1:] if r["fraction"] >= 0.9]
-        summary["ln1_dirs_single_freq_ge_0.9"] = len(lead)
-        summary["ln1_key_frequencies"] = ",".join(map(str, key_frequencies(labels[first]["single"][1:], 0.9)))
-        summary["unembed_mean_x_plus_y_fraction"] = float(np.mean(
-            [r["total_sum"] for r in labels[last]["sum"][1:]]))
+        lead = labels[first]["single"][1:11]                   # leading non-constant directions
+        summary["ln1_leading10_single_freq_ge_0.9"] = sum(r["fraction"] >= 0.9 for r in lead)
+        summary["ln1_key_frequencies"] = ",".join(map(str, key_frequencies(lead, 0.9)))
+        xy = [r["total_sum"] for r in labels[last]["sum"][1:11]]
+        summary["unembed_leading10_x_plus_y_mean"] = float(np.mean(xy))
+        summary["unembed_leading10_x_plus_y_ge_0.5"] = int(sum(v >= 0.5 for v in xy))
     prov = {**data["provenance"], "environment": environment()}
     return LIBResult(summary=summary, details=details, arrays=arrays, config=dict(vars(cfg)), provenance=prov)

@@ -87,7 +87,12 @@ def lib_basis(section: Section, acts_in: Tensor, C_next: Tensor | None, *, name:
         with torch.no_grad():
             n_out = g(f[:1]).numel()
         size = chunk_size or auto_chunk(n_out, 4 * f[0].numel() + 2048)
-        for sl in chunks(N, size):
+        m_dash = getattr(section, "m_dash", None) if method == "auto" else None
+        if m_dash is not None and f.ndim == 2 and len(alphas) == 1:   # residual MLP: Hadamard form, no J
+            Gt = (C_next if C_next is not None else torch.eye(n_out, dtype=torch.float64))[None]
+            for sl in chunks(N, 8192):
+                M_dash += float(weights[0]) ** 2 * m_dash(float(alphas[0]) * f[sl], Gt)
+        for sl in (chunks(N, size) if m_dash is None or f.ndim != 2 or len(alphas) != 1 else []):
             J = section_jacobian(section, f[sl], C_next, alphas, weights, method)
             rows = (sl.stop - sl.start) if J.shape[0] == 1 else 1      # data-independent Jacobian
             J = J.reshape(-1, d)
@@ -142,7 +147,7 @@ def lib_edges(section: Section, acts_in: Tensor, L_in: LIBLayer, L_out: LIBLayer
         x = f_hat[sl]
         if formula == "squared":
             if method == "auto" and getattr(section, "jac_steps", None) is not None:
-                J = section_jacobian(section, x @ C_in_pinv, C_out, alphas, weights, method) @ C_in_pinv.T
+                J = section_jacobian(section, x @ C_in_pinv, C_out, alphas, weights, method, R_in=C_in_pinv)
             else:
                 J = integrated_jacobian(g, x, alphas, weights, "loop" if method == "loop" else "vmap")
             J = J.reshape(J.shape[0], -1, I, *x.shape[1:])

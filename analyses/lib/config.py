@@ -26,13 +26,13 @@ class Config:
     compare_pca: bool = True           # also build the PCA (svd) graph for the comparisons
     node_ablation: bool = True
     edge_ablation: bool = True
-    n_eval_samples: int = 0            # test samples for node ablation (0 = whole test set)
+    n_eval_samples: int = 3000         # test samples for node ablation (0 = whole test set)
     n_edge_eval_samples: int = 600     # test samples for the edge bisection (it runs one forward per mask row)
     edge_tolerance: float = 1e-3       # edges needed to stay within this accuracy of the unablated model
     node_fraction: float = 0.99        # node-ablation threshold: fraction of the unablated accuracy
     n_fourier_dirs: int = 20
-    lm_blocks: int = 32                # language models: token blocks of the embedded corpus
-    lm_ctx: int = 32
+    lm_blocks: int = 8                 # language models: token blocks of the embedded corpus (half build, half eval)
+    lm_ctx: int = 8                    # LM Jacobians cover every (position, dim) output: keep contexts short
     jacobian_method: str = "auto"      # auto (closed form where available) | vmap | loop (reference-style)
 
     def validate(self) -> None:

@@ -73,11 +73,12 @@ def auto_chunk(n_out: int, per_sample_in: int, budget_bytes: float = 2.5e8) -> i
 
 
 def section_jacobian(section: Fn, x: Tensor, C_out: Tensor | None, alphas: np.ndarray, weights: np.ndarray,
-                     method: str = "auto") -> Tensor:
+                     method: str = "auto", R_in: Tensor | None = None) -> Tensor:
     """Σ_α w_α ∂(section(z) @ C_out)/∂z at z = αx: [B, n_out, (P), d_in].
 
     method 'auto' uses the closed-form step Jacobians (analyses.lib.structured) when the section has them and
     its output has no position axis, else `torch.func` (vmap); 'vmap' / 'loop' force autodiff.
+    With R_in the result is the Jacobian w.r.t. ẑ where z = ẑ R_in (the input rotated to a basis).
     """
     from analyses.lib.structured import structured_jacobian
 
@@ -87,8 +88,9 @@ def section_jacobian(section: Fn, x: Tensor, C_out: Tensor | None, alphas: np.nd
             if section(x[:1]).ndim == 2:
                 out = None
                 for a, w in zip(alphas, weights):
-                    J = structured_jacobian(steps, float(a) * x.detach(), C_out) * float(w)
+                    J = structured_jacobian(steps, float(a) * x.detach(), C_out, R_in) * float(w)
                     out = J if out is None else out + J
                 return out
     g = section if C_out is None else (lambda z: section(z) @ C_out)
-    return integrated_jacobian(g, x, alphas, weights, "loop" if method == "loop" else "vmap")
+    J = integrated_jacobian(g, x, alphas, weights, "loop" if method == "loop" else "vmap")
+    return J if R_in is None else J @ R_in.T

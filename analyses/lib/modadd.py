@@ -59,3 +59,25 @@ def modadd_data(seed: int, split: str) -> tuple[Tensor, Tensor]:
         return pairs_to_tokens(np.arange(P * P), P)
     tr, te = split_indices(seed, P, 0.3)
     return pairs_to_tokens(tr if split == "train" else te, P)
+
+
+class ModAddWeights(torch.nn.Module):
+    """Weights-only stand-in for the HookedTransformer (no transformer-lens needed): enough for LIB sections."""
+
+    def __init__(self, seed: int = 0, dtype: torch.dtype = torch.float64):
+        from types import SimpleNamespace
+
+        from safetensors.torch import load_file
+
+        super().__init__()
+        path = modadd_path(seed)
+        if not path.is_file():
+            raise ModelNotFoundError(f"no shipped modular-addition model for seed {seed}",
+                                     hint=f"shipped seeds: {SHIPPED_SEEDS}")
+        self.cfg = SimpleNamespace(**MODADD_CFG, attn_scale=MODADD_CFG["d_head"] ** 0.5, use_attn_scale=True,
+                                   attention_dir="causal", gated_mlp=False, parallel_attn_mlp=False, eps=1e-5)
+        self._w = {k: v.to(dtype) for k, v in load_file(str(path)).items()}
+        self.blocks = [SimpleNamespace(mlp=SimpleNamespace(act_fn=torch.relu))]
+
+    def state_dict(self, *args, **kwargs) -> dict[str, Tensor]:  # type: ignore[override]
+        return dict(self._w)

@@ -60,6 +60,7 @@ class _Composed:
         self.fns = fns
         jacs = [getattr(f, "jac", None) for f in fns]
         self.jac_steps = jacs if fns and all(j is not None for j in jacs) else None
+        self.m_dash = getattr(jacs[0], "m_dash", None) if self.jac_steps and len(fns) == 1 else None
 
     def __call__(self, x: Tensor) -> Tensor:
         for f in self.fns:

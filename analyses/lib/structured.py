@@ -37,13 +37,30 @@ def mlp_jac(W_in: Tensor, b_in: Tensor, W_out: Tensor, b_out: Tensor, act: Calla
             (s,) = torch.autograd.grad(a.sum(), pre)                      # act'(pre), element-wise
         y = torch.cat([xa[..., :-1] + a.detach() @ W_out + xa[..., -1:] * b_out, xa[..., -1:]], -1)
 
-        def back(Gt: Tensor) -> Tensor:
+        def back(Gt: Tensor, R: Tensor | None = None) -> Tensor:
             Gx = Gt[..., :-1, :]                                           # rows of the output x
             P = W_out @ Gx                                                 # [.., m, n]
-            out = Gt + Wi @ (s[..., :, None] * P)
             c_row = (b_out @ Gx)[..., None, :]
-            return torch.cat([out[..., :-1, :], out[..., -1:, :] + c_row], -2)
+            Q = torch.cat([Gt[..., :-1, :], Gt[..., -1:, :] + c_row], -2)  # identity + c·b_out paths
+            if R is None:
+                return Q + Wi @ (s[..., :, None] * P)
+            return R @ Q + (R @ Wi) @ (s[..., :, None] * P)
         return y, back
+
+    def m_dash(xa: Tensor, Gt: Tensor) -> Tensor:
+        """Σ_b G_b G_bᵀ for G_b = Q + W̃_in diag(s_b) P without forming G_b: the Hadamard form
+        W̃_in [(P Pᵀ) ⊙ Σ_b s_b s_bᵀ] W̃_inᵀ + cross terms + N Q Qᵀ (Gt data-independent, no position axis)."""
+        pre = (xa @ Wi).detach().requires_grad_(True)
+        with torch.enable_grad():
+            (s,) = torch.autograd.grad(act(pre).sum(), pre)
+        Gt = Gt[0]
+        Gx = Gt[:-1]
+        P = W_out @ Gx
+        Q = torch.cat([Gt[:-1], Gt[-1:] + (b_out @ Gx)[None]], 0)
+        s1, S2 = s.sum(0), s.T @ s
+        cross = Wi @ (s1[:, None] * (P @ Q.T))
+        return xa.shape[0] * (Q @ Q.T) + cross + cross.T + Wi @ ((P @ P.T) * S2) @ Wi.T
+    step.m_dash = m_dash
     return step
 
 
@@ -52,14 +69,14 @@ def unembed_jac(W_U: Tensor, b_U: Tensor) -> StepJac:
     Wu = _aug(W_U, b_U)
 
     def step(xa: Tensor):
-        return xa @ Wu, (lambda Gt: Wu @ Gt)
+        return xa @ Wu, (lambda Gt, R=None: (Wu if R is None else R @ Wu) @ Gt)
     return step
 
 
 def identity_jac() -> StepJac:
     """A step that returns its input (no final norm)."""
     def step(xa: Tensor):
-        return xa, (lambda Gt: Gt)
+        return xa, (lambda Gt, R=None: Gt if R is None else R @ Gt)
     return step
 
 
@@ -82,24 +99,32 @@ def last_query_attn_jac(W: dict[str, Tensor], prefix: str, scale: float) -> Step
         qk = torch.einsum("hie,bhse->bhsi", WQ, k) / scale                 # ∂score_s/∂x̃_last [B, h, P, d+1]
         Adv = A[..., None] * (v - z[:, :, None])                           # ∂z/∂score_s      [B, h, P, e]
 
-        def back(Gt: Tensor) -> Tensor:
+        def back(Gt: Tensor, R: Tensor | None = None) -> Tensor:
+            WV_, kap, qk_ = WV, kappa, qk
+            if R is not None:                                              # rotate the input side first
+                WV_ = torch.einsum("ri,hie->hre", R, WV)
+                kap, qk_ = kappa @ R.T, qk @ R.T
             GO = torch.einsum("hed,bdn->bhen", WO, Gt[:, :-1])            # [B|1, h, e, n]
             if GO.shape[0] == 1:
-                val = torch.einsum("bhs,hin->bsin", A, torch.einsum("hie,hen->hin", WV, GO[0]))
+                val = torch.einsum("bhs,hin->bsin", A, torch.einsum("hie,hen->hin", WV_, GO[0]))
             else:
-                val = torch.einsum("bhs,bhin->bsin", A, torch.einsum("hie,bhen->bhin", WV, GO))
+                val = torch.einsum("bhs,bhin->bsin", A, torch.einsum("hie,bhen->bhin", WV_, GO))
             rho = torch.einsum("bhse,bhen->bhsn", Adv, GO.expand(A.shape[0], -1, -1, -1))
-            out = val + torch.einsum("bhi,bhsn->bsin", kappa, rho)          # value + key paths
-            last = torch.einsum("bhsi,bhsn->bin", qk, rho) + Gt             # query path + residual
-            last = torch.cat([last[:, :-1], last[:, -1:] + (bO @ Gt[:, :-1])[:, None]], 1)
+            out = val + torch.einsum("bhi,bhsn->bsin", kap, rho)           # value + key paths
+            c_row = (bO @ Gt[:, :-1])[:, None]                              # c_last -> b_O
+            res = torch.cat([Gt[:, :-1], Gt[:, -1:] + c_row], 1)            # residual
+            last = torch.einsum("bhsi,bhsn->bin", qk_, rho) + (res if R is None else R @ res)  # + query path
             out[:, -1] += last if last.shape[0] == out.shape[0] else last.expand(out.shape[0], -1, -1)
             return out
         return y, back
     return step
 
 
-def structured_jacobian(steps: list[StepJac], x: Tensor, C_out: Tensor | None) -> Tensor:
-    """Jacobian of (section(x) @ C_out) w.r.t. x for a chain of steps: [B|1, n_out, (P), d_in] (vmap layout)."""
+def structured_jacobian(steps: list[StepJac], x: Tensor, C_out: Tensor | None, R_in: Tensor | None = None) -> Tensor:
+    """Jacobian of (section(x) @ C_out) w.r.t. x for a chain of steps: [B|1, n_out, (P), d_in] (vmap layout).
+
+    With R_in [r, d_in] the input side is rotated inside the first step (cheaper than rotating afterwards):
+    the result is J @ R_inᵀ, i.e. the Jacobian w.r.t. ẑ when x = ẑ R_in."""
     backs = []
     h = x
     for st in steps:
@@ -107,6 +132,6 @@ def structured_jacobian(steps: list[StepJac], x: Tensor, C_out: Tensor | None) -
         backs.append(back)
     n = h.shape[-1]
     Gt = (torch.eye(n, dtype=x.dtype) if C_out is None else C_out)[None]
-    for back in reversed(backs):
-        Gt = back(Gt)
+    for i, back in enumerate(reversed(backs)):
+        Gt = back(Gt, R_in) if i == len(backs) - 1 else back(Gt)
     return Gt.movedim(-1, 1)          # [B, n_out, (P), d_in]; batch 1 if the Jacobian is data-independent
