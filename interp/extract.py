@@ -138,6 +138,11 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     if tokenizer is None:
         raise ConfigError(f"model {model_id(model)} has no tokenizer", hint="extraction needs a language model")
 
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None) or getattr(getattr(model, "config", None),
+                                                                         "max_position_embeddings", None)
+    if n_ctx is not None and cfg.ctx > int(n_ctx):
+        raise ConfigError(f"--ctx {cfg.ctx} is longer than the model's context of {n_ctx} tokens",
+                          hint=f"pass --ctx {n_ctx} or less")
     rows_per_block = int(positions.row_mask(1, cfg.ctx).sum())
     n_blocks = cfg.tokens // cfg.ctx
     identity = {
@@ -245,6 +250,8 @@ def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, 
     for b0 in range(0, len(shard), batch_size):
         batch = shard[b0: b0 + batch_size]
         for name, x in capturer(batch.to(device)).items():
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                _raise_non_finite(name, x, batch, block_start + b0, capturer.positions)
             rows[name].append(x.to("cpu"))
         n = len(batch)
         seq, pos = (seq_all, pos_all) if n == batch_size else capturer.positions.index(n, batch.shape[1])
@@ -254,6 +261,16 @@ def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, 
     arrays = _shard_arrays(rows, specs, k)
     arrays[shard_file("tokens", k)] = torch.cat(token_rows).numpy().astype(np.int64)
     return arrays
+
+
+def _raise_non_finite(hook, x, batch, first_block, positions) -> None:
+    """NaN/inf in captured activations: name the hook, sequence and position instead of caching them silently."""
+    bad_row = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero()[0])
+    seq, pos = positions.index(*batch.shape)
+    kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
+    raise CacheError(f"{kind} in {hook} at sequence {first_block + int(seq[bad_row])}, position {int(pos[bad_row])} "
+                     f"(token id {int(batch[seq[bad_row], pos[bad_row]])}); nothing of this shard was written",
+                     hint="check the model's weights and dtype (float16 overflow?); earlier shards stay valid")
 
 
 def _check_resumed_tokens(out, record, shard, positions) -> None:

@@ -20,9 +20,29 @@ from interp.errors import DataSourceError
 EMBEDDED = "embedded"
 
 
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataSourceError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})",
+                              hint="convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
 def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
+    """Rows of a jsonl file, streamed line by line (the file is never read whole)."""
+    with path.open(encoding="utf-8", errors="strict") as f:
+        lineno = 0
+        while True:
+            try:
+                line = f.readline()
+            except UnicodeDecodeError as e:
+                raise DataSourceError(f"{path} is not UTF-8 text (invalid byte {e.object[e.start]:#x} after line "
+                                      f"{lineno})",
+                                      hint="convert it, e.g. iconv -f latin1 -t utf-8") from None
+            if not line:
+                return
+            lineno += 1
             if not line.strip():
                 continue
             try:
@@ -30,8 +50,9 @@ def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
             except json.JSONDecodeError as e:
                 raise DataSourceError(f"{path}:{lineno} is not valid JSON ({e.msg})",
                                       hint="one JSON object per line") from e
-            if column not in row:
-                raise DataSourceError(f"{path}:{lineno} has no '{column}' field (fields: {', '.join(row)})",
+            if not isinstance(row, dict) or column not in row:
+                fields = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+                raise DataSourceError(f"{path}:{lineno} has no '{column}' field (fields: {fields})",
                                       hint="choose the text column with --text-column")
             yield str(row[column])
 
@@ -54,7 +75,7 @@ def _file_texts(path: Path, column: str) -> Iterator[str]:
     elif suffix == ".parquet":
         yield from _parquet_texts(path, column)
     else:
-        yield path.read_text(errors="replace")
+        yield _read_utf8(path)
 
 
 def embedded_corpus_path() -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,32 @@ class ShardRecord:
 
     @staticmethod
     def from_json(d: dict) -> ShardRecord:
-        return ShardRecord(int(d["index"]), tuple(d["rows"]), tuple(d["blocks"]), dict(d["files"]))
+        rows, blocks = _span(d["rows"], "rows"), _span(d["blocks"], "blocks")
+        index = d["index"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise ValueError(f"shard index {index!r} is not a non-negative integer")
+        files = d["files"]
+        if not isinstance(files, dict):
+            raise ValueError("shard files must be an object")
+        for name, rec in files.items():
+            if not SAFE_NAME.fullmatch(name) or name.startswith(".."):
+                raise ValueError(f"shard file name {name!r} is not a plain file name inside the cache")
+            if not isinstance(rec, dict) or not isinstance(rec.get("bytes"), int) or rec["bytes"] < 0 \
+                    or not isinstance(rec.get("sha256"), str) or not SHA256.fullmatch(rec["sha256"]):
+                raise ValueError(f"record of {name!r} needs a non-negative integer 'bytes' and a hex 'sha256'")
+        return ShardRecord(index, rows, blocks, dict(files))
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # no separators, no absolute paths, no leading dots
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _span(value, what: str) -> tuple[int, int]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            or value[1] < value[0]):
+        raise ValueError(f"shard {what} {value!r} is not a [start, stop] pair of non-negative integers")
+    return int(value[0]), int(value[1])
 
 
 @dataclass
@@ -71,14 +97,16 @@ class Manifest:
 
     @staticmethod
     def from_json(doc: dict, where: str = "manifest") -> Manifest:
-        if doc.get("format") != FORMAT:
-            raise CacheError(f"{where} is not an interp cache manifest (format={doc.get('format')!r})",
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            fmt = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+            raise CacheError(f"{where} is not an interp cache manifest (format={fmt!r})",
                              hint="point at a folder written by interp extract")
         version = doc.get("schema_version")
         if version != SCHEMA_VERSION:
             raise CacheError(f"{where} has schema version {version}; this interp reads version {SCHEMA_VERSION}",
                              hint="re-extract with this interp version, or install the version that wrote it")
         try:
+            _check_hooks(doc["hooks"])
             return Manifest(
                 identity=doc["identity"], hooks=doc["hooks"], layout=doc["layout"],
                 shards=[ShardRecord.from_json(s) for s in doc["shards"]], status=doc.get("status", "in_progress"),
@@ -103,6 +131,26 @@ class Manifest:
         except json.JSONDecodeError as e:
             raise CacheError(f"{path} is not valid JSON ({e.msg})", hint="the manifest is damaged; re-extract") from e
         return Manifest.from_json(doc, str(path))
+
+
+def _check_hooks(hooks) -> None:
+    """Hook specs must name a known dtype, a plain file stem and a shape of non-negative integers."""
+    from interp.cache.shards import STORAGE
+
+    if not isinstance(hooks, dict):
+        raise ValueError("hooks must be an object")
+    for name, spec in hooks.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"hook {name!r}: spec must be an object")
+        shape = spec.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in shape):
+            raise ValueError(f"hook {name!r}: shape {shape!r} is not a list of non-negative integers")
+        if spec.get("dtype") not in STORAGE:
+            raise ValueError(f"hook {name!r}: unknown dtype {spec.get('dtype')!r}")
+        stem = spec.get("file_stem")
+        if not isinstance(stem, str) or not SAFE_NAME.fullmatch(stem) or stem.startswith(".."):
+            raise ValueError(f"hook {name!r}: file_stem {stem!r} is not a plain file name")
 
 
 def fsync_dir(directory: Path) -> None:

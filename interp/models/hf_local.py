@@ -60,10 +60,16 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
             f"{path} holds a {arch}, which interp cannot convert",
             hint=f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
+    if not any(path.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt")))
+        raise ModelNotFoundError(
+            f"{path} has no safetensors weights" + (f" (found {found})" if found else ""),
+            hint="interp never unpickles weight files; convert them once where you trust them: "
+                 "model.save_pretrained(dir, safe_serialization=True)")
     if tokenizer is None:
         tokenizer = load_hf_tokenizer(path)
     _quiet_transformers()
-    hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True).eval()
     cfg_dict = loading.convert_hf_model_config(str(path))
     cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype)
     if processing:

@@ -1,0 +1,127 @@
+"""Bad input is refused with one clear typed error, never silently cached, never executed."""
+
+import json
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from interp.cache import open_cache
+from interp.cache.manifest import Manifest
+from interp.errors import CacheError, ConfigError, DataSourceError, InterpError, ModelNotFoundError
+from interp.extract import ExtractConfig, extract
+from interp.models import load
+from interp.sources import token_blocks
+
+
+def _cfg(out, model_dir, data, **kw):
+    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=512, ctx=32, batch_size=4, shard_mb=0.01,
+                hooks=["blocks.*.hook_resid_post"])
+    base.update(kw)
+    return ExtractConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def small_cache(tmp_path_factory, tiny_neox_dir, text_file):
+    out = tmp_path_factory.mktemp("bad") / "c"
+    extract(_cfg(out, tiny_neox_dir, text_file), progress=False)
+    return out
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["shards"][0]["files"].update({"../../etc/passwd": d["shards"][0]["files"].popitem()[1]}),
+     "not a plain file name"),
+    (lambda d: d["shards"][0]["files"].update({"/etc/passwd": {"bytes": 1, "sha256": "0" * 64}}),
+     "not a plain file name"),
+    (lambda d: d["shards"][0].update(rows=[10, -5]), "rows"),
+    (lambda d: d["shards"][0].update(index="zero"), "index"),
+    (lambda d: next(iter(d["hooks"].values())).update(shape=[-3]), "shape"),
+    (lambda d: next(iter(d["hooks"].values())).update(dtype="object"), "dtype"),
+    (lambda d: next(iter(d["hooks"].values())).update(file_stem="../x"), "file_stem"),
+    (lambda d: d.update(shards="many"), "malformed"),
+    (lambda d: d.update(schema_version=99), "schema version 99"),
+])
+def test_hostile_manifest_refused(tmp_path, small_cache, mutate, message):
+    copy = tmp_path / "c"
+    shutil.copytree(small_cache, copy)
+    doc = json.loads((copy / "manifest.json").read_text())
+    mutate(doc)
+    (copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match=message):
+        open_cache(copy).read("blocks.0.hook_resid_post")
+
+
+def test_garbage_manifest_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CacheError, match="not valid JSON"):
+        Manifest.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(CacheError):
+        Manifest.load(tmp_path)
+
+
+def test_nan_activation_reported_with_location(tmp_path, tiny_neox_dir, text_file):
+    model = load(tiny_neox_dir)
+
+    def poison(x, hook):
+        if len(x) > 1:
+            x[1, 7, 0] = float("nan")  # second sequence of each batch, position 7
+        return x
+
+    model.add_hook("blocks.1.hook_resid_post", poison)
+    with pytest.raises(CacheError, match=r"NaN in blocks.1.hook_resid_post at sequence 1, position 7"):
+        extract(_cfg(tmp_path / "nan", tiny_neox_dir, text_file), model=model, progress=False)
+    assert not (tmp_path / "nan" / "manifest.json").exists() or \
+        json.loads((tmp_path / "nan" / "manifest.json").read_text())["status"] != "complete"
+
+
+def test_context_longer_than_model(tmp_path, tiny_neox_dir, text_file):
+    with pytest.raises(ConfigError, match="longer than the model's context of 32"):
+        extract(_cfg(tmp_path / "long", tiny_neox_dir, text_file, ctx=64, tokens=640), progress=False)
+
+
+def test_non_utf8_and_empty_text(tmp_path, tiny_model):
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(DataSourceError, match="not UTF-8 text"):
+        token_blocks(str(tmp_path / "latin.txt"), tiny_model.tokenizer, ctx=4)
+    (tmp_path / "latin.jsonl").write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataSourceError, match="latin.jsonl is not UTF-8"):
+        token_blocks(str(tmp_path / "latin.jsonl"), tiny_model.tokenizer, ctx=4)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(DataSourceError, match="fewer than 8 tokens"):
+        token_blocks(str(tmp_path / "empty.txt"), tiny_model.tokenizer, ctx=8)
+
+
+def test_wrong_dtype_and_positions(tmp_path, tiny_neox_dir, text_file):
+    with pytest.raises(InterpError, match="unknown storage dtype 'int8'"):
+        extract(_cfg(tmp_path / "d", tiny_neox_dir, text_file, dtype="int8"), progress=False)
+    with pytest.raises(ConfigError, match="unknown position selector"):
+        extract(_cfg(tmp_path / "p", tiny_neox_dir, text_file, positions="every-other"), progress=False)
+
+
+class _Exploit:
+    """Unpickling this would run os.system and create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_planted_pickle_checkpoint_is_never_unpickled(tmp_path, tiny_neox_dir):
+    evil = tmp_path / "evil-model"
+    evil.mkdir()
+    shutil.copy(tiny_neox_dir / "config.json", evil / "config.json")
+    marker = tmp_path / "pwned"
+    (evil / "pytorch_model.bin").write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(ModelNotFoundError, match="no safetensors weights.*pytorch_model.bin"):
+        load(evil)
+    assert not marker.exists()
+    # and torch.load on the read path is always weights_only: the same bytes are refused there too
+    with pytest.raises(Exception):  # noqa: B017 - torch raises UnpicklingError
+        torch.load(evil / "pytorch_model.bin", weights_only=True)
+    assert not marker.exists()
