@@ -13,7 +13,15 @@ from apps.registry import ANALYSES, analysis_module
 from interp.errors import ConfigError
 
 # Reduced sizes for `interp demo --quick` (what the test suite runs); the full demo uses each Config's defaults.
-QUICK: dict[str, dict] = {}
+QUICK: dict[str, dict] = {
+    "dark-matter": {"n_tokens": 8192, "pursuit_tokens": 256, "synthetic_tokens": 4096, "downstream_blocks": 8,
+                    "trace_tokens": 60},
+    "lib": {"n_samples": 2000, "n_eval_samples": 500, "n_edge_eval_samples": 200},
+    "obsprop": {"n_pairs": 16, "n_repeats": 5, "n_gauss": 20_000, "n_scatter": 1000},
+    "massive": {"steps": [0, 8, 64, 256, 512, 1000, 3000], "n_inputs": 4, "compare_alternatives": False},
+    "hashcodes": {"widths": [5, 40, 100], "seeds": [0], "epoch_checkpoints": [0, 10, 100], "sample_sizes": [100, 1437],
+                  "sample_widths": [40], "sample_seeds": [0], "lm_tokens": 1024},
+}
 
 
 def _extract(out: Path, quick: bool) -> None:
