@@ -143,3 +143,18 @@ def test_closed_form_build_equals_autodiff_build(modadd_small):
             assert float((a.M - b.M).abs().max() / a.M.abs().max()) < 1e-12
     for a, b in zip(Ea, Eb):
         assert float((a - b).abs().max() / a.abs().max()) < 1e-12
+
+
+def test_bad_input_raises_typed_errors(modadd_small):
+    from analyses.lib import Config
+    from interp.errors import HookNotFoundError
+
+    model, _, _ = modadd_small
+    with pytest.raises(HookNotFoundError):
+        transformer_lib_model(model, ["ln1.0", "blocks.0.hook_attn_out", "output"])
+    with pytest.raises(ConfigError):
+        transformer_lib_model(model, ["unembed", "ln1.0"])
+    for bad in ({"basis": "pca"}, {"edge_formula": "cubic"}, {"integration": "gradient", "n_intervals": 3},
+                {"node_layers": ["ln1.0"]}):
+        with pytest.raises(ConfigError):
+            Config(**bad).validate()
