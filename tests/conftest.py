@@ -1,6 +1,7 @@
 """Test-wide settings: offline, deterministic, few threads."""
 
 import os
+import socket
 
 import pytest
 import torch
@@ -12,6 +13,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(sock, address):
+    """The suite runs with the network blocked: only loopback (gloo, the headless browser) and Unix sockets."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host = str(address[0])
+        if not host.startswith(_LOOPBACK):
+            raise OSError(f"network access blocked in tests (tried {host}:{address[1]})")
+    return _real_connect(sock, address)
+
+
+socket.socket.connect = _guarded_connect
 
 
 

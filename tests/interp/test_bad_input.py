@@ -125,3 +125,10 @@ def test_planted_pickle_checkpoint_is_never_unpickled(tmp_path, tiny_neox_dir):
     with pytest.raises(Exception):  # noqa: B017 - torch raises UnpicklingError
         torch.load(evil / "pytorch_model.bin", weights_only=True)
     assert not marker.exists()
+
+
+def test_network_is_blocked_and_not_needed():
+    import socket
+
+    with pytest.raises(OSError, match="network access blocked"):
+        socket.create_connection(("203.0.113.7", 443), timeout=1)
