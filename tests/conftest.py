@@ -13,6 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton kernels run in its CPU interpreter here. This must be set before anything imports triton: kernels decorated
+# while it is unset are compiled-mode kernels that the interpreter then refuses to call.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 _LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 _real_connect = socket.socket.connect

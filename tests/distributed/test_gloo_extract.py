@@ -63,7 +63,7 @@ def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, text_file,
 def test_killed_rank_resumes_identically(tmp_path, tiny_neox_dir, text_file, single):
     out = tmp_path / "killed"
     proc = _torchrun(_extract_args(tiny_neox_dir, text_file, out))
-    deadline, killed = time.time() + 240, False
+    deadline, killed = time.time() + 600, False
     while time.time() < deadline and proc.poll() is None:
         try:
             n = json.loads((out / "manifest.rank1.json").read_text())["n_shards"]
