@@ -46,6 +46,17 @@ def cluster_accuracy(pred: np.ndarray, y: np.ndarray, mapping: str = "greedy") -
     raise ConfigError(f"unknown cluster mapping '{mapping}'", hint="use 'greedy' or 'hungarian'")
 
 
+_BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount64(words: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Per-element popcount of uint64 words into uint8 `out` (np.bitwise_count on numpy >= 2, else a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words, out=out)
+    out[...] = _BYTE_POPCOUNT[words.view(np.uint8)].reshape(*words.shape, 8).sum(-1, dtype=np.uint8)
+    return out
+
+
 def hamming_counts(queries: PackedCodes, base: PackedCodes, block: int = 64):
     """Yield (start, counts) with counts `[<=block, n_base]` = popcount(query XOR base) over packed words."""
     if queries.n_bits != base.n_bits:
@@ -62,7 +73,7 @@ def hamming_counts(queries: PackedCodes, base: PackedCodes, block: int = 64):
         acc = np.zeros((m, n_base), dtype=dtype)
         for w in range(base_t.shape[0]):  # loop over 64-bit words (n_bits/64 of them), vectorised over samples
             np.bitwise_xor(q[:, w, None], base_t[w][None, :], out=buf[:m])
-            np.bitwise_count(buf[:m], out=cnt[:m])
+            _popcount64(buf[:m], cnt[:m])
             np.add(acc, cnt[:m], out=acc)
         yield s, acc
 

@@ -183,3 +183,13 @@ def test_gelu_hook_post_threshold_zero_is_preactivation_sign():
         assert np.array_equal(batched[i], row)
     with pytest.raises(InterpError):
         last_token_codes(model, [[1], []])
+
+
+def test_popcount_byte_table_fallback_matches_bit_count():
+    from analyses.hashcodes import categorize
+
+    w = np.random.default_rng(0).integers(0, 2**63, (5, 7), dtype=np.uint64)
+    out = np.empty((5, 7), dtype=np.uint8)
+    table = categorize._BYTE_POPCOUNT[w.view(np.uint8)].reshape(5, 7, 8).sum(-1)
+    brute = np.array([[bin(int(x)).count("1") for x in row] for row in w])
+    assert np.array_equal(table, brute) and np.array_equal(categorize._popcount64(w, out), brute)
