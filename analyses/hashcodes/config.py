@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from interp.errors import ConfigError
 
 # Paper-like sizes (reference sweeps: MNIST widths 3..100, 16 epoch checkpoints, 14 sample sizes, 10 repeats),
-# scaled to digits (1437 training samples) and ~1 h on 2 cores. Selected with Config(sweep="full").
+# scaled to digits (1437 training samples); an estimated hour or more on 2 cores. Config(sweep="full").
 FULL_SWEEP: dict[str, object] = {
     "widths": [2, 3, 5, 7, 10, 15, 20, 23, 27, 30, 33, 37, 40, 43, 47, 50, 53, 57, 60, 65, 70, 75, 80, 90, 100,
                150, 200],
@@ -27,7 +27,7 @@ METRICS = ("knn", "logreg", "kmeans")
 
 @dataclass
 class Config:
-    """Options of `analyses.hashcodes.run`; every default runs offline in ~2 minutes on 2 CPU cores."""
+    """Options of `analyses.hashcodes.run`; the defaults run offline in a few CPU-minutes (3-seed width sweep)."""
 
     sweep: str = "default"  # "default" or "full" (FULL_SWEEP sizes replace the size fields below)
     # --- digits MLPs (scikit-learn load_digits, stratified 80/20 split, random_state=0)
