@@ -28,18 +28,8 @@ def cache_info(path: str) -> int:
 def cache_verify(path: str, repair: bool = False) -> int:
     """Check every shard file; exit 1 when any is missing, truncated or altered. --repair unlists bad shards."""
     reader = open_cache(path, verify="none", allow_incomplete=True)
-    problems = []
-    bad = set()
-    for shard in reader.shards:
-        from interp.cache.shards import check_file
-        from interp.errors import CacheCorruptError
-
-        for name, record in shard.files.items():
-            try:
-                check_file(reader.path / name, record, full=True)
-            except CacheCorruptError as e:
-                problems.append(e.message)
-                bad.add(shard.index)
+    bad = reader.verify_shards()
+    problems = [line for lines in bad.values() for line in lines]
     for line in problems:
         print(f"BAD  {line}")
     if not problems:

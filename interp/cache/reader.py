@@ -212,16 +212,20 @@ class CacheReader:
         return ds
 
     # ------------------------------------------------------------------------------------------ checks
-    def verify_all(self) -> list[str]:
-        """Check every file's size and sha256 against the manifest; return one line per problem (empty = ok)."""
-        problems = []
+    def verify_shards(self) -> dict[int, list[str]]:
+        """Check every file's size and sha256 against the manifest: {shard index: problems} for bad shards."""
+        bad: dict[int, list[str]] = {}
         for shard in self.shards:
             for name, record in shard.files.items():
                 try:
                     check_file(self.path / name, record, full=True)
                 except CacheCorruptError as e:
-                    problems.append(e.message)
-        return problems
+                    bad.setdefault(shard.index, []).append(e.message)
+        return bad
+
+    def verify_all(self) -> list[str]:
+        """One line per problem found by verify_shards (empty = every file matches the manifest)."""
+        return [line for lines in self.verify_shards().values() for line in lines]
 
 
 def open_cache(path: str | Path, verify: str = "lazy", allow_incomplete: bool = False) -> CacheReader:

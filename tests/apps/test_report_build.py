@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+import report_support
 
-def _support():
-    if "report_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("report_support", Path(__file__).with_name("report_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["report_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["report_support"]
-
-
-S = _support()
+S = report_support
 
 
 @pytest.fixture(scope="module")

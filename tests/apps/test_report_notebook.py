@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+import report_support
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
-def _support():
-    if "report_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("report_support", Path(__file__).with_name("report_support.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["report_support"] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules["report_support"]
 
 
 def _skip_reason() -> str | None:
@@ -81,7 +74,7 @@ def test_quickstart_notebook_executes(tmp_path):
     index = next(tmp_path.glob("interp-quickstart-*/report/index.html"))
     assert (index.parent / "plotly.min.js").is_file() and (index.parent / "massive.html").is_file()
     # ... and a real analysis' figures pass the browser checks (when Chromium + Playwright are here)
-    support = _support()
+    support = report_support
     if support.browser_skip_reason() is None:
         assert support.verify_report(index) >= 3
     print(f"notebook ran in {seconds:.1f} s")
