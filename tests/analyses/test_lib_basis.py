@@ -68,7 +68,7 @@ def modadd_small():
     model = load_modadd(0, torch.float64)
     x, _ = modadd_data(0, "train")
     lm = transformer_lib_model(model, ["ln1.0", "ln2.0", "unembed", "output"], last_pos_only=True)
-    return model, lm, x[:200]
+    return model, lm, x[:120]
 
 
 def test_sections_reproduce_transformer_lens(modadd_small):
