@@ -2,9 +2,10 @@
 
     python benchmarks/streaming_lstsq.py --cache /tmp/lstsq_cache --tokens 1048576
 
-Builds (once) an interp cache with `interp.extract` from a cheap stand-in model (token + position embedding ->
-GELU -> linear, d = 128; hooks X = "emb", Y = "mix", float32) over the held-out corpus repeated; a transformer
-forward over 1M tokens would cost more than the regression being measured. Then, for several N, runs each method
+Builds (once) an interp cache with `interp.extract` from a cheap stand-in model (random one-layer attention-only
+transformer, d = 128; X = hook_embed, Y = blocks.0.hook_resid_post, float32) over the held-out corpus repeated; the
+4-layer default model's forward over 1M tokens would cost far more than the regression being measured.
+Then, for several N, runs each method
 in a fresh subprocess and records wall time and the process's peak RSS (ru_maxrss):
     stream   interp.stats.StreamingLstsq over 65,536-row batches read from the cache (float64 XᵀX, XᵀY)
     inmem64  read all rows, torch.linalg.lstsq([X, 1], Y) in float64 (what a careful in-memory fit does)
@@ -24,29 +25,20 @@ import sys
 import time
 from pathlib import Path
 
-HOOK_X, HOOK_Y = "emb", "mix"
+HOOK_X, HOOK_Y = "hook_embed", "blocks.0.hook_resid_post"
 
 
 def _stand_in_model():
-    """Embedding (+ positions) -> GELU -> Linear, d = 128, with the embedded tokenizer attached."""
-    import torch
+    """A random-weight one-layer attention-only HookedTransformer, d = 128, with the embedded tokenizer."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     from interp.models import load_tokenizer
 
-    class StandIn(torch.nn.Module):
-        def __init__(self, tok) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.emb = torch.nn.Embedding(len(tok), 128)
-            self.pos = torch.nn.Embedding(128, 128)
-            self.mix = torch.nn.Linear(128, 128)
-            self.tokenizer = tok
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            x = self.emb(ids) + self.pos(torch.arange(ids.shape[1]))[None]
-            return self.mix(torch.nn.functional.gelu(x))
-
-    return StandIn(load_tokenizer("toy-pythia-4l")).eval()
+    tok = load_tokenizer("toy-pythia-4l")
+    cfg = HookedTransformerConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_vocab=len(tok), n_ctx=128,
+                                  attn_only=True, normalization_type="LN", positional_embedding_type="rotary",
+                                  rotary_dim=8, seed=0, device="cpu", default_prepend_bos=False)
+    return HookedTransformer(cfg, tokenizer=tok).eval()
 
 
 def build_cache(path: Path, tokens: int) -> None:
@@ -69,10 +61,7 @@ def worker(method: str, cache: str, n: int, out: str) -> None:
 
     torch.set_num_threads(2)
     reader = open_cache(cache)
-    per_row = 1  # a plain nn.Module's cache rows are whole sequences [ctx, d]: flatten them to tokens
-    for dim in reader.shape(HOOK_X)[:-1]:
-        per_row *= int(dim)
-    rows = n // per_row
+    rows, per_row = n, 1
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if method == "stream":

@@ -28,7 +28,7 @@ class Config:
     seed: int = 0
     reference_sae: str = ""            # SAE for the single-SAE studies; "" = the TopK SAE at 16× (else the widest)
     pursuit_tokens: int = 1024         # test tokens re-encoded by gradient pursuit (per SAE)
-    synthetic_tokens: int = 16_384     # rows for the introduced-error model
+    synthetic_tokens: int = 8192       # rows for the introduced-error model
     synthetic_sigmas: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 3.0, 4.0])
     synthetic_ablate: float = 0.5
     downstream_blocks: int = 64        # sequences for the spliced-loss study (0 = skip)

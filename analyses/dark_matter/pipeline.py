@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from interp.errors import ConfigError
 from interp.saes import effective_decoder, load_sae, reconstruct
 
 _ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
+log = logging.getLogger(__name__)
 
 
 def default_sae_dir(model: str) -> Path:
@@ -77,6 +79,7 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     if not sweep:
         raise ConfigError(f"no SAE for {hooks['resid']} in the index",
                           hint="train them with python -m analyses.dark_matter.build_saes --layer N")
+    log.info("dark_matter: collecting activations (%.0fs)", time.time() - t0)
     data = collect(model, cfg, layer)
     x = data.acts["resid"]
     split = make_split(x.shape[0], train_frac=cfg.train_frac, seed=cfg.seed)
@@ -114,6 +117,7 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
                                                     train_frac=cfg.train_frac)
         per_token[arch] = {"names": [rows[i]["name"] for i in idx], "r2": r2m.numpy(), "gain_pct": gain.numpy()}
 
+    log.info("dark_matter: sweep decomposed; power laws and per-token R² done (%.0fs)", time.time() - t0)
     ref = _pick_reference(sweep, cfg.reference_sae)
     ref_dec, ref_rec = decs[ref["name"]]
     ref_sae = saes[ref["name"]]
@@ -121,9 +125,13 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
                                           token_loss=None if data.token_loss is None or
                                           torch.isnan(data.token_loss).any() else data.token_loss)
 
+    log.info("dark_matter: gradient pursuit (%.0fs)", time.time() - t0)
     pursuit = _pursuit(cfg, x, split, sweep, saes, decs, l0s, kw)
+    log.info("dark_matter: cross-component regressions (%.0fs)", time.time() - t0)
     cross = _cross(cfg, data, entries, hooks, split, ref_dec, ref_rec, kw)
+    log.info("dark_matter: introduced-error grid (%.0fs)", time.time() - t0)
     synthetic = _synthetic(cfg, x, ref_sae)
+    log.info("dark_matter: spliced downstream loss (%.0fs)", time.time() - t0)
     downstream = downstream_loss(model, data, hooks["resid"], ref_rec, ref_dec, cfg.downstream_blocks,
                                  cfg.batch_size) if cfg.downstream_blocks and data.blocks is not None else {}
     trace = _trace(cfg, model, data, split, ref_dec)

@@ -32,19 +32,29 @@ def sparse_feature_data(n: int = 20_000, d: int = 64, n_features: int = 512, mea
     return torch.tensor(codes, dtype=torch.float32), torch.tensor(D, dtype=torch.float32)
 
 
-def introduced_error(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None, *,
-                     sigma_act: float = 0.0, sigma_rec: float = 0.0, ablate_frac: float = 0.0, seed: int = 0,
-                     train_frac: float = 0.5, fit_intercept: bool = True) -> dict[str, float]:
-    """FVU(rec), FVU(rec + linear), R²_vec and R²_norm of the introduced-error model (test split)."""
-    g = torch.Generator().manual_seed(seed)
+def ablated_parts(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None,
+                  ablate_frac: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean x = codes·D + b and the noiseless ablated reconstruction (lowest-average features dropped)."""
     b = b_dec if b_dec is not None else torch.zeros(W_dec.shape[1])
     x = codes @ W_dec + b
-    xp = x + sigma_act * torch.randn(x.shape, generator=g)
-    n_feat = codes.shape[1]
     order = torch.argsort(codes.mean(0))  # ascending average activation: the first ones are ablated
-    mask = torch.ones(n_feat)
-    mask[order[: int(round(ablate_frac * n_feat))]] = 0.0
-    rec = (codes * mask) @ W_dec + b + sigma_rec * torch.randn(x.shape, generator=g)
+    n_drop = int(round(ablate_frac * codes.shape[1]))
+    rec = x - codes[:, order[:n_drop]] @ W_dec[order[:n_drop]] if n_drop else x.clone()
+    return x, rec
+
+
+def introduced_error(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None, *,
+                     sigma_act: float = 0.0, sigma_rec: float = 0.0, ablate_frac: float = 0.0, seed: int = 0,
+                     train_frac: float = 0.5, fit_intercept: bool = True,
+                     parts: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+    """FVU(rec), FVU(rec + linear), R²_vec and R²_norm of the introduced-error model (test split).
+
+    parts: precomputed `ablated_parts(...)` (x, rec) to reuse across a noise grid.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x, rec0 = parts if parts is not None else ablated_parts(codes, W_dec, b_dec, ablate_frac)
+    xp = x + sigma_act * torch.randn(x.shape, generator=g)
+    rec = rec0 + sigma_rec * torch.randn(x.shape, generator=g)
     split = make_split(x.shape[0], train_frac=train_frac, seed=seed)
     dec = decompose_sae_error(xp, rec, split=split, fit_intercept=fit_intercept)
     t = split.test
@@ -63,9 +73,10 @@ def introduced_error_grid(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch
     (the reference's flattened-R² convention).
     """
     rows = []
+    parts = ablated_parts(codes, W_dec, b_dec, ablate_frac)
     for sa in sigmas:
         for sr in sigmas:
-            m = introduced_error(codes, W_dec, b_dec, sigma_act=sa, sigma_rec=sr, ablate_frac=ablate_frac, seed=seed)
+            m = introduced_error(codes, W_dec, b_dec, sigma_act=sa, sigma_rec=sr, seed=seed, parts=parts)
             rows.append({"sigma_act": sa, "sigma_rec": sr, **m,
                          "est_linear": m["fvu_rec_flat"] - m["fvu_linear_sum_flat"],
                          "est_nonlinear": m["fvu_linear_sum_flat"]})

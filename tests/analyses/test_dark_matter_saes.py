@@ -44,9 +44,9 @@ def test_trained_sweep_orderings(sweep) -> None:
 def tiny() -> dict:
     codes, D = sparse_feature_data(n=12_000, d=16, n_features=48, mean_active=3.0, seed=2)
     x = codes @ D
-    return {"x": x, "topk": train_sae(x, d_sae=64, architecture="topk", k=3, training_tokens=25_000,
+    return {"x": x, "topk": train_sae(x, d_sae=64, architecture="topk", k=3, training_tokens=16_000,
                                       batch_size=256, lr=5e-3),
-            "jumprelu": train_sae(x, d_sae=64, architecture="jumprelu", target_l0=3, training_tokens=25_000,
+            "jumprelu": train_sae(x, d_sae=64, architecture="jumprelu", target_l0=3, training_tokens=16_000,
                                   batch_size=256, lr=5e-3, l0_coefficient=0.5)}
 
 
