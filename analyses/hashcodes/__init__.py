@@ -125,6 +125,7 @@ def run(config: Config | None = None, log=None) -> HashCodesResult:
         "kmeans": "greedy cluster->label mapping (reference compute_clustering_accuracy); Hungarian also given",
         "constant_units": f"dropped, fitted on {cfg.drop_fit_on}",
         "init": cfg.init, "schedule": cfg.schedule, "batchnorm": cfg.batchnorm, "train_dtype": cfg.train_dtype,
+        "logreg": f"OvO LogisticRegression(C=1, solver={cfg.lr_solver}, max_iter={cfg.lr_max_iter}, random_state=9)",
         "epochs": "metrics at epoch checkpoints of the width runs; after an early stop, the final model",
         "knn": "9-NN Hamming; packed popcount brute force (equal to scikit-learn's predictions); "
                "scikit-learn's ball tree for codes of <= 15 bits when knn_algorithm='auto'",

@@ -161,8 +161,9 @@ def kmeans_accuracy(codes: np.ndarray, y: np.ndarray, n_clusters: int | None = N
 
 
 def logreg_accuracy(codes_tr: np.ndarray, y_tr: np.ndarray, codes_te: np.ndarray, y_te: np.ndarray,
-                    seed: int = 9, max_iter: int = 1000) -> float:
-    """One-vs-one logistic regression (C=1, lbfgs) fitted on train codes, accuracy on test codes."""
+                    seed: int = 9, max_iter: int = 1000, solver: str = "lbfgs") -> float:
+    """One-vs-one logistic regression (C=1; lbfgs as the reference, or newton-cholesky: the same convex
+    objective, ~6x faster on these few-hundred-bit codes) fitted on train codes, accuracy on test codes."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsOneClassifier
@@ -171,13 +172,14 @@ def logreg_accuracy(codes_tr: np.ndarray, y_tr: np.ndarray, codes_te: np.ndarray
         codes_tr, codes_te = np.zeros((len(codes_tr), 1)), np.zeros((len(codes_te), 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = OneVsOneClassifier(LogisticRegression(random_state=seed, max_iter=max_iter))
+        clf = OneVsOneClassifier(LogisticRegression(random_state=seed, max_iter=max_iter, solver=solver))
         clf.fit(codes_tr.astype(np.float64), y_tr)
     return float(np.mean(clf.predict(codes_te.astype(np.float64)) == y_te))
 
 
 def categorization_suite(codes_tr: np.ndarray, y_tr: np.ndarray, codes_te: np.ndarray, y_te: np.ndarray,
                          k: int = 9, kmeans_seed: int = 9, lr_seed: int = 9, lr_max_iter: int = 1000,
+                         lr_solver: str = "lbfgs",
                          metrics: tuple[str, ...] = ("kmeans", "knn", "logreg")) -> dict[str, float]:
     """Reference categorisation metrics on {0,1} codes: K-means (train/test, greedy + Hungarian), k-NN, OvO-LR."""
     out: dict[str, float] = {}
@@ -189,5 +191,6 @@ def categorization_suite(codes_tr: np.ndarray, y_tr: np.ndarray, codes_te: np.nd
     if "knn" in metrics:
         out["knn"] = knn_accuracy(pack(codes_tr), y_tr, pack(codes_te), y_te, k=k)
     if "logreg" in metrics:
-        out["logreg"] = logreg_accuracy(codes_tr, y_tr, codes_te, y_te, seed=lr_seed, max_iter=lr_max_iter)
+        out["logreg"] = logreg_accuracy(codes_tr, y_tr, codes_te, y_te, seed=lr_seed, max_iter=lr_max_iter,
+                                        solver=lr_solver)
     return out

@@ -80,14 +80,16 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
 
 
 def probe_categorization(codes: np.ndarray, features: np.ndarray, answers: np.ndarray, k: int = 9,
-                         test_fraction: float = 0.3, seed: int = 0, lr_max_iter: int = 100) -> dict:
+                         test_fraction: float = 0.3, seed: int = 0, lr_max_iter: int = 100,
+                         lr_solver: str = "newton-cholesky") -> dict:
     """Categorisation of planted features from last-token codes: which feature, and which answer per feature."""
     tr, te = _split(features, test_fraction, seed)
     c_tr, c_te, keep = drop_constant(codes[tr], codes[te], fit_on="union")
     res = {"n_probes": int(len(features)), "n_bits": int(keep.sum()),
            "rr_train": redundancy_ratio(c_tr), "rr_test": redundancy_ratio(c_te)}
-    res.update({f"feature_{m}": v for m, v in categorization_suite(
-        c_tr, features[tr], c_te, features[te], k=min(k, len(tr)), lr_max_iter=lr_max_iter).items()})
+    suite = categorization_suite(c_tr, features[tr], c_te, features[te], k=min(k, len(tr)), lr_max_iter=lr_max_iter,
+                                 lr_solver=lr_solver)
+    res.update({f"feature_{m}": v for m, v in suite.items()})
     per: dict = {}
     for f in np.unique(features):
         sel = np.flatnonzero(features == f)
@@ -97,7 +99,7 @@ def probe_categorization(codes: np.ndarray, features: np.ndarray, answers: np.nd
         ct, ce, _ = drop_constant(codes[sel[a_tr]], codes[sel[a_te]])
         ya, yb = answers[sel[a_tr]], answers[sel[a_te]]
         m = categorization_suite(ct, ya, ce, yb, k=min(k, len(a_tr)), metrics=("knn", "logreg"),
-                                 lr_max_iter=lr_max_iter)
+                                 lr_max_iter=lr_max_iter, lr_solver=lr_solver)
         majority = float(np.max(np.unique(yb, return_counts=True)[1]) / len(yb))
         per[str(f)] = {"n": int(len(sel)), "answers": sorted(map(str, np.unique(answers[sel]))),
                        "knn": m["knn"], "logreg": m["logreg"], "majority_baseline": majority}
@@ -152,7 +154,7 @@ def run_lm(cfg, log=None) -> tuple[dict, dict[str, np.ndarray]]:
     feats = np.asarray([p["feature"] for p in probes])
     answers = np.asarray([p["answer"] for p in probes])
     cat = probe_categorization(pc, feats, answers, k=cfg.k, test_fraction=cfg.lm_test_fraction,
-                               lr_max_iter=cfg.lr_max_iter)
+                               lr_max_iter=cfg.lr_max_iter, lr_solver=cfg.lr_solver)
     # per layer: which-feature 9-NN from one layer's units only
     d = pc.shape[1] // len(codes)
     tr, te = _split(feats, cfg.lm_test_fraction, 0)

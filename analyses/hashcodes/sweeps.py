@@ -41,7 +41,8 @@ def evaluate_codes(model: torch.nn.Module, data: DigitsData, cfg: Config, metric
         want = tuple(m for m in want if m != "logreg")
     if want:
         out.update(categorization_suite(c_tr, y_tr, c_te, data.y_test, k=k, kmeans_seed=cfg.kmeans_seed,
-                                        lr_seed=cfg.lr_seed, lr_max_iter=cfg.lr_max_iter, metrics=want))
+                                        lr_seed=cfg.lr_seed, lr_max_iter=cfg.lr_max_iter, lr_solver=cfg.lr_solver,
+                                        metrics=want))
     if "knn" in metrics:
         out["knn"] = knn_accuracy(pack(c_tr), y_tr, pack(c_te), data.y_test, k=k, algorithm=cfg.knn_algorithm)
     if "kmeans" not in metrics:

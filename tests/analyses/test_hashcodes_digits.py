@@ -71,7 +71,7 @@ def test_regimes_thresholds():
 
 
 def _width_means(digits, widths, metrics, seeds=(0, 1, 2)):
-    cfg = Config(lr_max_iter=1000)  # as the spec's digits table
+    cfg = Config(lr_max_iter=1000, lr_solver="lbfgs")  # as the spec's digits table
     out = {}
     for w in widths:
         ens, _ = train_ensemble(digits, w, list(seeds))
