@@ -170,6 +170,8 @@ def logreg_accuracy(codes_tr: np.ndarray, y_tr: np.ndarray, codes_te: np.ndarray
 
     if codes_tr.shape[1] == 0:
         codes_tr, codes_te = np.zeros((len(codes_tr), 1)), np.zeros((len(codes_te), 1))
+    if solver == "auto":  # Newton steps cost O(bits^3): fast for short codes, lbfgs for long ones
+        solver = "newton-cholesky" if codes_tr.shape[1] <= 256 else "lbfgs"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = OneVsOneClassifier(LogisticRegression(random_state=seed, max_iter=max_iter, solver=solver))

@@ -81,7 +81,7 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndar
 
 def probe_categorization(codes: np.ndarray, features: np.ndarray, answers: np.ndarray, k: int = 9,
                          test_fraction: float = 0.3, seed: int = 0, lr_max_iter: int = 100,
-                         lr_solver: str = "newton-cholesky") -> dict:
+                         lr_solver: str = "auto") -> dict:
     """Categorisation of planted features from last-token codes: which feature, and which answer per feature."""
     tr, te = _split(features, test_fraction, seed)
     c_tr, c_te, keep = drop_constant(codes[tr], codes[te], fit_on="union")
