@@ -46,7 +46,7 @@ def tiny() -> dict:
     x = codes @ D
     return {"x": x, "topk": train_sae(x, d_sae=64, architecture="topk", k=3, training_tokens=16_000,
                                       batch_size=256, lr=5e-3),
-            "jumprelu": train_sae(x, d_sae=64, architecture="jumprelu", target_l0=3, training_tokens=16_000,
+            "jumprelu": train_sae(x, d_sae=64, architecture="jumprelu", target_l0=3, training_tokens=25_000,
                                   batch_size=256, lr=5e-3, l0_coefficient=0.5)}
 
 
