@@ -155,3 +155,29 @@ def test_to_hf_dataset_trains_sae_lens_sae(cache_dir):
                            n_batches_for_norm_estimate=2)
     SAETrainer(cfg=cfg, sae=sae, data_provider=reader.activation_provider(hook, batch_size=256)).fit()
     assert fvu() < 0.7 * before
+
+
+def test_plain_module_extraction_stores_token_rows(tmp_path):
+    """A Hugging Face module used as a plain nn.Module (hooks = module paths) caches one row per token."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from helpers import CORPUS, VOCAB, tiny_tokenizer
+
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                             num_attention_heads=4, intermediate_size=64,
+                                             max_position_embeddings=64)).eval()
+    model.tokenizer = tiny_tokenizer()
+    extract(ExtractConfig(out=str(tmp_path / "m"), model="hf-module", data=CORPUS, tokens=512, ctx=32,
+                          batch_size=4, hooks=["gpt_neox.layers.1"]), model=model, progress=False)
+    reader = open_cache(tmp_path / "m")
+    blocks = token_blocks(CORPUS, model.tokenizer, ctx=32, n_tokens=512)
+    grabbed = []
+    handle = model.gpt_neox.layers[1].register_forward_hook(lambda m, i, o: grabbed.append(o[0] if isinstance(o, tuple)
+                                                                                        else o))
+    with torch.no_grad():
+        model(blocks)
+    handle.remove()
+    ref = grabbed[0]
+    assert reader.shape("gpt_neox.layers.1") == (32,)
+    assert torch.allclose(reader.read("gpt_neox.layers.1"), ref.reshape(-1, 32), atol=1e-5)
