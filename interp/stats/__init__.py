@@ -1,0 +1,1 @@
+"""Shared maths: streaming least squares (lstsq), R²/FVU (metrics), robust multi-start curve fits (curvefit)."""
