@@ -40,3 +40,13 @@ def save_tiny_hf(path, arch: str, seed: int = 0):
     model.save_pretrained(path, safe_serialization=True)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def extract_config(out, model_dir, data, **overrides):
+    """An ExtractConfig for the tiny test model: ctx 32, small shards, resid_post hooks; any field can be overridden."""
+    from interp.extract import ExtractConfig
+
+    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=512, ctx=32, batch_size=4, shard_mb=0.01,
+                hooks=["blocks.*.hook_resid_post"])
+    base.update(overrides)
+    return ExtractConfig(**base)

@@ -7,19 +7,15 @@ import shutil
 import pytest
 import torch
 
+from helpers import extract_config
 from interp.cache import open_cache
 from interp.cache.manifest import Manifest
 from interp.errors import CacheError, ConfigError, DataSourceError, InterpError, ModelNotFoundError
-from interp.extract import ExtractConfig, extract
+from interp.extract import extract
 from interp.models import load
 from interp.sources import token_blocks
 
-
-def _cfg(out, model_dir, data, **kw):
-    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=512, ctx=32, batch_size=4, shard_mb=0.01,
-                hooks=["blocks.*.hook_resid_post"])
-    base.update(kw)
-    return ExtractConfig(**base)
+_cfg = extract_config  # 512 tokens, ctx 32, resid_post hooks
 
 
 @pytest.fixture(scope="module")

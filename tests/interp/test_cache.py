@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import extract_config
 from interp.cache import Manifest, open_cache
 from interp.capture import capture
 from interp.errors import CacheCorruptError, CacheError, ConfigError
@@ -16,10 +17,8 @@ HOOKS = ["blocks.*.hook_resid_post", "blocks.0.attn.hook_z"]
 
 
 def _cfg(out, model_dir, data, **kw):
-    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=2048, ctx=32, batch_size=8,
-                shard_mb=0.05, hooks=HOOKS)
-    base.update(kw)
-    return ExtractConfig(**base)
+    return extract_config(out, model_dir, data, **{"tokens": 2048, "batch_size": 8, "shard_mb": 0.05, "hooks": HOOKS,
+                                                   **kw})
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import extract_config
 from interp.cache import open_cache
 from interp.cache.lock import CacheLock
 from interp.errors import CacheLockedError
-from interp.extract import ExtractConfig, extract
+from interp.extract import extract
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ["blocks.*.hook_resid_post", "blocks.0.mlp.hook_post"]
 
 
 def _cfg(out, model_dir, data, **kw):
-    base = dict(out=str(out), model=str(model_dir), data=str(data), tokens=8192, ctx=32, batch_size=4,
-                shard_mb=0.01, hooks=HOOKS, max_pending=1)
-    base.update(kw)
-    return ExtractConfig(**base)
+    return extract_config(out, model_dir, data, **{"tokens": 8192, "hooks": HOOKS, "max_pending": 1, **kw})
 
 
 def _digests(folder: Path) -> dict[str, str]:
