@@ -86,15 +86,25 @@ def forward(P: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
     return torch.einsum("sbpd,sdv->sbpv", x, P["unembed.W_U"]) + P["unembed.b_U"][:, None, None]
 
 
+def _capture(step) -> torch.cuda.CUDAGraph:
+    """Record one training step as a CUDA graph (after the eager warm-up steps)."""
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph
+
+
 def train(seeds: list[int], epochs: int, device: str, max_seconds: float, p: int = 113,
-          frac_train: float = 0.3, eval_every: int = 1000) -> tuple[dict[str, torch.Tensor], list[dict]]:
+          frac_train: float = 0.3, eval_every: int = 1000,
+          use_graph: bool = False) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Full-batch AdamW training of all seeds together; returns stacked params and the eval log."""
     torch.manual_seed(0)
     P = {k: t.to(device).requires_grad_(True) for k, t in init_params(seeds).items()}
     tr, te = zip(*(split_indices(s, p, frac_train) for s in seeds))
     Xtr, Ytr = (torch.stack(t).to(device) for t in zip(*(pairs_to_tokens(i, p) for i in tr)))
     Xte, Yte = (torch.stack(t).to(device) for t in zip(*(pairs_to_tokens(i, p) for i in te)))
-    opt = torch.optim.AdamW(list(P.values()), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(list(P.values()), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), capturable=use_graph)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
     log: list[dict] = []
     t0 = time.time()
@@ -106,16 +116,26 @@ def train(seeds: list[int], epochs: int, device: str, max_seconds: float, p: int
         log.append({"epoch": epoch, "train_acc": acc_tr, "test_acc": acc_te, "seconds": time.time() - t0})
         print(json.dumps(log[-1]), flush=True)
 
-    for epoch in range(epochs):
-        if epoch % eval_every == 0:
-            evaluate(epoch)
-        opt.zero_grad(set_to_none=True)
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)
         logits = forward(P, Xtr)[:, :, -1]
         # sum over seeds of each seed's mean cross-entropy: gradients stay per seed
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), Ytr.flatten(), reduction="none")
         loss.view(len(seeds), -1).mean(1).sum().backward()
         opt.step()
-        sched.step()
+
+    warmup = 11  # the LambdaLR warm-up runs eagerly; after it the learning rate is constant
+    graph = None
+    for epoch in range(epochs):
+        if epoch % eval_every == 0:
+            evaluate(epoch)
+        if graph is None and use_graph and epoch == warmup:
+            graph = _capture(step)
+        if graph is not None:
+            graph.replay()  # the same step, launched as one CUDA graph (this tiny model is launch-bound)
+        else:
+            step()
+            sched.step()
         if time.time() - t0 > max_seconds:
             print(f"time limit reached at epoch {epoch + 1}", flush=True)
             epochs = epoch + 1
@@ -133,11 +153,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60000)
     ap.add_argument("--max-seconds", type=float, default=1e9)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--cuda-graph", action="store_true", help="replay each step as a CUDA graph (same maths)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    P, log = train(a.seeds, a.epochs, a.device, a.max_seconds)
+    P, log = train(a.seeds, a.epochs, a.device, a.max_seconds, use_graph=a.cuda_graph)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(a.seeds):
