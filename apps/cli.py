@@ -1,4 +1,4 @@
-"""The `interp` command line: extract | cache info/verify | models | analyze NAME | report | demo | toy.
+"""The `interp` command line: extract | tokenize | cache info/verify | models | analyze NAME | report | demo | toy.
 
 Every user error is one line on stderr and exit code 2 (a traceback only with --debug).
 """
@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from apps import tokenize_cmd
 from interp.errors import InterpError
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv = csub.add_parser("verify", help="check every shard's size and sha256; exit 1 on any problem")
     cv.add_argument("dir")
     cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them")
+    tokenize_cmd.add_parser(sub)
     sub.add_parser("models", help="list the embedded model suites")
     an = sub.add_parser("analyze", help="run one analysis (options: interp analyze NAME --help)", add_help=False)
     an.add_argument("name", help="dark-matter, lib, obsprop, massive, hashcodes")
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return {"extract": cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
-                "demo": cmd_demo}[args.cmd](args)
+                "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize}[args.cmd](args)
     except InterpError as e:
         if debug:
             raise

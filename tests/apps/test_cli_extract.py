@@ -135,3 +135,17 @@ def test_cache_info_and_verify(tmp_path, tiny_neox_dir, big_text):
     victim.write_bytes(victim.read_bytes()[:-8])
     bad = _run(["cache", "verify", str(out)])
     assert bad.returncode == 1 and victim.name in bad.stdout
+
+
+def test_tokenize_once_then_extract_equals_text_extract(tmp_path, tiny_neox_dir, big_text):
+    """`interp tokenize` writes the blocks that extract would cut from the text: the caches are bit-identical."""
+    common = ["--model", str(tiny_neox_dir), "--ctx", "32", "--tokens", "2048"]
+    tok = _run(["tokenize", *common, "--data", str(big_text), "--out", str(tmp_path / "t.npy")])
+    assert tok.returncode == 0, tok.stderr
+    ex = ["extract", *common, "--hooks", "blocks.0.hook_resid_post", "--quiet"]
+    for data, out in ((tmp_path / "t.npy", "a"), (big_text, "b")):
+        res = _run([*ex, "--data", str(data), "--out", str(tmp_path / out)])
+        assert res.returncode == 0, res.stderr
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+    bad = _run(["tokenize", *common, "--data", str(big_text), "--out", str(tmp_path / "t.txt")])
+    assert bad.returncode == 2 and "must end in .npy" in bad.stderr
