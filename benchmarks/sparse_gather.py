@@ -291,6 +291,15 @@ def sweep_full(quick: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- sparse linear
+def gemv_configs(m: int) -> list[dict]:
+    """Batch-1 GEMV configs: the two-pass kernel's tile/split/warp grid plus the session-1 atomic kernel's best."""
+    two_pass = [{"KERNEL": "two_pass", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw}
+                for bm in (8, 16, 32, 64) for bn in (128, 256, 512) for sp in (16, 32, 64, 128) for nw in (2, 4, 8)
+                if m // sp >= bm and 512 * nw <= bm * bn <= 2048 * nw]
+    atomic = [{"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
+    return two_pass + atomic
+
+
 def linear(quick: bool) -> None:
     """Batch ≤ 4 input-sparse GEMV vs dense F.linear, 4096 -> 11008 fp16.
 
@@ -319,10 +328,7 @@ def linear(quick: bool) -> None:
         for sp in (0.0, 0.5, 0.9):
             t = magnitude_threshold(x, sp)
             masked_g = bench_graph(lambda x=x, t=t: [F.linear(x * (x.abs() > t), w) for w in w_rows]) / n_copies
-            cfgs = [{"BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": m // (bm * it), "num_warps": nw, "FP16_ATOMIC": fa}
-                    for bm in (64, 128, 256) for bn in (64, 128, 256) for it in (1, 2) for nw in (4, 8)
-                    for fa in (False, True) if bm * bn <= 32768
-                    ] if (b == 1 and not quick) else [None]
+            cfgs = gemv_configs(m) if (b == 1 and not quick) else [None]
             timed = []
             for cfg in cfgs:
                 try:

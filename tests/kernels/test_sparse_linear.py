@@ -101,7 +101,23 @@ def test_fp16_atomic_output_path():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(1, 256, generator=g).half()
     w = to_column_major((torch.randn(96, 256, generator=g) / 16).half())
-    cfg = {"SPLIT_K": 8, "BLOCK_M": 32, "BLOCK_N": 32, "FP16_ATOMIC": True}
+    cfg = {"KERNEL": "atomic", "SPLIT_K": 8, "BLOCK_M": 32, "BLOCK_N": 32, "FP16_ATOMIC": True}
     y = sparse_linear(x, w, threshold=0.3, backend="triton", config=cfg)
     assert y.dtype == torch.float16
     assert _rel(y, F.linear(x.double() * (x.abs() > 0.3), w.double())) < 1e-3
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
+@pytest.mark.parametrize("config", [{"SPLIT_K": 1, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1},
+                                    {"SPLIT_K": 5, "BLOCK_M": 16, "BLOCK_N": 64, "num_warps": 2},
+                                    {"SPLIT_K": 64, "BLOCK_M": 8, "BLOCK_N": 16, "num_warps": 1}])
+def test_two_pass_batch1_kernel_matches_float64(config):
+    """The batch-1 two-pass split-K kernel (partials + reduction, bias once) against float64, ragged sizes."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 203, generator=g).half()
+    w = to_column_major((torch.randn(77, 203, generator=g) / 8).half())
+    bias = torch.randn(77, generator=g).half()
+    y = sparse_linear(x, w, bias, threshold=0.6, backend="triton", config={"KERNEL": "two_pass", **config})
+    ref = F.linear(x.double() * (x.abs() > 0.6), w.double(), bias.double())
+    assert y.dtype == torch.float16 and y.shape == (1, 77)
+    assert _rel(y, ref) < 1e-3
