@@ -103,9 +103,42 @@ def test_digits_issue_numbers_three_seeds(digits):
             assert m[w]["knn"] >= 0.85 and m[w]["logreg"] >= 0.87, (w, m[w])
             assert 0.55 <= m[w]["kmeans_test"] <= 0.72, (w, m[w])
     assert 0.15 <= m[40]["rr_test"] <= 0.40
-    # issue: RR_train = 0 at width 200 (spec table: 0.000 at 3 decimals); measured here 0.0007, i.e. one
-    # colliding training sample per seed on average -- allowed, and reported as a near miss
+    # issue: RR_train = 0 at width 200 (the spec's table: 0.000 at 3 decimals). Seeds 0-2 give 1, 2, 0 colliding
+    # training samples (0.0007); scikit-learn's MLPClassifier gives 0, 0, 1 for the same seeds. Ten seeds: below.
     assert m[200]["rr_train"] * 1437 <= 1.0
+
+
+@pytest.mark.slow
+def test_width200_train_collisions_match_scikit_learn_over_ten_seeds(digits):
+    """RR_train at width 200 is 0 to the spec table's 3 decimals over 10 seeds, and our trainer's collision count
+    is within Poisson noise of scikit-learn's MLPClassifier (the reference's model), which also collides: exact 0
+    for every seed is not a property of the method (measured: sklearn 4, ours 6 colliding samples in 10 seeds)."""
+    from sklearn.neural_network import MLPClassifier
+
+    from analyses.hashcodes.codes import nonconstant_mask, redundancy_ratio
+
+    seeds = list(range(10))
+    Xtr, Xte = digits.X_train.double(), digits.X_test.double()
+
+    def collisions(pre_tr: np.ndarray, pre_te: np.ndarray) -> int:
+        ctr, cte = (pre_tr > 0).astype(np.uint8), (pre_te > 0).astype(np.uint8)
+        keep = nonconstant_mask(ctr, cte)
+        return round(redundancy_ratio(ctr[:, keep]) * len(ctr))
+
+    ref = []
+    for s in seeds:
+        m = MLPClassifier(hidden_layer_sizes=(200,), random_state=s, max_iter=500).fit(Xtr.numpy(), digits.y_train)
+        ref.append(collisions(Xtr.numpy() @ m.coefs_[0] + m.intercepts_[0], Xte.numpy() @ m.coefs_[0] +
+                              m.intercepts_[0]))
+    ens, _ = train_ensemble(digits, 200, seeds)
+    ours = []
+    for i in range(len(seeds)):
+        with torch.no_grad():
+            layer = ens.member(i)[0].double()
+            ours.append(collisions(layer(Xtr).numpy(), layer(Xte).numpy()))
+    rr_ours, rr_ref = np.mean(ours) / len(Xtr), np.mean(ref) / len(Xtr)
+    assert round(rr_ours, 3) == 0.0 and round(rr_ref, 3) == 0.0, (ours, ref)
+    assert abs(sum(ours) - sum(ref)) <= 3 * np.sqrt(max(1, sum(ours) + sum(ref))), (ours, ref)
 
 
 @pytest.mark.slow
