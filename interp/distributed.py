@@ -14,6 +14,25 @@ def rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def data_split(rank: int | None = None, world: int | None = None) -> tuple[int, int]:
+    """The (rank, world) a data-parallel reader uses: the arguments, else rank_world(). world > 1 needs an
+    initialised process group of that size, since the results are then all-reduced across it."""
+    from interp.errors import ConfigError
+
+    r0, w0 = rank_world()
+    rank, world = r0 if rank is None else int(rank), w0 if world is None else int(world)
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"rank {rank} is not in a world of {world}", hint="pass 0 <= rank < world")
+    if world > 1:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ConfigError(f"a data-parallel split over {world} ranks needs torch.distributed initialised",
+                              hint="call interp.distributed.init_from_env() under torchrun (or pass world=1)")
+        if torch.distributed.get_world_size() != world:
+            raise ConfigError(f"world={world} but the process group has {torch.distributed.get_world_size()} ranks",
+                              hint="leave rank/world unset to take them from the process group")
+    return rank, world
+
+
 def init_from_env(device: str = "cpu") -> bool:
     """Initialise the default process group when launched by torchrun (NCCL for cuda, gloo for cpu)."""
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or not torch.distributed.is_available():

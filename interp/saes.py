@@ -10,6 +10,7 @@ activations from interp's cache or any tensor source (wandb off, no hub datasets
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from interp.distributed import all_reduce_sum, data_split, local_device
 from interp.errors import ConfigError, HubUnavailableError, ModelNotFoundError
 
 ARCHITECTURES = ("topk", "jumprelu", "standard")
@@ -155,6 +157,56 @@ def training_config(architecture: str, d_in: int, d_sae: int, *, k: int = 16, ta
     raise ConfigError(f"unknown SAE architecture '{architecture}'", hint=f"use one of {', '.join(ARCHITECTURES)}")
 
 
+@torch.no_grad()
+def _norm_scaling_factor(data: Iterator[torch.Tensor], d_in: int, n_batches: int, world: int, device: str) -> float:
+    """sae-lens' "expected_average_only_in" factor √d_in / mean‖x‖ over the next `n_batches` batches (consumed, as
+    sae-lens consumes them), summed in the same order as sae-lens and, with world > 1, over all ranks."""
+    total, count = 0.0, 0
+    for _ in range(n_batches):
+        norms = next(data).norm(dim=-1)
+        total += norms.float().sum().item()
+        count += norms.numel()
+    if world > 1:
+        sums = all_reduce_sum(torch.tensor([total, count], dtype=torch.float64, device=device))
+        total, count = float(sums[0]), int(sums[1])
+    return (d_in ** 0.5) / (total / count)
+
+
+def _rank_provider(reader: Any, hook: str, batch_size: int, seed: int, rank: int,
+                   world: int) -> Iterator[torch.Tensor]:
+    """This rank's share of reader.activation_provider(hook, batch_size·world, seed): endless float32 batches, the
+    same number per epoch on every rank, reading only this rank's rows."""
+    per_epoch = reader.n_rows // (batch_size * world)
+    if per_epoch == 0:
+        raise ConfigError(f"{reader.n_rows} rows are fewer than one global batch of {world} x {batch_size}",
+                          hint="lower the batch size")
+    epoch = 0
+    while True:
+        yield from itertools.islice(reader.iter_batches(hook, batch_size, shuffle=True, seed=seed + epoch,
+                                                        drop_last=True, dtype=torch.float32, rank=rank,
+                                                        world=world), per_epoch)
+        epoch += 1
+
+
+def _data_parallel_trainer(base: type, world: int) -> type:
+    """SAETrainer whose dead-feature state follows the global batch: a feature is dead when it fired on no rank."""
+    import torch.distributed as dist
+
+    class DataParallelSAETrainer(base):  # type: ignore[misc, valid-type]
+        def _train_step(self, sae: Any, sae_in: torch.Tensor) -> Any:
+            out = super()._train_step(sae=sae, sae_in=sae_in)
+            # steps since the feature fired anywhere = the minimum over ranks of the steps since it fired locally
+            dist.all_reduce(self.n_forward_passes_since_fired, op=dist.ReduceOp.MIN)
+            return out
+
+        def set_final_sae_metadata(self) -> None:
+            all_reduce_sum(self.act_freq_scores)
+            self.n_frac_active_samples *= world
+            super().set_final_sae_metadata()
+
+    return DataParallelSAETrainer
+
+
 @contextlib.contextmanager
 def _quiet_tqdm() -> Iterator[None]:
     """Swap the tqdm that sae-lens' trainer modules imported for a disabled one, restoring it afterwards."""
@@ -177,11 +229,21 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
               d_sae: int, architecture: str = "topk", hook: str | None = None, k: int = 16,
               target_l0: float | None = None, l1_coefficient: float = 5.0, training_tokens: int = 500_000,
               batch_size: int = 1024, lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-              allow_incomplete: bool = False, **arch_kwargs: Any) -> Any:
+              allow_incomplete: bool = False, rank: int | None = None, world: int | None = None,
+              **arch_kwargs: Any) -> Any:
     """Train a sae-lens SAE on activation batches; return the inference SAE (normalisation folded in).
 
     batches: an [N, d] tensor, a cache directory (with `hook`), or a callable returning an iterator of [b, d]
     tensors (re-called when exhausted). wandb is never used; nothing is read from a hub.
+
+    Data-parallel when world > 1 (rank/world default to interp.distributed.rank_world(); the process group must be
+    initialised): `batch_size` is per rank and `training_tokens` global, so W ranks follow the trajectory of one
+    process with batch W·batch_size. A cache or tensor source is split so that rank r reads its own rows of every
+    global batch of the shared seeded permutation; a callable must yield this rank's batches itself. Gradients are
+    averaged over ranks in parameter hooks (before sae-lens clips them), the dead-feature counters take the minimum
+    over ranks, and the activation norm factor is estimated over all ranks' first batches. Every loss term of the
+    three architectures as configured here is a mean over rows, so the result equals the single-process one up to
+    float rounding (which long TopK runs with many dead features amplify, as any reordering of the sums does).
     """
     import tempfile
 
@@ -189,6 +251,9 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
+    rank, world = data_split(rank, world)
+    if world > 1:
+        device = local_device(device)
     if isinstance(batches, (str, os.PathLike)):
         if hook is None:
             raise ConfigError("training from a cache needs the hook name", hint="pass hook='blocks.L.hook_...'")
@@ -199,12 +264,17 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
             raise ConfigError(f"cache {batches} has no hook {hook}", hint=f"cached hooks: {', '.join(reader.hooks)}")
 
         def make_iter() -> Iterator[torch.Tensor]:
-            return reader.activation_provider(hook, batch_size, seed=seed)
+            if world == 1:
+                return reader.activation_provider(hook, batch_size, seed=seed)
+            return _rank_provider(reader, hook, batch_size, seed, rank, world)
     elif isinstance(batches, torch.Tensor):
         acts = batches
 
         def make_iter() -> Iterator[torch.Tensor]:
-            return tensor_batches(acts, batch_size, seed=seed)
+            if world == 1:
+                return tensor_batches(acts, batch_size, seed=seed)
+            lo = rank * batch_size  # this rank's rows of each global batch
+            return (b[lo:lo + batch_size] for b in tensor_batches(acts, batch_size * world, seed=seed))
     else:
         make_iter = batches
 
@@ -225,18 +295,27 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
                           l1_coefficient=l1_coefficient, **arch_kwargs)
     sae_cls = {"topk": TopKTrainingSAE, "jumprelu": JumpReLUTrainingSAE, "standard": StandardTrainingSAE}
     sae = sae_cls[architecture](cfg)
-    tcfg = SAETrainerConfig(total_training_samples=int(training_tokens), train_batch_size_samples=batch_size, lr=lr,
-                            lr_end=lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=0, device=device,
-                            logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=20,
+    tcfg = SAETrainerConfig(total_training_samples=int(training_tokens) // world, train_batch_size_samples=batch_size,
+                            lr=lr, lr_end=lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=0,
+                            device=device, logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=20,
                             dead_feature_window=200, feature_sampling_window=500)
 
     def chained() -> Iterator[torch.Tensor]:
         yield first
         yield from it
 
+    data = chained()
+    trainer_cls = SAETrainer if world == 1 else _data_parallel_trainer(SAETrainer, world)
+    trainer = trainer_cls(cfg=tcfg, sae=sae, data_provider=data)
+    if world > 1:
+        for p in sae.parameters():  # average gradients over ranks as they are computed (before clipping)
+            p.register_hook(lambda g: all_reduce_sum(g.detach().clone()).div_(world))
+    if cfg.normalize_activations == "expected_average_only_in":  # sae-lens skips its own estimate when set
+        trainer.activation_scaler.scaling_factor = _norm_scaling_factor(
+            data, cfg.d_in, tcfg.n_batches_for_norm_estimate, world, device)
     os.environ.setdefault("WANDB_MODE", "disabled")
     with _quiet_tqdm():  # sae-lens' progress bars flood logs and test output
-        trained = SAETrainer(cfg=tcfg, sae=sae, data_provider=chained()).fit().to("cpu")
+        trained = trainer.fit().to("cpu")
     with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE of the same architecture
         trained.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, device=device)
