@@ -9,17 +9,17 @@ from interp.cache.manifest import Manifest
 def cache_info(path: str) -> int:
     """Print the manifest summary: model, tokens, hooks with shapes, shards, size, provenance."""
     m = Manifest.load(path)
-    ident, env = m.identity, m.environment
+    ident, env = m.identity, m.environment  # objects; the manifest loader checked n_blocks/ctx are integers
     total = sum(f["bytes"] for s in m.shards for f in s.files.values())
     print(f"cache       {path}  ({m.status})")
-    print(f"model       {ident.get('model')}  (source {ident.get('model_source')}, "
-          f"checkpoint {ident.get('checkpoint')})")
+    print(f"model       {ident.get('model')!s}  (source {ident.get('model_source')!s}, "
+          f"checkpoint {ident.get('checkpoint')!s})")
     print(f"tokens      {ident.get('n_blocks', 0) * ident.get('ctx', 0):,} in {ident.get('n_blocks')} blocks of "
-          f"{ident.get('ctx')} from {ident.get('data')}; positions {ident.get('positions')}")
+          f"{ident.get('ctx')} from {ident.get('data')!s}; positions {ident.get('positions')!s}")
     print(f"rows        {m.n_rows:,} in {len(m.shards)} shards, {total / 2**20:.1f} MiB")
     for hook, spec in m.hooks.items():
-        print(f"  {hook:<40} {spec.get('format', 'dense'):>6} {spec['dtype']:>9} {tuple(spec['shape'])}")
-    versions = env.get("versions", {})
+        print(f"  {hook:<40} {spec['format']:>6} {spec['dtype']:>9} {tuple(spec['shape'])}")
+    versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
     print("written by  " + ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("interp", "torch",
                                                                                       "transformer-lens")))
     return 0

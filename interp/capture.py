@@ -36,6 +36,8 @@ def resolve_hooks(model: torch.nn.Module, patterns: str | Sequence[str]) -> list
     """Expand glob patterns to hook names, in model order; an unmatched pattern names the closest hooks."""
     if isinstance(patterns, str):
         patterns = [patterns]
+    if not patterns:
+        raise HookNotFoundError("no hook patterns given", hint="name at least one hook, e.g. blocks.*.hook_resid_post")
     available = hook_names(model)
     chosen: set[str] = set()
     for pattern in patterns:

@@ -236,6 +236,9 @@ def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     bytes_per_row = 0
     for name, x in probe.items():
         fmt = dict(cfg.formats.get(name, {"format": "dense"}))
+        check = get_format(fmt["format"]).check
+        if check is not None:  # before any shard (or manifest) is written
+            check(name, tuple(x.shape[1:]), fmt)
         specs[name] = {"shape": list(x.shape[1:]), "dtype": dtype, "file_stem": file_stem(name), **fmt}
         bytes_per_row += int(np.prod(x.shape[1:])) * STORAGE[dtype][1].itemsize
     per_block = max(1, bytes_per_row * rows_per_block)

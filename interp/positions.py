@@ -4,7 +4,7 @@ Spec strings (used on the CLI and stored in manifests):
     "all"          every position
     "drop:K"       drop the first K positions of each sequence (e.g. the BOS / attention-sink position)
     "last"         only the last position
-    "range:A:B"    positions A <= p < B
+    "range:A:B"    positions A <= p < B (0 <= A < B; "range:A:" is "drop:A")
 A boolean mask `[batch, pos]` (or `[pos]`) selects arbitrary positions in notebooks.
 """
 
@@ -49,7 +49,10 @@ class Positions:
                 return Positions("range", start=k)
             if text.startswith("range:"):
                 _, a, b = text.split(":")
-                return Positions("range", start=int(a), stop=int(b) if b else None)
+                start, stop = int(a), int(b) if b else None
+                if start < 0 or (stop is not None and stop <= start):
+                    raise ValueError  # negative or empty ranges select nothing useful (and do not round-trip)
+                return Positions("range", start=start, stop=stop)
         except ValueError:
             pass
         raise ConfigError(f"unknown position selector '{spec}'", hint="use all, last, drop:K or range:A:B")

@@ -47,9 +47,10 @@ def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataSourceError(f"{path}:{lineno} is not valid JSON ({e.msg})",
-                                      hint="one JSON object per line") from e
+            except (ValueError, RecursionError) as e:  # JSONDecodeError, a 5000-digit number, deep nesting
+                why = e.msg if isinstance(e, json.JSONDecodeError) else type(e).__name__
+                raise DataSourceError(f"{path}:{lineno} is not valid JSON ({why})",
+                                      hint="one JSON object per line") from None
             if not isinstance(row, dict) or column not in row:
                 fields = ", ".join(row) if isinstance(row, dict) else type(row).__name__
                 raise DataSourceError(f"{path}:{lineno} has no '{column}' field (fields: {fields})",
@@ -58,14 +59,21 @@ def _jsonl_texts(path: Path, column: str) -> Iterator[str]:
 
 
 def _parquet_texts(path: Path, column: str) -> Iterator[str]:
+    import pyarrow
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path)
-    if column not in table.schema_arrow.names:
-        raise DataSourceError(f"{path} has no column '{column}' (columns: {', '.join(table.schema_arrow.names)})",
-                              hint="choose the text column with --text-column")
-    for batch in table.iter_batches(columns=[column]):
-        yield from (str(t) for t in batch.column(0).to_pylist())
+    try:
+        table = pq.ParquetFile(path)
+        names = table.schema_arrow.names
+        if column not in names:
+            raise DataSourceError(f"{path} has no column '{column}' (columns: {', '.join(names)})",
+                                  hint="choose the text column with --text-column")
+        for batch in table.iter_batches(columns=[column]):
+            yield from (str(t) for t in batch.column(0).to_pylist())
+    except (pyarrow.ArrowException, OSError) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise DataSourceError(f"{path} is not a readable parquet file ({why})",
+                              hint="rewrite it with pyarrow, or pass jsonl/text") from None
 
 
 def _file_texts(path: Path, column: str) -> Iterator[str]:
@@ -140,7 +148,17 @@ def tokenize_stream(texts: Iterable[str], tokenizer, separate: bool = True, chun
     batch: list[str] = []
 
     def flush() -> Iterator[list[int]]:
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+        try:
+            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        except TypeError:  # a fast tokenizer refuses str with lone surrogates (e.g. "\ud800" escapes in JSON)
+            for doc in batch:
+                try:
+                    doc.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise DataSourceError(f"a document holds {doc[e.start]!r} at character {e.start}, which is not "
+                                          "valid Unicode text", hint="remove lone surrogates from the source") from None
+            raise
+        for ids in encoded:
             if separate and eos is not None and ids[:1] != [eos]:
                 ids = [eos] + ids
             yield ids
@@ -185,9 +203,18 @@ def _pretokenized_blocks(path: Path, ctx: int, max_blocks: int | None, prepend_b
     """Blocks from a pre-tokenized `.npy` of token ids: 1-D (cut into blocks of ctx) or 2-D `[n, ctx]`."""
     if not path.is_file():
         raise DataSourceError(f"token file {path} does not exist", hint="write it with numpy.save")
-    ids = np.load(path, mmap_mode="r", allow_pickle=False)
-    if ids.dtype.kind not in "iu":
-        raise DataSourceError(f"{path} holds {ids.dtype}, not integer token ids", hint="save int32/int64 ids")
+    try:
+        ids = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - a hostile header raises ValueError, EOFError, SyntaxError, ...
+        raise DataSourceError(f"{path} is not a readable .npy array of token ids ({type(e).__name__})",
+                              hint="write it with numpy.save(path, ids) (no pickled objects)") from None
+    if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
+        raise DataSourceError(f"{path} holds {getattr(ids, 'dtype', type(ids).__name__)}, not integer token ids",
+                              hint="save int32/int64 ids")
+    vocab = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+    if ids.size and (int(ids.min()) < 0 or (vocab is not None and int(ids.max()) >= vocab)):
+        raise DataSourceError(f"{path} holds token ids outside [0, {vocab}) (min {int(ids.min())}, "
+                              f"max {int(ids.max())})", hint="tokenize with the model's tokenizer")
     if ids.ndim == 2 and ids.shape[1] != ctx:
         raise DataSourceError(f"{path} holds blocks of {ids.shape[1]} tokens, --ctx is {ctx}",
                               hint=f"pass --ctx {ids.shape[1]}")

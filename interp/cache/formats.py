@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.cache.shards import from_storage, to_storage
+from interp.cache.shards import STORAGE, from_storage, to_storage
 from interp.errors import CacheError
 
 
@@ -28,6 +28,14 @@ class Format:
     defaults: dict[str, Any] = field(default_factory=dict)
     # Optional fast path: decode only rows [a, b) of a shard (dense slices the memory map before copying).
     decode_rows: Callable[[dict[str, np.ndarray], dict, int, int], torch.Tensor] | None = None
+    # Optional check of a hook's spec against its captured row shape, run before any shard is written:
+    # check(hook, row_shape, spec) raises an InterpError (e.g. an SAE whose d_in is not the hook's width).
+    check: Callable[[str, tuple[int, ...], dict], None] | None = None
+    # Optional validation of a spec read from a manifest (format-specific keys); raises ValueError when malformed.
+    validate: Callable[[dict], None] | None = None
+    # Optional check of one shard's arrays against the manifest (rows, shapes, dtypes, index ranges) the first time
+    # the reader opens them: check_arrays(arrays, spec, n_rows) raises ValueError naming what disagrees.
+    check_arrays: Callable[[dict[str, np.ndarray], dict, int], None] | None = None
 
 
 _FORMATS: dict[str, Format] = {}
@@ -45,6 +53,13 @@ def get(name: str) -> Format:
     return _FORMATS[name]
 
 
+def known() -> dict[str, Format]:
+    """Every registered format by name (the sparse ones included)."""
+    import interp.cache.sparse_formats  # noqa: F401 - registers "topk" and "threshold"
+
+    return dict(_FORMATS)
+
+
 def _dense_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
     return {"data": to_storage(x, spec["dtype"])}
 
@@ -57,4 +72,11 @@ def _dense_decode_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int
     return from_storage(arrays["data"][a:b], spec["dtype"])
 
 
-register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows))
+def _dense_check(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None:
+    data = arrays["data"]
+    if data.shape != (n_rows, *spec["shape"]) or data.dtype != STORAGE[spec["dtype"]][1]:
+        raise ValueError(f"holds {data.dtype} {list(data.shape)}, the manifest says {spec['dtype']} "
+                         f"{[n_rows, *spec['shape']]}")
+
+
+register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows, check_arrays=_dense_check))

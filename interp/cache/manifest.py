@@ -58,7 +58,7 @@ SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def _span(value, what: str) -> tuple[int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in value)
             or value[1] < value[0]):
         raise ValueError(f"shard {what} {value!r} is not a [start, stop] pair of non-negative integers")
     return int(value[0]), int(value[1])
@@ -107,6 +107,7 @@ class Manifest:
                              hint="re-extract with this interp version, or install the version that wrote it")
         try:
             _check_hooks(doc["hooks"])
+            _check_sections(doc)
             return Manifest(
                 identity=doc["identity"], hooks=doc["hooks"], layout=doc["layout"],
                 shards=[ShardRecord.from_json(s) for s in doc["shards"]], status=doc.get("status", "in_progress"),
@@ -127,14 +128,40 @@ class Manifest:
             raise CacheError(f"{directory} has no {name}",
                              hint="is this an interp cache folder? (interp extract --out)")
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(path.read_bytes().decode("utf-8"))
         except json.JSONDecodeError as e:
             raise CacheError(f"{path} is not valid JSON ({e.msg})", hint="the manifest is damaged; re-extract") from e
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # bad bytes, a 5000-digit number, deep nesting
+            raise CacheError(f"{path} is not valid JSON ({type(e).__name__})",
+                             hint="the manifest is damaged; re-extract") from None
         return Manifest.from_json(doc, str(path))
 
 
+def _nonneg_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_sections(doc: dict) -> None:
+    """The other sections must be objects of the right kinds (readers and resume use their fields)."""
+    for key in ("identity", "layout", "summary", "environment"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise ValueError(f"'{key}' must be an object")
+    if not isinstance(doc["shards"], list):
+        raise ValueError("'shards' must be a list")
+    if not isinstance(doc.get("status", "in_progress"), str):
+        raise ValueError("'status' must be a string")
+    for key in ("blocks_per_shard", "rows_per_block"):
+        if key in doc["layout"] and not _nonneg_int(doc["layout"][key]):
+            raise ValueError(f"layout {key} {doc['layout'][key]!r} is not a non-negative integer")
+    for key in ("ctx", "n_blocks"):
+        if key in doc["identity"] and not _nonneg_int(doc["identity"][key]):
+            raise ValueError(f"identity {key} {doc['identity'][key]!r} is not a non-negative integer")
+
+
 def _check_hooks(hooks) -> None:
-    """Hook specs must name a known dtype, a plain file stem and a shape of non-negative integers."""
+    """Hook specs must name a known dtype and storage format, a plain file stem and a shape of non-negative
+    integers; a sparse format's own fields (k, d_sae, ...) are checked by the format."""
+    from interp.cache.formats import known as known_formats
     from interp.cache.shards import STORAGE
 
     if not isinstance(hooks, dict):
@@ -151,6 +178,14 @@ def _check_hooks(hooks) -> None:
         stem = spec.get("file_stem")
         if not isinstance(stem, str) or not SAFE_NAME.fullmatch(stem) or stem.startswith(".."):
             raise ValueError(f"hook {name!r}: file_stem {stem!r} is not a plain file name")
+        fmt = known_formats().get(spec.get("format")) if isinstance(spec.get("format"), str) else None
+        if fmt is None:
+            raise ValueError(f"hook {name!r}: unknown storage format {spec.get('format')!r}")
+        if fmt.validate is not None:
+            try:
+                fmt.validate(spec)
+            except ValueError as e:
+                raise ValueError(f"hook {name!r}: {e}") from None
 
 
 def fsync_dir(directory: Path) -> None:

@@ -18,6 +18,7 @@ from interp.cache.shards import check_file, from_storage, open_npy, shard_file
 from interp.errors import CacheCorruptError, CacheError, ConfigError
 
 VERIFY_MODES = ("lazy", "size", "none")
+_MISMATCH = "the manifest does not describe these files; run interp cache verify"
 
 
 class CacheReader:
@@ -37,9 +38,16 @@ class CacheReader:
         self.shards: list[ShardRecord] = sorted(self.manifest.shards, key=lambda s: s.index)
         if [s.index for s in self.shards] != list(range(len(self.shards))):
             raise CacheError(f"{self.path} lists shards with gaps", hint="finish it with interp extract --resume")
+        end = 0
+        for s in self.shards:  # shard k starts where shard k-1 ends
+            if s.rows[0] != end:
+                raise CacheError(f"{self.path} lists shard {s.index} at rows {list(s.rows)} after rows ending at "
+                                 f"{end}", hint="the manifest is inconsistent; run interp cache verify")
+            end = s.rows[1]
         self.offsets = np.cumsum([0] + [s.rows[1] - s.rows[0] for s in self.shards])
         self._checked: set[str] = set()
         self._maps: dict[str, np.ndarray] = {}
+        self._consistent: set[tuple[str, int]] = set()  # (hook, shard) whose arrays match the manifest
 
     # ------------------------------------------------------------------------------------------ metadata
     @property
@@ -86,6 +94,13 @@ class CacheReader:
         for role in fmt.roles:
             stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
             out[role] = self._open(shard, shard_file(stem, shard.index))
+        if fmt.check_arrays is not None and (hook, shard.index) not in self._consistent:
+            try:
+                fmt.check_arrays(out, spec, shard.rows[1] - shard.rows[0])
+            except ValueError as e:
+                raise CacheCorruptError(f"shard {shard.index} of hook {hook} in {self.path} {e}",
+                                        hint=_MISMATCH) from None
+            self._consistent.add((hook, shard.index))
         return out
 
     # ------------------------------------------------------------------------------------------ reading
@@ -149,7 +164,14 @@ class CacheReader:
     @property
     def tokens(self) -> torch.Tensor:
         """LongTensor `[n_rows, 3]`: (token id, sequence index, position) of every row."""
-        parts = [torch.from_numpy(np.array(self._open(s, shard_file("tokens", s.index)))) for s in self.shards]
+        parts = []
+        for s in self.shards:
+            a = self._open(s, shard_file("tokens", s.index))
+            if a.shape != (s.rows[1] - s.rows[0], 3) or a.dtype != np.dtype("<i8"):
+                raise CacheCorruptError(f"tokens of shard {s.index} in {self.path} hold {a.dtype} {list(a.shape)}, "
+                                        f"the manifest lists {s.rows[1] - s.rows[0]} rows of int64 triples",
+                                        hint=_MISMATCH)
+            parts.append(torch.from_numpy(np.array(a)))
         return torch.cat(parts) if parts else torch.empty((0, 3), dtype=torch.long)
 
     def iter_batches(self, hook: str, batch_size: int = 4096, start: int = 0, stop: int | None = None,

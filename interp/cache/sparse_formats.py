@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from interp.cache.formats import Format, register
-from interp.cache.shards import dtype_name, from_storage, to_storage
+from interp.cache.shards import STORAGE, dtype_name, from_storage, to_storage
 from interp.errors import CacheError, ConfigError
 from interp.kernels.types import FeatureMajor, SparseActs
 
@@ -70,11 +70,66 @@ def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = No
     return spec
 
 
+def validate_spec(spec: dict) -> None:
+    """A sparse spec read from a manifest: raise ValueError unless its fields are consistent (what readers use)."""
+    def posint(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    d_sae = spec.get("d_sae")
+    if not posint(d_sae) or spec.get("shape") != [d_sae]:
+        raise ValueError(f"d_sae {d_sae!r} must be a positive integer equal to the shape {spec.get('shape')!r}")
+    if spec.get("dtype") not in VALUE_TORCH:
+        raise ValueError(f"sparse values cannot have dtype {spec.get('dtype')!r}")
+    limit = {"uint16": 1 << 16, "int32": (1 << 31) - 1}.get(spec.get("index_dtype"))
+    if limit is None or d_sae > limit:
+        raise ValueError(f"index_dtype {spec.get('index_dtype')!r} cannot index {d_sae} latents")
+    if spec["format"] == "topk" and not (posint(spec.get("k")) and spec["k"] <= d_sae):
+        raise ValueError(f"top-k needs 1 <= k <= d_sae, got k={spec.get('k')!r}")
+    if spec["format"] == "threshold" and (not isinstance(spec.get("threshold"), (int, float))
+                                          or isinstance(spec.get("threshold"), bool)):
+        raise ValueError(f"threshold {spec.get('threshold')!r} is not a number")
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None:
+    """A shard's sparse arrays agree with the manifest: row count, k, dtypes, CSR offsets and latent ids < d_sae."""
+    idx, val = arrays["idx"], arrays["val"]
+    id_dtype = np.dtype("<u2") if spec["index_dtype"] == "uint16" else np.dtype("<i4")
+    if idx.dtype != id_dtype or val.dtype != STORAGE[spec["dtype"]][1] or idx.shape != val.shape:
+        raise ValueError(f"holds ids {idx.dtype} {list(idx.shape)} and values {val.dtype} {list(val.shape)}, "
+                         f"the manifest says {spec['index_dtype']} and {spec['dtype']}")
+    if spec["format"] == "topk":
+        if idx.shape != (n_rows, spec["k"]):
+            raise ValueError(f"holds top-k ids of shape {list(idx.shape)}, the manifest says {[n_rows, spec['k']]}")
+    else:
+        crow = np.asarray(arrays["crow"])
+        if (crow.shape != (n_rows + 1,) or crow.dtype.kind != "i" or idx.ndim != 1 or crow[0] != 0
+                or crow[-1] != len(idx) or bool((np.diff(crow) < 0).any())):
+            raise ValueError(f"holds CSR offsets {crow.dtype} {list(crow.shape)} that do not describe {n_rows} rows "
+                             f"of {len(idx)} entries")
+    ids = np.asarray(idx)
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= spec["d_sae"]):
+        raise ValueError(f"holds latent ids outside [0, {spec['d_sae']})")
+
+
+def check_sae_width(hook: str, row_shape: tuple[int, ...], spec: dict) -> None:
+    """Refuse an SAE whose d_in is not the width of the hook's rows (one line naming both widths)."""
+    if not spec.get("sae"):
+        return
+    width, d_in = int(np.prod(row_shape)), int(_sae(spec["sae"]).cfg.d_in)
+    if width != d_in:
+        raise ConfigError(f"SAE {spec['sae']} has d_in={d_in}, but hook {hook} has width {width}",
+                          hint="pass the hook the SAE was trained on (--hooks), or an SAE trained on this hook")
+
+
 def _latents(x: torch.Tensor, spec: dict) -> torch.Tensor:
     """What the hook stores: the SAE's encoder output, or the activations themselves."""
     x = x.reshape(x.shape[0], -1)
     if spec.get("sae"):
         sae = _sae(spec["sae"])
+        if x.shape[1] != int(sae.cfg.d_in):  # extract checks this up front; this guards other callers
+            raise ConfigError(f"SAE {spec['sae']} has d_in={int(sae.cfg.d_in)}, but the activations it should "
+                              f"encode have width {x.shape[1]}", hint="pass activations of the hook the SAE was "
+                              "trained on")
         with torch.no_grad():
             return sae.encode(x.to(sae.W_enc.dtype))
     return x
@@ -131,7 +186,8 @@ def _dense_rows(kind: str):
 
 for _kind, _enc, _roles in (("topk", _topk_encode, ("idx", "val")), ("threshold", _csr_encode, ("crow", "idx", "val"))):
     _whole, _rows = _dense_rows(_kind)
-    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows))
+    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows, check=check_sae_width,
+                    validate=validate_spec, check_arrays=_check_arrays))
 
 
 # ---------------------------------------------------------------------------------------------- sparse reading
@@ -189,7 +245,7 @@ def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | No
     With an SAE the hooks must resolve to one hook (the SAE's `metadata.hook_name` is used when it matches
     or when the hooks are the extract default); the format defaults to topk for TopK SAEs, else threshold.
     """
-    from interp.capture import capture, resolve_hooks
+    from interp.capture import resolve_hooks
 
     if sae is not None:
         model_sae = _sae(sae)
@@ -201,15 +257,24 @@ def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | No
             raise ConfigError(f"--sae needs exactly one hook, the hooks resolve to {names}",
                               hint="pass --hooks with the SAE's hook name")
         kind = kind or ("topk" if getattr(model_sae.cfg, "k", None) else "threshold")
-        return names, {names[0]: sparse_spec(kind, k=k, threshold=threshold, sae=sae, value_dtype=value_dtype)}
+        spec = sparse_spec(kind, k=k, threshold=threshold, sae=sae, value_dtype=value_dtype)
+        check_sae_width(names[0], _row_shapes(model, names)[names[0]], spec)  # before any cache file exists
+        return names, {names[0]: spec}
     if kind is None:
         raise ConfigError("--sparse needs a kind", hint="pass --sparse topk or --sparse threshold")
     names = resolve_hooks(model, hooks)
-    device = next(iter(model.parameters())).device
-    probe = capture(model, torch.zeros(1, 2, dtype=torch.long, device=device), hooks=names, positions="all")
-    formats = {n: sparse_spec(kind, k=k, threshold=threshold, d=int(np.prod(v.shape[2:])), value_dtype=value_dtype)
-               for n, v in probe.items()}
+    formats = {n: sparse_spec(kind, k=k, threshold=threshold, d=int(np.prod(shape)), value_dtype=value_dtype)
+               for n, shape in _row_shapes(model, names).items()}
     return names, formats
+
+
+def _row_shapes(model: torch.nn.Module, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """Shape of one cache row of each hook (what extract stores per token), from a two-token probe."""
+    from interp.capture import Capturer
+
+    device = next(iter(model.parameters())).device
+    probe = Capturer(model, names, positions="all", flatten=True)(torch.zeros(1, 2, dtype=torch.long, device=device))
+    return {n: tuple(v.shape[1:]) for n, v in probe.items()}
 
 
 def build_feature_index(reader: Any, hook: str, path: str | Path | None = None) -> tuple[FeatureMajor, dict]:

@@ -37,6 +37,14 @@ def small_cache(tmp_path_factory, tiny_neox_dir, text_file):
     (lambda d: next(iter(d["hooks"].values())).update(file_stem="../x"), "file_stem"),
     (lambda d: d.update(shards="many"), "malformed"),
     (lambda d: d.update(schema_version=99), "schema version 99"),
+    # found by tests/interp/test_properties.py: wrong types that used to escape as KeyError/TypeError/AttributeError
+    (lambda d: d.update(identity=["x"]), "'identity' must be an object"),
+    (lambda d: d["hooks"]["blocks.0.hook_resid_post"].pop("format"), "unknown storage format None"),
+    (lambda d: d["layout"].update(blocks_per_shard="2"), "blocks_per_shard"),
+    # manifests that disagree with the (intact) files used to be read silently
+    (lambda d: d["hooks"]["blocks.0.hook_resid_post"].update(dtype="bfloat16"), "holds float32 .*says bfloat16"),
+    (lambda d: d["hooks"]["blocks.0.hook_resid_post"].update(shape=[7, 9]), r"says float32 \[\d+, 7, 9\]"),
+    (lambda d: d["shards"][0].update(rows=[0, 1000]), "after rows ending at 1000"),
 ])
 def test_hostile_manifest_refused(tmp_path, small_cache, mutate, message):
     copy = tmp_path / "c"
@@ -128,3 +136,47 @@ def test_network_is_blocked_and_not_needed():
 
     with pytest.raises(OSError, match="network access blocked"):
         socket.create_connection(("203.0.113.7", 443), timeout=1)
+
+
+@pytest.fixture(scope="module")
+def wide_sae(tmp_path_factory):
+    """A TopK SAE with d_in=48, for hooks of the tiny model that are 32 wide."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("sae") / "wide"
+    TopKSAE(TopKSAEConfig(d_in=48, d_sae=96, k=4)).save_model(str(path))
+    return path
+
+
+def _no_complete_cache(out):
+    """Nothing that looks like a cache: no manifest (so no listed shard) and no shard files."""
+    return not out.exists() or (not (out / "manifest.json").exists() and not list(out.glob("*.npy")))
+
+
+def test_sae_width_mismatch_refused_by_library(tmp_path, tiny_model, tiny_neox_dir, text_file, wide_sae):
+    from interp.cache.sparse_formats import sparse_hook_formats, sparse_spec
+
+    hook = "blocks.1.hook_resid_post"
+    with pytest.raises(ConfigError, match=r"d_in=48, but hook blocks.1.hook_resid_post has width 32"):
+        sparse_hook_formats(tiny_model, [hook], "topk", sae=str(wide_sae))
+    # extract itself checks before any shard is written, also when the formats were built without the model
+    formats = {hook: sparse_spec("topk", sae=str(wide_sae))}
+    out = tmp_path / "c"
+    with pytest.raises(ConfigError, match=r"d_in=48, but hook blocks.1.hook_resid_post has width 32"):
+        extract(_cfg(out, tiny_neox_dir, text_file, hooks=[hook], formats=formats), model=tiny_model, progress=False)
+    assert _no_complete_cache(out)
+
+
+def test_sae_width_mismatch_refused_by_cli(tmp_path, tiny_neox_dir, text_file, wide_sae, capsys):
+    from apps.cli import main
+
+    out = tmp_path / "c"
+    rc = main(["extract", "--model", str(tiny_neox_dir), "--data", str(text_file), "--out", str(out), "--ctx", "32",
+               "--tokens", "256", "--batch-size", "4", "--quiet", "--hooks", "blocks.0.hook_resid_post",
+               "--sae", str(wide_sae), "--sparse", "topk"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2
+    assert err[0] == f"interp: error: SAE {wide_sae} has d_in=48, but hook blocks.0.hook_resid_post has width 32"
+    assert len(err) == 2 and err[1].startswith("  hint:") and "Traceback" not in "".join(err)
+    assert _no_complete_cache(out)
