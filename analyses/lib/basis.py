@@ -152,8 +152,8 @@ def lib_edges(section: Section, acts_in: Tensor, L_in: LIBLayer, L_out: LIBLayer
                 J = integrated_jacobian(g, x, alphas, weights, "loop" if method == "loop" else "vmap")
             J = J.reshape(J.shape[0], -1, I, *x.shape[1:])
             xs = x[:, None, None]
-            J_hat = -(J * xs).sum(3) if has_pos else -(J * xs)         # Σ_s, §4 squared edge
-            E += (J_hat ** 2).sum((0, 1))
+            J_hat = (J * xs).sum(3) if has_pos else J * xs             # Σ_s, §4 squared edge (sign squares away)
+            E += J_hat.square_().sum((0, 1))
         else:
             with torch.no_grad():
                 gc = g(x)

@@ -60,7 +60,9 @@ class _Composed:
         self.fns = fns
         jacs = [getattr(f, "jac", None) for f in fns]
         self.jac_steps = jacs if fns and all(j is not None for j in jacs) else None
-        self.m_dash = getattr(jacs[0], "m_dash", None) if self.jac_steps and len(fns) == 1 else None
+        # the Hadamard form of M' needs a single MLP step; trailing identities (no final norm) do not change J
+        only_first = self.jac_steps and all(getattr(j, "is_identity", False) for j in self.jac_steps[1:])
+        self.m_dash = getattr(jacs[0], "m_dash", None) if only_first else None
 
     def __call__(self, x: Tensor) -> Tensor:
         for f in self.fns:

@@ -42,9 +42,12 @@ def mlp_jac(W_in: Tensor, b_in: Tensor, W_out: Tensor, b_out: Tensor, act: Calla
             P = W_out @ Gx                                                 # [.., m, n]
             c_row = (b_out @ Gx)[..., None, :]
             Q = torch.cat([Gt[..., :-1, :], Gt[..., -1:, :] + c_row], -2)  # identity + c·b_out paths
-            if R is None:
-                return Q + Wi @ (s[..., :, None] * P)
-            return R @ Q + (R @ Wi) @ (s[..., :, None] * P)
+            A = Wi if R is None else R @ Wi                                # [r, m]
+            RQ = Q if R is None else R @ Q
+            if P.shape[0] == 1 and s.dim() == 2:                           # shared P: one [B·r, m] @ [m, n] GEMM
+                J = ((A[None] * s[:, None, :]).reshape(-1, A.shape[1]) @ P[0]).view(s.shape[0], A.shape[0], -1)
+                return J + RQ
+            return RQ + A @ (s[..., :, None] * P)
         return y, back
 
     def m_dash(xa: Tensor, Gt: Tensor) -> Tensor:
@@ -77,6 +80,7 @@ def identity_jac() -> StepJac:
     """A step that returns its input (no final norm)."""
     def step(xa: Tensor):
         return xa, (lambda Gt, R=None: Gt if R is None else R @ Gt)
+    step.is_identity = True
     return step
 
 
