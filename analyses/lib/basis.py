@@ -88,11 +88,13 @@ def lib_basis(section: Section, acts_in: Tensor, C_next: Tensor | None, *, name:
             n_out = g(f[:1]).numel()
         size = chunk_size or auto_chunk(n_out, 4 * f[0].numel() + 2048)
         m_dash = getattr(section, "m_dash", None) if method == "auto" else None
-        if m_dash is not None and f.ndim == 2 and len(alphas) == 1:   # residual MLP: Hadamard form, no J
+        closed = m_dash is not None and len(alphas) == 1 and f.ndim == (3 if getattr(m_dash, "positions", False)
+                                                                         else 2)
+        if closed:                      # residual MLP (Hadamard form) or last-query attention: M' without J
             Gt = (C_next if C_next is not None else torch.eye(n_out, dtype=torch.float64))[None]
-            for sl in chunks(N, 8192):
+            for sl in chunks(N, 8192 if f.ndim == 2 else 1024):
                 M_dash += float(weights[0]) ** 2 * m_dash(float(alphas[0]) * f[sl], Gt)
-        for sl in (chunks(N, size) if m_dash is None or f.ndim != 2 or len(alphas) != 1 else []):
+        for sl in (chunks(N, size) if not closed else []):
             J = section_jacobian(section, f[sl], C_next, alphas, weights, method)
             rows = (sl.stop - sl.start) if J.shape[0] == 1 else 1      # data-independent Jacobian
             J = J.reshape(-1, d)
@@ -145,7 +147,11 @@ def lib_edges(section: Section, acts_in: Tensor, L_in: LIBLayer, L_out: LIBLayer
     size = chunk_size or auto_chunk(out_shape.numel(), 4 * f_hat[0].numel() + 2048)
     for sl in chunks(N, size):
         x = f_hat[sl]
-        if formula == "squared":
+        edge_w = getattr(section, "edge_w", None) if method == "auto" and len(alphas) == 1 else None
+        if formula == "squared" and edge_w is not None and has_pos:    # last-query attention: Σ_s J·x̂ path-wise
+            w = float(weights[0]) * edge_w(float(alphas[0]) * (x @ C_in_pinv), x, C_out[None], C_in_pinv)
+            E += w.square_().sum(0).T
+        elif formula == "squared":
             if method == "auto" and getattr(section, "jac_steps", None) is not None:
                 J = section_jacobian(section, x @ C_in_pinv, C_out, alphas, weights, method, R_in=C_in_pinv)
             else:

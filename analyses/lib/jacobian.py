@@ -88,7 +88,8 @@ def section_jacobian(section: Fn, x: Tensor, C_out: Tensor | None, alphas: np.nd
             if section(x[:1]).ndim == 2:
                 out = None
                 for a, w in zip(alphas, weights):
-                    J = structured_jacobian(steps, float(a) * x.detach(), C_out, R_in) * float(w)
+                    J = structured_jacobian(steps, float(a) * x.detach(), C_out, R_in)
+                    J = J if float(w) == 1.0 else J * float(w)                 # gradient rule: no copy
                     out = J if out is None else out + J
                 return out
     g = section if C_out is None else (lambda z: section(z) @ C_out)

@@ -63,6 +63,7 @@ class _Composed:
         # the Hadamard form of M' needs a single MLP step; trailing identities (no final norm) do not change J
         only_first = self.jac_steps and all(getattr(j, "is_identity", False) for j in self.jac_steps[1:])
         self.m_dash = getattr(jacs[0], "m_dash", None) if only_first else None
+        self.edge_w = getattr(jacs[0], "edge_w", None) if only_first else None
 
     def __call__(self, x: Tensor) -> Tensor:
         for f in self.fns:

@@ -91,7 +91,7 @@ def last_query_attn_jac(W: dict[str, Tensor], prefix: str, scale: float) -> Step
     WV = torch.cat([W[prefix + "W_V"], W[prefix + "b_V"][:, None]], 1)
     WO, bO = W[prefix + "W_O"], W[prefix + "b_O"]                        # [h, e, d], [d]
 
-    def step(xa: Tensor):
+    def forward(xa: Tensor):
         q = torch.einsum("bi,hie->bhe", xa[:, -1], WQ)                    # [B, h, e]
         k = torch.einsum("bsi,hie->bhse", xa, WK)                         # [B, h, P, e]
         v = torch.einsum("bsi,hie->bhse", xa, WV)
@@ -102,6 +102,10 @@ def last_query_attn_jac(W: dict[str, Tensor], prefix: str, scale: float) -> Step
         kappa = torch.einsum("hie,bhe->bhi", WK, q) / scale                # ∂score_s/∂x̃_s   [B, h, d+1]
         qk = torch.einsum("hie,bhse->bhsi", WQ, k) / scale                 # ∂score_s/∂x̃_last [B, h, P, d+1]
         Adv = A[..., None] * (v - z[:, :, None])                           # ∂z/∂score_s      [B, h, P, e]
+        return y, A, kappa, qk, Adv
+
+    def step(xa: Tensor):
+        y, A, kappa, qk, Adv = forward(xa)
 
         def back(Gt: Tensor, R: Tensor | None = None) -> Tensor:
             WV_, kap, qk_ = WV, kappa, qk
@@ -121,6 +125,57 @@ def last_query_attn_jac(W: dict[str, Tensor], prefix: str, scale: float) -> Step
             out[:, -1] += last if last.shape[0] == out.shape[0] else last.expand(out.shape[0], -1, -1)
             return out
         return y, back
+
+    def m_dash(xa: Tensor, Gt: Tensor) -> Tensor:
+        """Σ_b Σ_s J_bs J_bsᵀ without forming J (Gt shared): J_bs = T1 + T2 + δ_sL T3 with T1 = Σ_h A_hs U_h
+        (value path, U_h = W̃_V^h W_O^h G shared), T2 = Σ_h κ_h ρ_hsᵀ (key path, rank ≤ h) and
+        T3 = Σ_{h,s'} qk_hs' ρ_hs'ᵀ + Res (query path and residual at the last position); the sum then only
+        needs head-by-head Grams and [d+1, B·h·P] GEMMs instead of the [B·n·P, d+1] Jacobian."""
+        _, A, kap, qk, Adv = forward(xa)
+        B, H, P = A.shape
+        G = Gt[0]
+        GO = torch.einsum("hed,dn->hen", WO, G[:-1])                       # [h, e, n]
+        U = torch.einsum("hie,hen->hin", WV, GO)                           # [h, i, n]
+        rho = torch.einsum("bhse,hen->bhsn", Adv, GO)                      # [B, h, P, n]
+        Res = torch.cat([G[:-1], G[-1:] + (bO @ G[:-1])[None]], 0)         # [i, n]
+        Rt = rho.reshape(B, H * P, -1)                                     # [B, m=(h,s'), n]
+        Qt = qk.permute(0, 3, 1, 2).reshape(B, -1, H * P)                  # [B, i, m]
+        # (a) value-value: Σ_{h,k} (Σ_{b,s} A_bhs A_bks) U_h U_kᵀ
+        M = torch.einsum("hk,hin,kjn->ij", torch.einsum("bhs,bks->hk", A, A), U, U)
+        # (b) value-key: Σ_h U_h Σ_{b,k} (Σ_s A_bhs ρ_bks) κ_bkᵀ, and its transpose
+        Z = torch.einsum("bhkn,bki->hni", torch.einsum("bhs,bksn->bhkn", A, rho), kap)
+        tb = torch.einsum("hin,hnj->ij", U, Z)
+        # (c) key-key: Σ_b Σ_{k,l} κ_bk (Σ_s ρ_bks·ρ_bls) κ_blᵀ
+        tc = torch.einsum("bli,blj->ij", torch.einsum("bkl,bki->bli", torch.einsum("bksn,blsn->bkl", rho, rho),
+                                                       kap), kap)
+        # (d) last-position cross terms X_L T3ᵀ with X_L = T1_L + T2_L
+        V = torch.einsum("bh,hin->bin", A[:, :, -1], U)                   # Σ_h A_bhL U_h   [B, i, n]
+        Y = V @ Rt.transpose(1, 2) + torch.einsum("bki,bkm->bim", kap,
+                                                  torch.einsum("bkn,bmn->bkm", rho[:, :, -1], Rt))
+        XL_sum = V.sum(0) + torch.einsum("bki,bkn->in", kap, rho[:, :, -1])
+        td = torch.einsum("bim,bjm->ij", Y, Qt) + XL_sum @ Res.T
+        # (e) T3 T3ᵀ
+        QPP = torch.einsum("bim,bmk->bik", Qt, Rt @ Rt.transpose(1, 2))
+        te2 = torch.einsum("bim,bmj->ij", Qt, torch.einsum("bmn,jn->bmj", Rt, Res))
+        te = torch.einsum("bik,bjk->ij", QPP, Qt) + te2 + te2.T + B * (Res @ Res.T)
+        return M + tb + tb.T + tc + td + td.T + te
+    m_dash.positions = True
+
+    def edge_w(xa: Tensor, xhat: Tensor, Gt: Tensor, R: Tensor) -> Tensor:
+        """w[b, r, n] = Σ_s J[b, n, s, r] x̂[b, s, r] for the squared edges (J w.r.t. the rotated input ẑ, x = ẑR),
+        contracted over positions path by path instead of forming J [B, n, P, r]."""
+        _, A, kap, qk, Adv = forward(xa)
+        G = Gt[0]
+        GO = torch.einsum("hed,dn->hen", WO, G[:-1])
+        Ut = torch.einsum("hre,hen->hrn", torch.einsum("ri,hie->hre", R, WV), GO)
+        rho = torch.einsum("bhse,hen->bhsn", Adv, GO)
+        Res = torch.cat([G[:-1], G[-1:] + (bO @ G[:-1])[None]], 0)
+        w = torch.einsum("bhr,hrn->brn", torch.einsum("bhs,bsr->bhr", A, xhat), Ut)                # value path
+        w += torch.einsum("bhr,bhrn->brn", kap @ R.T, torch.einsum("bsr,bhsn->bhrn", xhat, rho))  # key path
+        last = torch.einsum("bhsr,bhsn->brn", qk @ R.T, rho) + R @ Res                            # query, residual
+        return w + xhat[:, -1, :, None] * last
+    step.m_dash = m_dash
+    step.edge_w = edge_w
     return step
 
 

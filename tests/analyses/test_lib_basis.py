@@ -134,8 +134,11 @@ def test_basis_identities(modadd_small, basis):
 
 
 def test_closed_form_build_equals_autodiff_build(modadd_small):
-    """Whole build (Hadamard-form MLP M', input-rotated edge Jacobians) equals the torch.func build."""
+    """Whole build (closed-form attention and Hadamard-form MLP M', path-wise attention edges, input-rotated MLP
+    edge Jacobians) equals the torch.func build."""
     _, lm, x = modadd_small
+    attn, mlp = lm.sections[0], lm.sections[1]
+    assert attn.m_dash is not None and attn.edge_w is not None and mlp.m_dash is not None  # the fast paths run
     La, Ea = lib_build(lm, x[:120], method="vmap")
     Lb, Eb = lib_build(lm, x[:120], method="auto")
     for a, b in zip(La, Lb):
