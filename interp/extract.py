@@ -85,7 +85,10 @@ def _validate(cfg: ExtractConfig) -> None:
 def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str, rank: int) -> Manifest | None:
     """The existing manifest to resume from, or None for a fresh start; refuse to clobber anything else."""
     has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
-    if not has_cache and any(p for p in out.iterdir() if not p.name.startswith(".lock")):
+    # interp's own lock and half-written temporaries (an atomic write cut short by a kill; removed after the
+    # barrier below) do not make a folder "somebody else's"
+    ours = lambda p: p.name.startswith(".lock") or (p.name.startswith(".") and p.name.endswith(".tmp"))  # noqa: E731
+    if not has_cache and any(p for p in out.iterdir() if not ours(p)):
         # Never delete files interp did not write, --overwrite or not.
         raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
     if has_cache and cfg.overwrite:
@@ -197,6 +200,8 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
                                                   n_blocks)
                 manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
                                                           "rows_per_block": rows_per_block}
+                if not manifest.shards:  # claim the folder before the first shard lands: a kill between that
+                    manifest.save(out, manifest_name)  # shard and its listing must still leave a resumable cache
             if len(buffer) < blocks_per_shard and block_start + len(buffer) < n_blocks:
                 continue
             shard = torch.tensor(buffer, dtype=torch.long)
