@@ -67,7 +67,7 @@ def worker(a) -> None:
     hook = f"gpt_neox.layers.{n_layers - 1}"
     cfg = ExtractConfig(out=a.out_dir, model=f"random-{a.size}", data=a.data, tokens=a.tokens, ctx=a.ctx,
                         batch_size=a.batch_size, dtype="bfloat16", hooks=[hook], device=device, overwrite=True,
-                        shard_mb=256)
+                        shard_mb=a.shard_mb)
     # warm-up on a few blocks (CUDA context, kernels) outside the timed run
     with torch.inference_mode():
         model(torch.zeros(a.batch_size, a.ctx, dtype=torch.long, device=device))
@@ -106,6 +106,7 @@ def driver(a) -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
                str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
                "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
+               "--shard-mb", str(a.shard_mb),
                "--device", a.device]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -124,7 +125,7 @@ def driver(a) -> None:
              f"Command: `python {' '.join(sys.argv)}`  ",
              f"Machine: {results[0]['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
              f"(GPT-NeoX, {prec}), hook: last layer output, {results[0]['tokens']:,} tokens in blocks of {a.ctx}, "
-             f"batch {a.batch_size} per rank, cache written to {a.workdir}; input "
+             f"batch {a.batch_size} per rank, {a.shard_mb:g} MB shards, cache written to {a.workdir}; input "
              f"{'pre-tokenized (.npy)' if a.pretokenize else 'text tokenized in every rank'}.", "",
              "| processes | seconds | tokens/s | speed-up | scaling efficiency |", "|---|---|---|---|---|"]
     for r, n in zip(results, a.gpus):
@@ -151,6 +152,7 @@ def main() -> None:
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--gpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--size", default="pythia-1b", choices=list(SIZES))
+    ap.add_argument("--shard-mb", type=float, default=64.0, help="shard size (interp extract's default: 64)")
     ap.add_argument("--tokens", type=int, default=1 << 20)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)

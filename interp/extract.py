@@ -204,20 +204,20 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
                     manifest.save(out, manifest_name)  # shard and its listing must still leave a resumable cache
             if len(buffer) < blocks_per_shard and block_start + len(buffer) < n_blocks:
                 continue
-            shard = torch.tensor(buffer, dtype=torch.long)
-            buffer = []
-            k, block_stop = shard_index, block_start + len(shard)
+            blocks, buffer = buffer, []
+            k, block_stop = shard_index, block_start + len(blocks)
             rows = (block_start * rows_per_block, block_stop * rows_per_block)
             if k in done:
                 if k == max(done):
-                    _check_resumed_tokens(out, done[k], shard, capturer.positions)
+                    _check_resumed_tokens(out, done[k], torch.tensor(blocks, dtype=torch.long), capturer.positions)
                 resumed += 1
-            elif k % world == rank:
+            elif k % world == rank:  # other ranks' shards cost only the walk over their blocks
+                shard = torch.tensor(blocks, dtype=torch.long)
                 arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all)
                 writer.submit(k, rows, (block_start, block_stop), arrays)
                 written += 1
             if bar is not None:
-                bar.update(len(shard) * cfg.ctx)
+                bar.update(len(blocks) * cfg.ctx)
             shard_index, block_start = shard_index + 1, block_stop
         if block_start < n_blocks:
             raise CacheError(f"the token source ran out after {block_start * cfg.ctx:,} of "
