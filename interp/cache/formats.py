@@ -28,6 +28,8 @@ class Format:
     defaults: dict[str, Any] = field(default_factory=dict)
     # Optional fast path: decode only rows [a, b) of a shard (dense slices the memory map before copying).
     decode_rows: Callable[[dict[str, np.ndarray], dict, int, int], torch.Tensor] | None = None
+    # Optional fast path for arbitrary rows: decode only rows `local` (int64 array, any order, repeats) of a shard.
+    gather_rows: Callable[[dict[str, np.ndarray], dict, np.ndarray], torch.Tensor] | None = None
     # Optional check of a hook's spec against its captured row shape, run before any shard is written:
     # check(hook, row_shape, spec) raises an InterpError (e.g. an SAE whose d_in is not the hook's width).
     check: Callable[[str, tuple[int, ...], dict], None] | None = None
@@ -72,6 +74,10 @@ def _dense_decode_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int
     return from_storage(arrays["data"][a:b], spec["dtype"])
 
 
+def _dense_gather_rows(arrays: dict[str, np.ndarray], spec: dict, local: np.ndarray) -> torch.Tensor:
+    return from_storage(np.asarray(arrays["data"][local]), spec["dtype"])
+
+
 def _dense_check(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None:
     data = arrays["data"]
     if data.shape != (n_rows, *spec["shape"]) or data.dtype != STORAGE[spec["dtype"]][1]:
@@ -79,4 +85,5 @@ def _dense_check(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None
                          f"{[n_rows, *spec['shape']]}")
 
 
-register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows, check_arrays=_dense_check))
+register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows,
+                gather_rows=_dense_gather_rows, check_arrays=_dense_check))

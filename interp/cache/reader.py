@@ -14,7 +14,7 @@ import torch
 
 from interp.cache.formats import get as get_format
 from interp.cache.manifest import MANIFEST, Manifest, ShardRecord
-from interp.cache.shards import check_file, from_storage, open_npy, shard_file
+from interp.cache.shards import check_file, open_npy, shard_file
 from interp.errors import CacheCorruptError, CacheError, ConfigError
 
 VERIFY_MODES = ("lazy", "size", "none")
@@ -87,6 +87,13 @@ class CacheReader:
             self._maps[name] = open_npy(path)
         return self._maps[name]
 
+    def shard_arrays(self, hook: str, index: int) -> dict[str, np.ndarray]:
+        """The memory-mapped role arrays ({"data"}, or {"idx", "val"(, "crow")} for sparse formats) of shard
+        `index` of `hook`, checked against the manifest: what format-aware readers (sparse, kernels) build on."""
+        if not 0 <= index < len(self.shards):
+            raise ConfigError(f"shard {index} is outside [0, {len(self.shards)})")
+        return self._arrays(hook, self.shards[index])
+
     def _arrays(self, hook: str, shard: ShardRecord) -> dict[str, np.ndarray]:
         spec = self.spec(hook)
         fmt = get_format(spec["format"])
@@ -152,10 +159,11 @@ class CacheReader:
             sel = np.nonzero(shard_of == i)[0]
             local = rows[sel] - self.offsets[i]
             arrays = self._arrays(hook, self.shards[int(i)])
-            if spec["format"] == "dense":
-                part = from_storage(np.asarray(arrays["data"][local]), spec["dtype"])
+            fmt = get_format(spec["format"])
+            if fmt.gather_rows is not None:  # only the asked rows leave the memory map (sparse ones included)
+                part = fmt.gather_rows(arrays, spec, local)
             else:
-                part = get_format(spec["format"]).decode(arrays, spec)[torch.as_tensor(local)]
+                part = fmt.decode(arrays, spec)[torch.as_tensor(local)]
             if out is None:
                 out = torch.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
             out[torch.as_tensor(sel)] = part

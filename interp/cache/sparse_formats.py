@@ -173,6 +173,26 @@ def _csr_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> Spar
 _ROWS = {"topk": _topk_rows, "threshold": _csr_rows}
 
 
+def _topk_gather(arrays: dict[str, np.ndarray], spec: dict, local: np.ndarray) -> SparseActs:
+    idx = torch.from_numpy(np.asarray(arrays["idx"][local])).to(torch.int32)
+    return SparseActs(idx, from_storage(np.asarray(arrays["val"][local]), spec["dtype"]), int(spec["d_sae"]))
+
+
+def _csr_gather(arrays: dict[str, np.ndarray], spec: dict, local: np.ndarray) -> SparseActs:
+    """CSR rows `local` (any order, repeats): read only their entries from the memory-mapped idx/val."""
+    crow = np.asarray(arrays["crow"])
+    starts, lens = crow[local], crow[local + 1] - crow[local]
+    new_crow = np.zeros(len(local) + 1, dtype=np.int64)
+    np.cumsum(lens, out=new_crow[1:])
+    flat = np.arange(int(new_crow[-1]), dtype=np.int64) + np.repeat(starts - new_crow[:-1], lens)
+    idx = torch.from_numpy(np.asarray(arrays["idx"][flat])).to(torch.int32)
+    val = from_storage(np.asarray(arrays["val"][flat]), spec["dtype"])
+    return SparseActs(idx, val, int(spec["d_sae"]), torch.from_numpy(new_crow))
+
+
+_GATHER = {"topk": _topk_gather, "threshold": _csr_gather}
+
+
 def _dense_rows(kind: str):
     def rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> torch.Tensor:
         return _ROWS[kind](arrays, spec, a, b).to_dense()
@@ -181,12 +201,15 @@ def _dense_rows(kind: str):
         n = len(arrays["idx"]) if kind == "topk" else len(arrays["crow"]) - 1
         return rows(arrays, spec, 0, n)
 
-    return whole, rows
+    def gather(arrays: dict[str, np.ndarray], spec: dict, local: np.ndarray) -> torch.Tensor:
+        return _GATHER[kind](arrays, spec, local).to_dense()
+
+    return whole, rows, gather
 
 
 for _kind, _enc, _roles in (("topk", _topk_encode, ("idx", "val")), ("threshold", _csr_encode, ("crow", "idx", "val"))):
-    _whole, _rows = _dense_rows(_kind)
-    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows, check=check_sae_width,
+    _whole, _rows, _gather = _dense_rows(_kind)
+    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows, gather_rows=_gather, check=check_sae_width,
                     validate=validate_spec, check_arrays=_check_arrays))
 
 
@@ -201,11 +224,11 @@ def read_sparse(reader: Any, hook: str, start: int = 0, stop: int | None = None)
     if not 0 <= start <= stop:
         raise ConfigError(f"row range [{start}, {stop}) is outside [0, {reader.n_rows})")
     parts = []
-    for i, shard in enumerate(reader.shards):
+    for i in range(len(reader.shards)):
         lo, hi = int(reader.offsets[i]), int(reader.offsets[i + 1])
         if hi <= start or lo >= stop:
             continue
-        arrays = reader._arrays(hook, shard)  # verified, memory-mapped role arrays of this shard
+        arrays = reader.shard_arrays(hook, i)  # verified, memory-mapped role arrays of this shard
         parts.append(_ROWS[kind](arrays, spec, max(start, lo) - lo, min(stop, hi) - lo))
     if not parts:
         vdt = VALUE_TORCH[spec["dtype"]]

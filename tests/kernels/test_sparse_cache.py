@@ -131,3 +131,25 @@ def test_feature_index_and_stats_over_the_cache(sparse_cache, tmp_path):
     # on the CPU the streamer yields batches unchanged
     batches = list(iter_sparse_batches(reader, HOOK, 500))
     assert [b.idx.data_ptr() for b in stream_to_device(iter(batches), "cpu")] == [b.idx.data_ptr() for b in batches]
+
+
+def test_gather_decodes_only_the_asked_rows(sparse_cache, tmp_path, tiny_model, text_file, monkeypatch):
+    """gather on top-k and CSR hooks equals the densified rows (any order, repeats, across shards) and never
+    densifies a whole shard."""
+    import interp.cache.formats as formats
+
+    reader = open_cache(sparse_cache)
+    rows = np.array([1023, 0, 517, 5, 5, 300, 999])
+    ref = reader.read(HOOK)[torch.as_tensor(rows)]
+    hooks, fmts = sparse_hook_formats(tiny_model, ["blocks.0.hook_resid_post"], "threshold", threshold=0.8)
+    cfg = ExtractConfig(out=str(tmp_path / "csr"), model="tiny", data=str(text_file), tokens=512, ctx=32,
+                        batch_size=8, shard_mb=0.01, hooks=hooks, formats=fmts)
+    extract(cfg, model=tiny_model, progress=False)
+    csr = open_cache(tmp_path / "csr")
+    csr_rows = np.array([511, 3, 3, 260, 0])
+    csr_ref = csr.read(hooks[0])[torch.as_tensor(csr_rows)]
+    for name in ("topk", "threshold"):  # whole-shard decoding is now an error
+        monkeypatch.setattr(formats.get(name), "decode", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert torch.equal(reader.gather(HOOK, rows), ref)
+    assert torch.equal(csr.gather(hooks[0], csr_rows), csr_ref)
+    assert set(reader.shard_arrays(HOOK, 0)) == {"idx", "val"}
