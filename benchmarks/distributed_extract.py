@@ -27,6 +27,9 @@ SIZES = {  # (hidden, layers, heads, d_mlp)
 }
 
 
+PHASES = ("seconds", "setup", "capture", "encode", "writer_wait", "drain", "finish", "other")
+
+
 def build_model(size: str, device: str, dtype):
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -78,6 +81,7 @@ def worker(a) -> None:
     summary = extract(cfg, model=model, progress=False)
     distributed.barrier()
     seconds = time.perf_counter() - t0
+    Path(a.out_dir, f"timing.rank{rank}.json").write_text(json.dumps({"seconds": seconds, **summary.timings}))
     if rank == 0:
         Path(a.out_dir, "timing.json").write_text(json.dumps(
             {"world": world, "seconds": seconds, "tokens": summary.n_tokens, "rows": summary.n_rows,
@@ -115,6 +119,7 @@ def driver(a) -> None:
             raise SystemExit(f"run with {n} processes failed")
         timing = json.loads((out / "timing.json").read_text())
         timing["wall_with_startup"] = time.perf_counter() - t0
+        timing["ranks"] = [json.loads(p.read_text()) for p in sorted(out.glob("timing.rank*.json"))]
         results.append(timing)
         print(f"{n} process(es): {timing['seconds']:.2f} s, {timing['tokens'] / timing['seconds']:,.0f} tokens/s",
               flush=True)
@@ -132,7 +137,11 @@ def driver(a) -> None:
         tps = r["tokens"] / r["seconds"]
         lines.append(f"| {n} | {r['seconds']:.2f} | {tps:,.0f} | {tps / (base * a.gpus[0]):.2f}x | "
                      f"{tps / (base * n):.2f} |")
-    lines += ["", f"Shards of the {a.gpus[0]}- and {a.gpus[-1]}-process caches identical: {identical}."]
+    lines += ["", f"Shards of the {a.gpus[0]}- and {a.gpus[-1]}-process caches identical: {identical}.", "",
+              "Seconds by phase of `extract` (ExtractSummary.timings; max over ranks):", "",
+              "| processes | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
+    for r, n in zip(results, a.gpus):
+        lines.append(f"| {n} | " + " | ".join(f"{max(t.get(p, 0.0) for t in r['ranks']):.2f}" for p in PHASES) + " |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -62,6 +62,11 @@ class ExtractSummary:
     tokens_per_s: float
     shards_written: int
     shards_resumed: int
+    # wall seconds by phase of this rank's run: "setup" (model, hooks, lock, folder checks), "capture" (forward
+    # passes, host copies, NaN checks), "encode", "writer_wait" (submit blocked on a full writer queue), "drain"
+    # (last shards reaching disk), "finish" (manifest, barrier and merge under torchrun), "other" (block walk,
+    # layout probe, tokens)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"{self.n_tokens:,} tokens, {self.n_rows:,} rows, {self.n_shards} shards "
@@ -127,6 +132,7 @@ def _shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], i
 
 def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
     """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input."""
+    t_start = time.perf_counter()
     _validate(cfg)
     rank, world = distributed.rank_world()
     out = Path(cfg.out)
@@ -165,8 +171,11 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         distributed.barrier()
         for tmp in out.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-        return _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
-                    rows_per_block, n_blocks, progress)
+        setup = time.perf_counter() - t_start  # model, hooks, lock, folder checks, first barrier
+        summary = _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
+                       rows_per_block, n_blocks, progress)
+        summary.timings = {"setup": round(setup, 4), **summary.timings}
+        return summary
     finally:
         lock.release()
 
@@ -186,6 +195,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
 
         bar = tqdm(total=n_blocks * cfg.ctx, unit="tok", unit_scale=True, desc="extract", dynamic_ncols=True)
     written = resumed = 0
+    timings = dict.fromkeys(("capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
     blocks_per_shard = manifest.layout.get("blocks_per_shard")
     try:
         buffer: list[list[int]] = []
@@ -213,8 +223,11 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
                 resumed += 1
             elif k % world == rank:  # other ranks' shards cost only the walk over their blocks
                 shard = torch.tensor(blocks, dtype=torch.long)
-                arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all)
+                arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all,
+                                        timings)
+                t = time.perf_counter()
                 writer.submit(k, rows, (block_start, block_stop), arrays)
+                timings["writer_wait"] += time.perf_counter() - t
                 written += 1
             if bar is not None:
                 bar.update(len(blocks) * cfg.ctx)
@@ -226,13 +239,19 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     finally:
         if bar is not None:
             bar.close()
+        t = time.perf_counter()
         writer.close()
+        timings["drain"] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
-    _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written)
+    timings["other"] = max(0.0, seconds - sum(v for k, v in timings.items() if k not in ("finish", "other")))
+    t = time.perf_counter()
+    _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written, timings)
+    timings["finish"] = time.perf_counter() - t
     final = Manifest.load(out) if (out / MANIFEST).is_file() else manifest
     total = sum(f["bytes"] for s in final.shards for f in s.files.values())
     return ExtractSummary(str(out), n_blocks * cfg.ctx, final.n_rows, len(final.shards), total, seconds,
-                          written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed)
+                          written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed,
+                          {k: round(v, 4) for k, v in timings.items()})
 
 
 def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
@@ -251,7 +270,8 @@ def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     return specs, min(batches * cfg.batch_size, max(n_blocks, 1))
 
 
-def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, pos_all):
+def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, pos_all, timings=None):
+    t = time.perf_counter()
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in capturer.names}
     device = next(iter(capturer.model.parameters())).device
     token_rows = []
@@ -266,8 +286,12 @@ def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, 
         keep = seq < n
         seq, pos = seq[keep], pos[keep]
         token_rows.append(torch.stack([batch[seq, pos], seq + block_start + b0, pos], dim=1))
+    t1 = time.perf_counter()
     arrays = _shard_arrays(rows, specs, k)
     arrays[shard_file("tokens", k)] = torch.cat(token_rows).numpy().astype(np.int64)
+    if timings is not None:
+        timings["capture"] += t1 - t
+        timings["encode"] += time.perf_counter() - t1
     return arrays
 
 
@@ -290,10 +314,11 @@ def _check_resumed_tokens(out, record, shard, positions) -> None:
                          hint="restore the original data, or pass --overwrite")
 
 
-def _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written) -> None:
+def _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, written, timings=None) -> None:
     """Mark the cache complete; under torchrun rank 0 merges the per-rank manifests after a barrier."""
     manifest.summary = {"n_tokens": n_blocks * cfg.ctx, "seconds_last_run": round(seconds, 3),
-                        "shards_written_last_run": written, "config": asdict(cfg)}
+                        "shards_written_last_run": written, "config": asdict(cfg),
+                        "timings_last_run": {k: round(v, 3) for k, v in (timings or {}).items() if k != "finish"}}
     if world == 1:
         manifest.status = "complete"
         manifest.save(out, manifest_name)

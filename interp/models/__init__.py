@@ -11,6 +11,7 @@ transformer-lens stays behind this package: a move to TransformerBridge changes 
 from __future__ import annotations
 
 import difflib
+import sys
 from pathlib import Path
 
 import torch
@@ -116,11 +117,10 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
 
 def is_transformer(model: torch.nn.Module) -> bool:
     """True for transformer-lens HookedTransformers (hook names are TL names, inputs are token ids)."""
-    try:
-        from transformer_lens import HookedTransformer
-    except ImportError:  # plain nn.Module use works without transformer-lens installed
-        return False
-    return isinstance(model, HookedTransformer)
+    # a HookedTransformer instance implies transformer-lens is imported: checking sys.modules spares a plain
+    # nn.Module run the 1-2 s import (and works without transformer-lens installed)
+    tl = sys.modules.get("transformer_lens")
+    return tl is not None and isinstance(model, tl.HookedTransformer)
 
 
 def model_id(model: torch.nn.Module) -> str:

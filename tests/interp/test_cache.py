@@ -180,3 +180,16 @@ def test_plain_module_extraction_stores_token_rows(tmp_path):
     ref = grabbed[0]
     assert reader.shape("gpt_neox.layers.1") == (32,)
     assert torch.allclose(reader.read("gpt_neox.layers.1"), ref.reshape(-1, 32), atol=1e-5)
+
+
+def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
+    """ExtractSummary.timings splits the run's wall time into phases that add up to it (and the manifest keeps
+    them), so a slow extraction says where its time went."""
+    s = extract(_cfg(tmp_path / "t", tiny_neox_dir, text_file), progress=False)
+    t = s.timings
+    assert set(t) == {"setup", "capture", "encode", "writer_wait", "drain", "finish", "other"}
+    assert min(t.values()) >= 0 and t["capture"] > 0
+    inside = t["capture"] + t["encode"] + t["writer_wait"] + t["drain"] + t["other"]
+    assert abs(inside - s.seconds) <= 0.01 * s.seconds + 2e-3
+    kept = json.loads((tmp_path / "t" / "manifest.json").read_text())["summary"]["timings_last_run"]
+    assert kept["capture"] == round(t["capture"], 3)
