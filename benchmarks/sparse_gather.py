@@ -296,8 +296,11 @@ def gemv_configs(m: int) -> list[dict]:
     two_pass = [{"KERNEL": "two_pass", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw}
                 for bm in (8, 16, 32, 64) for bn in (128, 256, 512) for sp in (16, 32, 64, 128) for nw in (2, 4, 8)
                 if m // sp >= bm and 512 * nw <= bm * bn <= 2048 * nw]
+    # longer contiguous pieces of each W row per program (DRAM locality): the session-2 best tile walking 2-16 tiles
+    walks = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": sp, "num_warps": nw, "N_TILES": nt}
+             for sp in (32, 64, 128) for nw in (2, 4) for nt in (2, 4, 8, 16)]
     atomic = [{"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
-    return two_pass + atomic
+    return two_pass + walks + atomic
 
 
 def linear(quick: bool) -> None:

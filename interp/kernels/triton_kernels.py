@@ -206,7 +206,7 @@ def _sparse_gemv_kernel(x_ptr, wt_ptr, bias_ptr, y_ptr, B, M, N, stride_xb, stri
 @triton.jit
 def _sparse_gemv_partial_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, M, N, stride_wm, threshold,
                                 K_PER: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
-                                BLOCK_N: tl.constexpr):
+                                BLOCK_N: tl.constexpr, N_TILES: tl.constexpr):
     """One row, two-pass split-K: out[pid_k, ntile] = Σ_{m in chunk} x[m]·[|x[m]| > t]·Wt[m, ntile].
 
     The chunk's K_PER // BLOCK_M steps are unrolled, so every x load and masked W load can be issued before the
@@ -215,21 +215,22 @@ def _sparse_gemv_partial_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, M, N, stride_w
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = offs_n < N
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for i in tl.static_range(K_PER // BLOCK_M):
-        offs_m = pid_k * K_PER + i * BLOCK_M + tl.arange(0, BLOCK_M)
-        mmask = offs_m < M
-        x = tl.load(x_ptr + offs_m, mask=mmask, other=0.0).to(tl.float32)
-        on = (tl.abs(x) > threshold) & mmask
-        w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
-                    mask=on[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
-        acc += w.to(tl.float32) * tl.where(on, x, 0.0)[:, None]
-    part = tl.sum(acc, axis=0)
-    if HAS_BIAS:
-        part += tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + pid_k.to(tl.int64) * N + offs_n, part.to(out_ptr.dtype.element_ty), mask=nmask)
+    for j in range(N_TILES):  # N_TILES > 1: one program walks longer contiguous pieces of its W rows
+        offs_n = (pid_n * N_TILES + j) * BLOCK_N + tl.arange(0, BLOCK_N)
+        nmask = offs_n < N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for i in tl.static_range(K_PER // BLOCK_M):
+            offs_m = pid_k * K_PER + i * BLOCK_M + tl.arange(0, BLOCK_M)
+            mmask = offs_m < M
+            x = tl.load(x_ptr + offs_m, mask=mmask, other=0.0).to(tl.float32)
+            on = (tl.abs(x) > threshold) & mmask
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=on[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc += w.to(tl.float32) * tl.where(on, x, 0.0)[:, None]
+        part = tl.sum(acc, axis=0)
+        if HAS_BIAS:
+            part += tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
+        tl.store(out_ptr + pid_k.to(tl.int64) * N + offs_n, part.to(out_ptr.dtype.element_ty), mask=nmask)
 
 
 @triton.jit
@@ -255,10 +256,11 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
     y = torch.empty(1, n, dtype=x.dtype, device=x.device)
     out = y if split == 1 else torch.empty(split, n, dtype=torch.float32, device=x.device)
     b = bias if bias is not None else wt
-    grid = (triton.cdiv(n, cfg["BLOCK_N"]), split)
+    n_tiles = max(1, int(cfg.get("N_TILES", 1)))
+    grid = (triton.cdiv(n, cfg["BLOCK_N"] * n_tiles), split)
     _sparse_gemv_partial_kernel[grid](x, wt, out, b, m, n, wt.stride(0), float(threshold), K_PER=k_per,
                                       HAS_BIAS=bias is not None and split == 1, BLOCK_M=bm,
-                                      BLOCK_N=cfg["BLOCK_N"], num_warps=cfg["num_warps"])
+                                      BLOCK_N=cfg["BLOCK_N"], N_TILES=n_tiles, num_warps=cfg["num_warps"])
     if split > 1:
         _sum_partials_kernel[(triton.cdiv(n, 1024),)](out, b, y, n, SPLIT=split, HAS_BIAS=bias is not None,
                                                       BLOCK=1024, num_warps=4)

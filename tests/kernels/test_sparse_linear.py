@@ -110,7 +110,8 @@ def test_fp16_atomic_output_path():
 @pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
 @pytest.mark.parametrize("config", [{"SPLIT_K": 1, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1},
                                     {"SPLIT_K": 5, "BLOCK_M": 16, "BLOCK_N": 64, "num_warps": 2},
-                                    {"SPLIT_K": 64, "BLOCK_M": 8, "BLOCK_N": 16, "num_warps": 1}])
+                                    {"SPLIT_K": 64, "BLOCK_M": 8, "BLOCK_N": 16, "num_warps": 1},
+                                    {"SPLIT_K": 4, "BLOCK_M": 16, "BLOCK_N": 16, "N_TILES": 3, "num_warps": 1}])
 def test_two_pass_batch1_kernel_matches_float64(config):
     """The batch-1 two-pass split-K kernel (partials + reduction, bias once) against float64, ragged sizes."""
     g = torch.Generator().manual_seed(11)
