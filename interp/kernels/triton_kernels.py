@@ -12,6 +12,18 @@ import triton.language as tl
 from torch import Tensor
 
 
+@triton.jit
+def _row_range(crow_ptr, row, k, IS_CSR: tl.constexpr):
+    """[start, end) of a row's entries: CSR offsets, or k per row for top-k."""
+    if IS_CSR:
+        start = tl.load(crow_ptr + row)
+        end = tl.load(crow_ptr + row + 1)
+    else:
+        start = row * k
+        end = start + k
+    return start, end
+
+
 # ---------------------------------------------------------------------------------------------- decode
 @triton.jit
 def _decode_kernel(idx_ptr, val_ptr, crow_ptr, w_ptr, bias_ptr, out_ptr,
@@ -28,12 +40,7 @@ def _decode_kernel(idx_ptr, val_ptr, crow_ptr, w_ptr, bias_ptr, out_ptr,
     for r in tl.static_range(ROWS):
         row = pid_r * ROWS + r
         if row < n_rows:
-            if IS_CSR:
-                start = tl.load(crow_ptr + row)
-                end = tl.load(crow_ptr + row + 1)
-            else:
-                start = row * k
-                end = start + k
+            start, end = _row_range(crow_ptr, row, k, IS_CSR)
             acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
             for s in range(start, end, BLOCK_K):
                 offs_k = s + tl.arange(0, BLOCK_K)
@@ -85,12 +92,7 @@ def _gather_features_kernel(idx_ptr, val_ptr, crow_ptr, pos_ptr, out_ptr, n_rows
                             IS_CSR: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[r, pos[idx[r, j]]] = val[r, j] wherever the latent was requested (pos ≥ 0); values are copied as is."""
     row = tl.program_id(0).to(tl.int64)
-    if IS_CSR:
-        start = tl.load(crow_ptr + row)
-        end = tl.load(crow_ptr + row + 1)
-    else:
-        start = row * k
-        end = start + k
+    start, end = _row_range(crow_ptr, row, k, IS_CSR)
     for s in range(start, end, BLOCK_K):
         offs = s + tl.arange(0, BLOCK_K)
         m = offs < end
