@@ -10,7 +10,6 @@ activations from interp's cache or any tensor source (wandb off, no hub datasets
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -172,22 +171,6 @@ def _norm_scaling_factor(data: Iterator[torch.Tensor], d_in: int, n_batches: int
     return (d_in ** 0.5) / (total / count)
 
 
-def _rank_provider(reader: Any, hook: str, batch_size: int, seed: int, rank: int,
-                   world: int) -> Iterator[torch.Tensor]:
-    """This rank's share of reader.activation_provider(hook, batch_size·world, seed): endless float32 batches, the
-    same number per epoch on every rank, reading only this rank's rows."""
-    per_epoch = reader.n_rows // (batch_size * world)
-    if per_epoch == 0:
-        raise ConfigError(f"{reader.n_rows} rows are fewer than one global batch of {world} x {batch_size}",
-                          hint="lower the batch size")
-    epoch = 0
-    while True:
-        yield from itertools.islice(reader.iter_batches(hook, batch_size, shuffle=True, seed=seed + epoch,
-                                                        drop_last=True, dtype=torch.float32, rank=rank,
-                                                        world=world), per_epoch)
-        epoch += 1
-
-
 def _data_parallel_trainer(base: type, world: int) -> type:
     """SAETrainer whose dead-feature state follows the global batch: a feature is dead when it fired on no rank."""
     import torch.distributed as dist
@@ -264,9 +247,7 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
             raise ConfigError(f"cache {batches} has no hook {hook}", hint=f"cached hooks: {', '.join(reader.hooks)}")
 
         def make_iter() -> Iterator[torch.Tensor]:
-            if world == 1:
-                return reader.activation_provider(hook, batch_size, seed=seed)
-            return _rank_provider(reader, hook, batch_size, seed, rank, world)
+            return reader.activation_provider(hook, batch_size, seed=seed, rank=rank, world=world)
     elif isinstance(batches, torch.Tensor):
         acts = batches
 

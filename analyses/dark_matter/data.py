@@ -101,7 +101,11 @@ def load_index(folder: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"no SAE index at {path}",
                           hint="build them: python -m analyses.dark_matter.build_saes, or pass saes=<folder>")
-    index = json.loads(path.read_text())
-    for e in index.get("saes", []):
-        e["abs_path"] = str(folder / e["path"])
+    try:
+        index = json.loads(path.read_text())
+        for e in index.get("saes", []):
+            e["abs_path"] = str(folder / e["path"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError covers JSON and UTF-8 errors
+        raise ConfigError(f"SAE index {path} is damaged ({type(err).__name__}: {err})",
+                          hint="rebuild it: python -m analyses.dark_matter.build_saes, or pass saes=<folder>") from None
     return index

@@ -6,6 +6,7 @@ first time it is opened: its size always, its sha256 too unless verify="size".
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,13 +203,21 @@ class CacheReader:
             x = self.gather(hook, order[b0 - start: b1 - start]) if order is not None else self.read(hook, b0, b1)
             yield x if dtype is None else x.to(dtype)
 
-    def activation_provider(self, hook: str, batch_size: int = 4096, seed: int = 0,
-                            epochs: int | None = None) -> Iterator[torch.Tensor]:
-        """Endless (or `epochs`-long) shuffled float32 batches, the DataProvider sae-lens' SAETrainer takes."""
+    def activation_provider(self, hook: str, batch_size: int = 4096, seed: int = 0, epochs: int | None = None,
+                            rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+        """Endless (or `epochs`-long) shuffled float32 batches, the DataProvider sae-lens' SAETrainer takes.
+
+        With world > 1 each rank gets `batch_size` rows of every global batch of world·batch_size rows of the shared
+        seeded permutation (the same number of batches per epoch on every rank), reading only its own rows."""
+        if world > 1 and self.n_rows < batch_size * world:
+            raise ConfigError(f"{self.n_rows} rows are fewer than one global batch of {world} x {batch_size}",
+                              hint="lower the batch size")
+        per_epoch = self.n_rows // (batch_size * world)
         epoch = 0
         while epochs is None or epoch < epochs:
-            yield from self.iter_batches(hook, batch_size, shuffle=True, seed=seed + epoch, drop_last=True,
-                                         dtype=torch.float32)
+            batches = self.iter_batches(hook, batch_size, shuffle=True, seed=seed + epoch, drop_last=True,
+                                        dtype=torch.float32, rank=rank, world=world)
+            yield from (batches if world == 1 else itertools.islice(batches, per_epoch))
             epoch += 1
 
     def to_hf_dataset(self, hook: str, path: str | Path | None = None):

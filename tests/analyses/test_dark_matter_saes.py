@@ -105,3 +105,15 @@ def test_effective_decoder_matches_decode(rescale: bool) -> None:
         assert torch.allclose(sae.decode(f), f @ D + b, atol=1e-4)
     if not rescale:
         assert torch.allclose(D, sae.W_dec.detach()) and torch.allclose(b, sae.b_dec.detach())
+
+
+def test_damaged_sae_index_is_a_typed_error(tmp_path):
+    from analyses.dark_matter.data import load_index
+    from interp.errors import ConfigError
+
+    (tmp_path / "index.json").write_bytes(b'{"saes": [{"name": "x"}')
+    with pytest.raises(ConfigError, match="damaged"):
+        load_index(tmp_path)
+    (tmp_path / "index.json").write_text('{"saes": [{"name": "x"}]}')  # no "path"
+    with pytest.raises(ConfigError, match="damaged"):
+        load_index(tmp_path)
