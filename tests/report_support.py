@@ -106,8 +106,8 @@ def browser_skip_reason() -> str | None:
 
 
 # Pixel position (viewport) of a hoverable spot in a rendered plotly div: first point of the first scatter trace,
-# middle of the first bar, the centre of the first subplot for other cartesian traces (heatmaps), the centre of the
-# plot area for the rest; null when no trace can show a tooltip (tables, indicators).
+# middle of the tallest bar of the first bar trace, the centre of the first subplot for other cartesian traces
+# (heatmaps), the centre of the plot area for the rest; null when no trace can show a tooltip (tables, indicators).
 HOVER_POINT_JS = """
 (div) => {
   div.scrollIntoView({block: 'center'});
@@ -127,8 +127,10 @@ HOVER_POINT_JS = """
     } else if (tr.type === 'scattergl') {  // WebGL: one calcdata entry, take the first data point
       const n = (tr.x || []).length; if (!n) continue;
       px = xa.c2p(xa.d2c(tr.x[0])); py = ya.c2p(ya.d2c(tr.y[0]));
-    } else if (tr.type === 'bar' && tr.orientation !== 'h') {
-      const pt = c[0]; px = xa.c2p(pt.p); py = ya.c2p((pt.b || 0) + pt.s / 2);
+    } else if (tr.type === 'bar' && tr.orientation !== 'h') {  // the tallest bar: a near-zero one is < 1 px high
+      const pt = c.filter(p => Number.isFinite(p.s)).reduce((a, p) => (Math.abs(p.s) > Math.abs(a.s) ? p : a), c[0]);
+      // pt.x is the bar's own centre (grouped bars sit beside the category position pt.p)
+      px = xa.c2p(Number.isFinite(pt.x) ? pt.x : pt.p); py = ya.c2p((pt.b || 0) + pt.s / 2);
     } else { px = xa._length / 2; py = ya._length / 2; }
     return {x: r.left + xa._offset + px, y: r.top + ya._offset + py};
   }
