@@ -43,6 +43,7 @@ def _extract_parser(sub) -> None:
     p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
     p.add_argument("--threshold", type=float, default=0.0, help="threshold for --sparse threshold")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--timings", action="store_true", help="also print this rank's seconds by phase")
 
 
 def cmd_extract(a: argparse.Namespace) -> int:
@@ -61,8 +62,12 @@ def cmd_extract(a: argparse.Namespace) -> int:
 
     distributed.init_from_env(a.device)
     summary = extract(cfg, progress=not a.quiet)
-    if distributed.rank_world()[0] == 0:
+    rank = distributed.rank_world()[0]
+    if rank == 0:
         print(summary.line())
+    if a.timings:
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in summary.timings.items())
+        print(f"rank {rank} seconds by phase: {phases}")
     return 0
 
 

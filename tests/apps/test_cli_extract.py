@@ -142,10 +142,11 @@ def test_tokenize_once_then_extract_equals_text_extract(tmp_path, tiny_neox_dir,
     common = ["--model", str(tiny_neox_dir), "--ctx", "32", "--tokens", "2048"]
     tok = _run(["tokenize", *common, "--data", str(big_text), "--out", str(tmp_path / "t.npy")])
     assert tok.returncode == 0, tok.stderr
-    ex = ["extract", *common, "--hooks", "blocks.0.hook_resid_post", "--quiet"]
+    ex = ["extract", *common, "--hooks", "blocks.0.hook_resid_post", "--quiet", "--timings"]
     for data, out in ((tmp_path / "t.npy", "a"), (big_text, "b")):
         res = _run([*ex, "--data", str(data), "--out", str(tmp_path / out)])
         assert res.returncode == 0, res.stderr
+        assert "rank 0 seconds by phase: setup" in res.stdout and "capture" in res.stdout
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
     bad = _run(["tokenize", *common, "--data", str(big_text), "--out", str(tmp_path / "t.txt")])
     assert bad.returncode == 2 and "must end in .npy" in bad.stderr
