@@ -192,4 +192,4 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     inside = t["capture"] + t["encode"] + t["writer_wait"] + t["drain"] + t["other"]
     assert abs(inside - s.seconds) <= 0.01 * s.seconds + 2e-3
     kept = json.loads((tmp_path / "t" / "manifest.json").read_text())["summary"]["timings_last_run"]
-    assert kept["capture"] == round(t["capture"], 3)
+    assert abs(kept["capture"] - t["capture"]) <= 1e-3  # kept to 3 decimals, the summary to 4
