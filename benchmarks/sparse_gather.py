@@ -292,15 +292,17 @@ def sweep_full(quick: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
-    """Batch-1 GEMV configs: the two-pass kernel's tile/split/warp grid plus the session-1 atomic kernel's best."""
-    two_pass = [{"KERNEL": "two_pass", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw}
-                for bm in (8, 16, 32, 64) for bn in (128, 256, 512) for sp in (16, 32, 64, 128) for nw in (2, 4, 8)
-                if m // sp >= bm and 512 * nw <= bm * bn <= 2048 * nw]
-    # longer contiguous pieces of each W row per program (DRAM locality): the session-2 best tile walking 2-16 tiles
-    walks = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": sp, "num_warps": nw, "N_TILES": nt}
-             for sp in (32, 64, 128) for nw in (2, 4) for nt in (2, 4, 8, 16)]
+    """Batch-1 GEMV configs: the compacted kernel's tile/split/warp/reduction grid, plus the session-2 default
+    (masked two-pass), two untimed N_TILES walks of it, and the session-1 atomic kernel's best."""
+    tiles = [(16, 128, 2), (16, 128, 4), (16, 256, 2), (16, 256, 4), (16, 512, 4), (32, 128, 2), (32, 128, 4),
+             (32, 256, 4)]
+    compact = [{"KERNEL": "compact", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "REDUCE": red,
+                "SUM_BLOCK": 128}
+               for bm, bn, nw in tiles for sp in (4, 8, 16, 32) for red in ("sum", "fused") if m // sp >= bm]
+    masked = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2, "N_TILES": nt}
+              for nt in (1, 2, 4)]
     atomic = [{"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
-    return two_pass + walks + atomic
+    return compact + masked + atomic
 
 
 def linear(quick: bool) -> None:

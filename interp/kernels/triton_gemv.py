@@ -1,0 +1,253 @@
+"""Triton kernels for the input-sparse GEMV (TEAL/CATS): skip the weight rows whose input channel is off.
+
+The weight is stored column-major (`Wt = W.t()`, `[in, out]` contiguous), so an inactive input channel skips a
+contiguous row of memory. Written for the triton subset that also runs under TRITON_INTERPRET=1 on the CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+
+# ---------------------------------------------------------------------------------------------- input-sparse GEMV
+@triton.jit
+def _sparse_gemv_kernel(x_ptr, wt_ptr, bias_ptr, y_ptr, B, M, N, stride_xb, stride_wm, stride_yb, k_per_split,
+                        threshold, HAS_BIAS: tl.constexpr, ATOMIC: tl.constexpr,
+                        BLOCK_B: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """y[b, ntile] (+)= Σ_m x[b, m]·[|x[b, m]| > t] · Wt[m, ntile], loading only rows m active for some b.
+
+    Wt is the weight stored column-major (`[in, out]` contiguous), so a skipped input channel skips a
+    contiguous row of memory (TEAL/CATS). Grid: (out tiles, split-K chunks); split-K > 1 uses atomic adds.
+    """
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = offs_n < N
+    offs_b = tl.arange(0, BLOCK_B)
+    bmask = offs_b < B
+    k_start = pid_k * k_per_split
+    k_end = tl.minimum(k_start + k_per_split, M)
+    # accumulate elementwise and reduce over the M axis once at the end (no per-step cross-thread reduction)
+    if BLOCK_B == 1:
+        acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for m0 in range(k_start, k_end, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mmask = offs_m < k_end
+            x1 = tl.load(x_ptr + offs_m, mask=mmask, other=0.0, eviction_policy="evict_last").to(tl.float32)
+            on1 = (tl.abs(x1) > threshold) & mmask
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=on1[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc2 += w.to(tl.float32) * tl.where(on1, x1, 0.0)[:, None]
+        acc = tl.sum(acc2, axis=0)[None, :]
+    else:
+        acc3 = tl.zeros((BLOCK_B, BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for m0 in range(k_start, k_end, BLOCK_M):
+            offs_m = m0 + tl.arange(0, BLOCK_M)
+            mmask = offs_m < k_end
+            x = tl.load(x_ptr + offs_b[:, None] * stride_xb + offs_m[None, :],
+                        mask=bmask[:, None] & mmask[None, :], other=0.0).to(tl.float32)
+            on = tl.abs(x) > threshold
+            x = tl.where(on, x, 0.0)
+            active = (tl.max(on.to(tl.int32), axis=0) > 0) & mmask  # OR of the per-sample masks
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=active[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc3 += x[:, :, None] * w.to(tl.float32)[None, :, :]
+        acc = tl.sum(acc3, axis=1)
+    if HAS_BIAS:
+        b = tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
+        acc += tl.where(pid_k == 0, 1.0, 0.0) * b[None, :]
+    yp = y_ptr + offs_b[:, None] * stride_yb + offs_n[None, :]
+    ymask = bmask[:, None] & nmask[None, :]
+    if ATOMIC:
+        tl.atomic_add(yp, acc.to(y_ptr.dtype.element_ty), mask=ymask)
+    else:
+        tl.store(yp, acc.to(y_ptr.dtype.element_ty), mask=ymask)
+
+
+@triton.jit
+def _sparse_gemv_partial_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, M, N, stride_wm, threshold,
+                                K_PER: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr,
+                                BLOCK_N: tl.constexpr, N_TILES: tl.constexpr):
+    """One row, two-pass split-K: out[pid_k, ntile] = Σ_{m in chunk} x[m]·[|x[m]| > t]·Wt[m, ntile].
+
+    The chunk's K_PER // BLOCK_M steps are unrolled, so every x load and masked W load can be issued before the
+    first multiply (no x -> mask -> W latency chain per step); partial sums go to their own row of `out` with a
+    plain store (no zeroing, no atomics) and `_sum_partials_kernel` adds them. With one split, `out` is y itself.
+    """
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    for j in range(N_TILES):  # N_TILES > 1: one program walks longer contiguous pieces of its W rows
+        offs_n = (pid_n * N_TILES + j) * BLOCK_N + tl.arange(0, BLOCK_N)
+        nmask = offs_n < N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for i in tl.static_range(K_PER // BLOCK_M):
+            offs_m = pid_k * K_PER + i * BLOCK_M + tl.arange(0, BLOCK_M)
+            mmask = offs_m < M
+            x = tl.load(x_ptr + offs_m, mask=mmask, other=0.0).to(tl.float32)
+            on = (tl.abs(x) > threshold) & mmask
+            w = tl.load(wt_ptr + offs_m[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=on[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc += w.to(tl.float32) * tl.where(on, x, 0.0)[:, None]
+        part = tl.sum(acc, axis=0)
+        if HAS_BIAS:
+            part += tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
+        tl.store(out_ptr + pid_k.to(tl.int64) * N + offs_n, part.to(out_ptr.dtype.element_ty), mask=nmask)
+
+
+@triton.jit
+def _sparse_gemv_compact_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, count_ptr, M, N, stride_wm, threshold,
+                                K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                                FUSED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One row, split-K over compacted channels: each program sorts its chunk's active channels to the front
+    and loops over them only, so the loop length (not just the bytes) shrinks with sparsity.
+
+    Masked loads alone skip the bytes but keep every step's latency; a latency-bound GEMV then runs no faster.
+    Partials go to out[pid_k, ntile]. FUSED: the last program to finish a column tile (a per-tile counter)
+    adds all partials in a fixed order (deterministic) and resets the counter; otherwise a second kernel does.
+    """
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = offs_n < N
+    local = tl.arange(0, K_PER)
+    chunk = pid_k * K_PER + local
+    xc = tl.load(x_ptr + chunk, mask=chunk < M, other=0.0).to(tl.float32)
+    on = (tl.abs(xc) > threshold) & (chunk < M)
+    n_on = tl.sum(on.to(tl.int32), axis=0)
+    # active local indices first, in ascending order (inactive ones sort last as K_PER)
+    order = tl.reshape(tl.sort(tl.where(on, local, K_PER)), (K_PER // BLOCK_M, BLOCK_M))
+    step_id = tl.arange(0, K_PER // BLOCK_M)[:, None]
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for b in range(0, tl.cdiv(n_on, BLOCK_M)):
+        loc = tl.sum(tl.where(step_id == b, order, 0), axis=0)  # the b-th BLOCK_M active channels
+        valid = loc < K_PER
+        rows = pid_k * K_PER + loc
+        xv = tl.load(x_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+        w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                    mask=valid[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+        acc += w.to(tl.float32) * xv[:, None]
+    part = tl.sum(acc, axis=0)
+    if SPLIT == 1:
+        if HAS_BIAS:
+            part += tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
+        tl.store(y_ptr + offs_n, part.to(y_ptr.dtype.element_ty), mask=nmask)
+    else:
+        tl.store(out_ptr + pid_k.to(tl.int64) * N + offs_n, part, mask=nmask)
+        if FUSED:
+            tl.debug_barrier()  # every thread's partial is written before the counter moves
+            done = tl.atomic_add(count_ptr + pid_n, 1, sem="acq_rel")
+            if done == SPLIT - 1:
+                tot = tl.zeros((BLOCK_N,), dtype=tl.float32)
+                for s in range(SPLIT):  # fixed order: the result does not depend on which program came last
+                    tot += tl.load(out_ptr + s * N + offs_n, mask=nmask, other=0.0, cache_modifier=".cg")
+                if HAS_BIAS:
+                    tot += tl.load(bias_ptr + offs_n, mask=nmask, other=0.0).to(tl.float32)
+                tl.store(y_ptr + offs_n, tot.to(y_ptr.dtype.element_ty), mask=nmask)
+                tl.atomic_xchg(count_ptr + pid_n, 0)  # ready for the next call on this stream
+
+
+@triton.jit
+def _sum_partials_kernel(part_ptr, bias_ptr, y_ptr, N, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         BLOCK: tl.constexpr):
+    """y[n] = Σ_s part[s, n] (+ bias[n]), cast to y's dtype: the deterministic second pass of split-K."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in tl.static_range(SPLIT):
+        acc += tl.load(part_ptr + s * N + offs, mask=mask, other=0.0)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+_COUNTERS: dict[tuple[str, int], Tensor] = {}
+
+
+def _tile_counters(device: torch.device, n: int) -> Tensor:
+    """Per-column-tile arrival counters for the fused reduction, zeroed once and reset by the kernel itself.
+
+    One buffer per device: calls on one stream are ordered, but two streams running the fused kernel at once
+    would share counters, so the fused reduction is opt-in (config REDUCE='fused').
+    """
+    key = (str(device), n)
+    if key not in _COUNTERS:
+        _COUNTERS[key] = torch.zeros(n, dtype=torch.int32, device=device)
+    return _COUNTERS[key]
+
+
+def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold: float, cfg: dict) -> Tensor:
+    """Batch-1 GEMV: a partial kernel per (column tile, K chunk), then one small reduction kernel (or, with the
+    compact kernel and REDUCE='fused', the last program of each column tile reduces)."""
+    m, n = x.shape[1], wt.shape[1]
+    bm, bn = int(cfg["BLOCK_M"]), int(cfg["BLOCK_N"])
+    compact = cfg.get("KERNEL") == "compact"
+    k_per = triton.cdiv(triton.cdiv(m, max(1, int(cfg["SPLIT_K"]))), bm) * bm
+    if compact:  # the sort needs a power-of-two chunk
+        k_per = max(bm, triton.next_power_of_2(triton.cdiv(m, max(1, int(cfg["SPLIT_K"])))))
+    split = triton.cdiv(m, k_per)
+    y = torch.empty(1, n, dtype=x.dtype, device=x.device)
+    out = y if split == 1 else torch.empty(split, n, dtype=torch.float32, device=x.device)
+    b = bias if bias is not None else wt
+    launch = {"num_warps": int(cfg["num_warps"])}
+    if "num_stages" in cfg:
+        launch["num_stages"] = int(cfg["num_stages"])
+    fused = compact and split > 1 and cfg.get("REDUCE") == "fused"
+    if compact:
+        counters = _tile_counters(x.device, triton.cdiv(n, bn)) if fused else out
+        _sparse_gemv_compact_kernel[(triton.cdiv(n, bn), split)](
+            x, wt, out, b, y, counters, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
+            HAS_BIAS=bias is not None, FUSED=fused, BLOCK_M=bm, BLOCK_N=bn, **launch)
+    else:
+        n_tiles = max(1, int(cfg.get("N_TILES", 1)))
+        _sparse_gemv_partial_kernel[(triton.cdiv(n, bn * n_tiles), split)](
+            x, wt, out, b, m, n, wt.stride(0), float(threshold), K_PER=k_per,
+            HAS_BIAS=bias is not None and split == 1, BLOCK_M=bm, BLOCK_N=bn, N_TILES=n_tiles, **launch)
+    if split > 1 and not fused:
+        blk = int(cfg.get("SUM_BLOCK", 1024))
+        _sum_partials_kernel[(triton.cdiv(n, blk),)](out, b, y, n, SPLIT=split, HAS_BIAS=bias is not None,
+                                                     BLOCK=blk, num_warps=4 if blk >= 512 else 1)
+    return y
+
+
+def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
+    """Default tiles for the input-sparse GEMV (H200 sweeps for 4096 × 11008; see benchmarks/results).
+
+    One row: the deterministic two-pass kernel, 16 × 128 tiles, 32 K-splits, 2 warps (best at 50 % and 90 % among
+    86 configs in session 2; within 0.6 µs of the atomic kernel at 0 %). 2-4 rows: the atomic split-K kernel.
+    """
+    if batch == 1:
+        return {"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(32, m // 128)),
+                "num_warps": 2, "FP16_ATOMIC": False}
+    return {"KERNEL": "atomic", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4,
+            "FP16_ATOMIC": False}
+
+
+def sparse_gemv(x: Tensor, wt: Tensor, bias: Tensor | None, threshold: float, config: dict | None = None) -> Tensor:
+    """Launch the GEMV for x `[B ≤ 4, M]` and wt `[M, N]` (row stride ≥ N, unit column stride); returns `[B, N]`.
+
+    Split-K partial sums are atomically added into a zeroed float32 buffer (then cast), or with
+    FP16_ATOMIC straight into the float16 output (one kernel less; partial sums rounded to fp16).
+    """
+    bsz, m = x.shape
+    n = wt.shape[1]
+    cfg = {**sparse_gemv_config(bsz, m, n), **(config or {})}
+    if bsz == 1 and cfg.get("KERNEL") in ("two_pass", "compact"):
+        return _sparse_gemv_two_pass(x, wt, bias, threshold, cfg)
+    split = max(1, int(cfg["SPLIT_K"]))
+    k_per = triton.cdiv(triton.cdiv(m, split), cfg["BLOCK_M"]) * cfg["BLOCK_M"]
+    split = triton.cdiv(m, k_per)
+    atomic = split > 1
+    direct = not atomic or (cfg.get("FP16_ATOMIC", False) and x.dtype == torch.float16)
+    if atomic:
+        y = torch.zeros(bsz, n, dtype=x.dtype if direct else torch.float32, device=x.device)
+    else:
+        y = torch.empty(bsz, n, dtype=x.dtype, device=x.device)
+    grid = (triton.cdiv(n, cfg["BLOCK_N"]), split)
+    _sparse_gemv_kernel[grid](x, wt, bias if bias is not None else wt, y, bsz, m, n, x.stride(0), wt.stride(0),
+                              y.stride(0), k_per, float(threshold), HAS_BIAS=bias is not None, ATOMIC=atomic,
+                              BLOCK_B=max(1, triton.next_power_of_2(bsz)), BLOCK_M=cfg["BLOCK_M"],
+                              BLOCK_N=cfg["BLOCK_N"], num_warps=cfg["num_warps"])
+    return y if direct else y.to(x.dtype)
