@@ -100,7 +100,8 @@ def _sparse_gemv_partial_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, M, N, stride_w
 @triton.jit
 def _sparse_gemv_compact_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, count_ptr, M, N, stride_wm, threshold,
                                 K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                                FUSED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                                FUSED: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                ACC_M: tl.constexpr):
     """One row, split-K over compacted channels: each program sorts its chunk's active channels to the front
     and loops over them only, so the loop length (not just the bytes) shrinks with sparsity.
 
@@ -117,18 +118,20 @@ def _sparse_gemv_compact_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, count_p
     xc = tl.load(x_ptr + chunk, mask=chunk < M, other=0.0).to(tl.float32)
     on = (tl.abs(xc) > threshold) & (chunk < M)
     n_on = tl.sum(on.to(tl.int32), axis=0)
-    # active local indices first, in ascending order (inactive ones sort last as K_PER)
-    order = tl.reshape(tl.sort(tl.where(on, local, K_PER)), (K_PER // BLOCK_M, BLOCK_M))
-    step_id = tl.arange(0, K_PER // BLOCK_M)[:, None]
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    # active local indices first, in ascending order (inactive ones sort last as K_PER); each step takes BLOCK_M
+    # of them as R = BLOCK_M // ACC_M row groups whose loads issue together and fold into one [ACC_M, N] sum
+    R: tl.constexpr = BLOCK_M // ACC_M
+    order = tl.reshape(tl.sort(tl.where(on, local, K_PER)), (K_PER // BLOCK_M, R, ACC_M))
+    step_id = tl.arange(0, K_PER // BLOCK_M)[:, None, None]
+    acc = tl.zeros((ACC_M, BLOCK_N), dtype=tl.float32)
     for b in range(0, tl.cdiv(n_on, BLOCK_M)):
-        loc = tl.sum(tl.where(step_id == b, order, 0), axis=0)  # the b-th BLOCK_M active channels
+        loc = tl.sum(tl.where(step_id == b, order, 0), axis=0)  # [R, ACC_M]: the b-th BLOCK_M active channels
         valid = loc < K_PER
         rows = pid_k * K_PER + loc
         xv = tl.load(x_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-        w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
-                    mask=valid[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
-        acc += w.to(tl.float32) * xv[:, None]
+        w = tl.load(wt_ptr + rows[:, :, None].to(tl.int64) * stride_wm + offs_n[None, None, :],
+                    mask=valid[:, :, None] & nmask[None, None, :], other=0.0, eviction_policy="evict_first")
+        acc += tl.sum(w.to(tl.float32) * xv[:, :, None], axis=0)
     part = tl.sum(acc, axis=0)
     if SPLIT == 1:
         if HAS_BIAS:
@@ -199,7 +202,8 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
         counters = _tile_counters(x.device, triton.cdiv(n, bn)) if fused else out
         _sparse_gemv_compact_kernel[(triton.cdiv(n, bn), split)](
             x, wt, out, b, y, counters, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
-            HAS_BIAS=bias is not None, FUSED=fused, BLOCK_M=bm, BLOCK_N=bn, **launch)
+            HAS_BIAS=bias is not None, FUSED=fused, BLOCK_M=bm, BLOCK_N=bn,
+            ACC_M=min(bm, int(cfg.get("ACC_M", 16))), **launch)
     else:
         n_tiles = max(1, int(cfg.get("N_TILES", 1)))
         _sparse_gemv_partial_kernel[(triton.cdiv(n, bn * n_tiles), split)](

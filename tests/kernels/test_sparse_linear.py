@@ -116,7 +116,9 @@ def test_fp16_atomic_output_path():
                                     {"KERNEL": "compact", "SPLIT_K": 5, "BLOCK_M": 8, "BLOCK_N": 64, "num_warps": 2,
                                      "SUM_BLOCK": 32},
                                     {"KERNEL": "compact", "SPLIT_K": 3, "BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 1,
-                                     "REDUCE": "fused"}])
+                                     "REDUCE": "fused"},
+                                    {"KERNEL": "compact", "SPLIT_K": 2, "BLOCK_M": 32, "ACC_M": 8, "BLOCK_N": 32,
+                                     "num_warps": 1}])
 def test_two_pass_batch1_kernel_matches_float64(config):
     """The batch-1 two-pass split-K kernel (partials + reduction, bias once) against float64, ragged sizes."""
     g = torch.Generator().manual_seed(11)
