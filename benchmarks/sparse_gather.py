@@ -292,17 +292,22 @@ def sweep_full(quick: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
-    """Batch-1 GEMV configs: the compacted kernel's tile/split/warp grid (rows per step up to 128, folded into a
-    16-row accumulator), two fused-reduction variants, the session-2 masked default, the session-1 atomic kernel."""
-    tiles = [(16, 256, 2), (16, 512, 4), (32, 128, 2), (32, 256, 4), (64, 64, 2), (64, 128, 4), (64, 256, 8),
-             (128, 64, 4)]
-    compact = [{"KERNEL": "compact", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "REDUCE": "sum",
-                "SUM_BLOCK": 128} for bm, bn, nw in tiles for sp in (8, 16, 32) if m // sp >= bm]
-    fused = [{"KERNEL": "compact", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": 16, "num_warps": nw, "REDUCE": "fused"}
-             for bm, bn, nw in ((16, 256, 2), (64, 128, 4))]
+    """Batch-1 GEMV configs: the prefix-sum-compacted tensor-core kernel's tile/split/stage grid; the session-3
+    compacted (sorted) kernel's best tiles, plain, pipelined by hand and fused; the session-2 masked default;
+    the session-1 atomic kernel."""
+    dot = [{"KERNEL": "dot", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "num_stages": st,
+            "SUM_BLOCK": 128}
+           for bm, bn, nw in ((32, 128, 4), (32, 256, 4), (64, 64, 4), (64, 128, 4), (64, 256, 8), (128, 64, 4),
+                              (128, 128, 8))
+           for sp in (1, 2, 4, 8, 16) for st in (3, 4) if m // sp >= bm]
+    compact = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "REDUCE": red,
+                "SUM_BLOCK": 128, "PREFETCH": pf}
+               for bn, sp, nw, red, pf in ((256, 16, 2, "sum", False), (512, 16, 4, "sum", False),
+                                           (512, 8, 4, "sum", False), (256, 16, 2, "fused", False),
+                                           (512, 16, 4, "sum", True))]
     masked = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2}]
     atomic = [{"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
-    return compact + fused + masked + atomic
+    return dot + compact + masked + atomic
 
 
 def linear(quick: bool) -> None:

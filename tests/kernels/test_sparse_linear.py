@@ -118,7 +118,12 @@ def test_fp16_atomic_output_path():
                                     {"KERNEL": "compact", "SPLIT_K": 3, "BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 1,
                                      "REDUCE": "fused"},
                                     {"KERNEL": "compact", "SPLIT_K": 2, "BLOCK_M": 32, "ACC_M": 8, "BLOCK_N": 32,
-                                     "num_warps": 1}])
+                                     "num_warps": 1},
+                                    {"KERNEL": "compact", "SPLIT_K": 5, "BLOCK_M": 16, "ACC_M": 8, "BLOCK_N": 32,
+                                     "num_warps": 1, "PREFETCH": True},
+                                    {"KERNEL": "dot", "SPLIT_K": 1, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1},
+                                    {"KERNEL": "dot", "SPLIT_K": 3, "BLOCK_M": 32, "BLOCK_N": 16, "num_warps": 2,
+                                     "num_stages": 3, "SUM_BLOCK": 32}])
 def test_two_pass_batch1_kernel_matches_float64(config):
     """The batch-1 two-pass split-K kernel (partials + reduction, bias once) against float64, ragged sizes."""
     g = torch.Generator().manual_seed(11)
@@ -152,3 +157,38 @@ def test_compact_kernel_fused_reduction_is_deterministic_and_resets(sparsity):
     else:
         assert _rel(y1, ref) < 1e-3
     assert all(int(c.abs().sum()) == 0 for c in _COUNTERS.values())
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.97, 1.0])
+def test_compact_prefetch_is_bit_identical_to_plain_loop(sparsity):
+    """The software-pipelined loop (next step's rows loaded before this step's multiply) adds the same terms in
+    the same order as the plain loop, so the two agree bit for bit, including a prefetch past the last step."""
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn(1, 260, generator=g).half()
+    w = to_column_major((torch.randn(70, 260, generator=g) / 8).half())
+    t = float(x.abs().max()) if sparsity == 1.0 else magnitude_threshold(x, sparsity)
+    cfg = {"KERNEL": "compact", "SPLIT_K": 3, "BLOCK_M": 16, "ACC_M": 8, "BLOCK_N": 32, "num_warps": 1}
+    plain = sparse_linear(x, w, threshold=t, backend="triton", config=cfg)
+    piped = sparse_linear(x, w, threshold=t, backend="triton", config={**cfg, "PREFETCH": True})
+    assert torch.equal(plain, piped)
+    assert _rel(piped, F.linear(x.double() * (x.abs() > t), w.double())) < 1e-3 or sparsity == 1.0
+
+
+@pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.97, 1.0])
+def test_dot_kernel_matches_float64(sparsity, dtype, tol):
+    """The prefix-sum-compacted tensor-core kernel (x in row 0 of a 16-row operand) against float64 at every
+    sparsity, all channels off included; fp32 inputs must not be rounded to tf32."""
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(1, 300, generator=g).to(dtype)
+    w = to_column_major((torch.randn(90, 300, generator=g) / 8).to(dtype))
+    t = float(x.abs().max()) if sparsity == 1.0 else magnitude_threshold(x, sparsity)
+    cfg = {"KERNEL": "dot", "SPLIT_K": 4, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1, "SUM_BLOCK": 32}
+    y = sparse_linear(x, w, threshold=t, backend="triton", config=cfg)
+    assert y.dtype == dtype
+    if sparsity == 1.0:
+        assert torch.equal(y, torch.zeros_like(y))
+    else:
+        assert _rel(y, F.linear(x.double() * (x.abs() > t), w.double())) < tol
