@@ -292,22 +292,41 @@ def sweep_full(quick: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
-    """Batch-1 GEMV configs: the prefix-sum-compacted tensor-core kernel's tile/split/stage grid; the session-3
-    compacted (sorted) kernel's best tiles, plain, pipelined by hand and fused; the session-2 masked default;
-    the session-1 atomic kernel."""
-    dot = [{"KERNEL": "dot", "BLOCK_M": bm, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "num_stages": st,
-            "SUM_BLOCK": 128}
-           for bm, bn, nw in ((32, 128, 4), (32, 256, 4), (64, 64, 4), (64, 128, 4), (64, 256, 8), (128, 64, 4),
-                              (128, 128, 8))
-           for sp in (1, 2, 4, 8, 16) for st in (3, 4) if m // sp >= bm]
-    compact = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": bn, "SPLIT_K": sp, "num_warps": nw, "REDUCE": red,
-                "SUM_BLOCK": 128, "PREFETCH": pf}
-               for bn, sp, nw, red, pf in ((256, 16, 2, "sum", False), (512, 16, 4, "sum", False),
-                                           (512, 8, 4, "sum", False), (256, 16, 2, "fused", False),
-                                           (512, 16, 4, "sum", True))]
-    masked = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2}]
-    atomic = [{"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
-    return dot + compact + masked + atomic
+    """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 32 x 128 steps, 8 K-splits,
+    chunks ≥ 75 % active streamed masked, reduction launched early): step rows, warps, splits, density switch
+    and reduction block; plus the session-3 sorted-compaction, session-2 masked and session-1 atomic bests.
+    The session-4 grid (6 tiles x always-compact / always-stream / by-density x PDL) is in
+    results/sparse_gather_linear_s4_pdl.json."""
+    best = {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 128, "SPLIT_K": 8, "num_warps": 4, "num_stages": 3,
+            "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128}
+    around = [{}, {"num_warps": 2}, {"BLOCK_M": 16}, {"BLOCK_M": 16, "num_warps": 2}, {"BLOCK_M": 16, "BLOCK_N": 256},
+              {"BLOCK_N": 256}, {"BLOCK_N": 64}, {"BLOCK_N": 64, "num_warps": 2}, {"SPLIT_K": 4},
+              {"SPLIT_K": 4, "BLOCK_N": 64}, {"DENSE_ABOVE": 0.6}, {"DENSE_ABOVE": 0.9}, {"SUM_BLOCK": 256},
+              {"SUM_BLOCK": 512}, {"PDL": False}, {"DENSE_ABOVE": 2.0}]
+    dot = [{**best, **d} for d in around]
+    others = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": 256, "SPLIT_K": 16, "num_warps": 2, "REDUCE": "sum",
+               "SUM_BLOCK": 128},
+              {"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2},
+              {"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
+    return dot + others
+
+
+def launch_floor() -> dict:
+    """Graph-replayed time of the smallest launches (one tiny cuBLAS GEMV, one 1-program triton kernel): the
+    fixed cost a kernel pays before any byte moves, against which a GEMV's floor is read."""
+    from interp.kernels.triton_gemv import _sum_partials_kernel
+
+    xs, ws = torch.randn(1, 16, device=DEV, dtype=torch.float16), torch.randn(16, 16, device=DEV, dtype=torch.float16)
+    part, y = torch.zeros(1, 128, device=DEV), torch.empty(1, 128, device=DEV, dtype=torch.float16)
+
+    def one():
+        _sum_partials_kernel[(1,)](part, part, y, 128, SPLIT=1, HAS_BIAS=False, BLOCK=128, num_warps=1)
+
+    res = {"cublas_16x16_ms": bench_graph(lambda: F.linear(xs, ws)), "triton_1_program_ms": bench_graph(one),
+           "triton_2_programs_in_a_row_ms": bench_graph(lambda: (one(), one()))}
+    log(f"launch floor (graph): cuBLAS 16x16 {res['cublas_16x16_ms'] * 1e3:.2f}us, triton 1 program "
+        f"{res['triton_1_program_ms'] * 1e3:.2f}us, two in a row {res['triton_2_programs_in_a_row_ms'] * 1e3:.2f}us")
+    return res
 
 
 def linear(quick: bool) -> None:
@@ -319,6 +338,7 @@ def linear(quick: bool) -> None:
     """
     m, n, n_copies = 4096, 11008, 4
     out = RESULTS["linear"]
+    out["launch_floor"] = launch_floor()
     w_rows = [torch.randn(n, m, device=DEV, dtype=torch.float16) / 64 for _ in range(n_copies)]
     w_cols = [to_column_major(w) for w in w_rows]
 

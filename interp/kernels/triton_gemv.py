@@ -13,6 +13,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+try:  # programmatic dependent launch (triton ≥ 3.3); the kernels only call these when PDL is on
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # pragma: no cover - older triton: PDL configs fall back to ordinary launches
+    gdc_launch_dependents = gdc_wait = None
+
 
 # ---------------------------------------------------------------------------------------------- input-sparse GEMV
 @triton.jit
@@ -173,44 +178,65 @@ def _sparse_gemv_compact_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, count_p
 
 
 @triton.jit
+def _row0_dot(a, w, acc, IEEE: tl.constexpr):
+    """acc += a @ w with x in row 0 of a: fp32 operands in IEEE fp32 (not tf32); bf16 widened where the
+    interpreter cannot multiply it (IEEE is set for both by `_dot_in_fp32`)."""
+    if IEEE:
+        return tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
+    return tl.dot(a, w, acc)
+
+
+@triton.jit
 def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, val_ptr, M, N, stride_wm, threshold,
                             K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+                            DENSE_MIN: tl.constexpr, PDL: tl.constexpr):
     """One row, split-K over compacted channels, as a pipelined tensor-core loop.
 
     The chunk's active channel ids are written in order to this program's own scratch row (prefix sum, no
     sort); the loop then streams their weight rows. Putting x in row 0 of a 16-row operand makes the step a
     `tl.dot`, which triton software-pipelines (loads several steps ahead), where an elementwise loop waits one
     memory latency per step. Rows 1-15 are zero, so summing the accumulator's rows gives x·W exactly.
+    A chunk with at least DENSE_MIN active channels skips the compaction and streams all rows, masked.
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = offs_n < N
+    if PDL:
+        gdc_launch_dependents()  # the reduction kernel may start launching; it waits (gdc_wait) for our stores
     chunk = pid_k * K_PER + tl.arange(0, K_PER)
     xc = tl.load(x_ptr + chunk, mask=chunk < M, other=0.0)
     on = (tl.abs(xc.to(tl.float32)) > threshold) & (chunk < M)
     n_on = tl.sum(on.to(tl.int32), axis=0)
-    slot_of = tl.cumsum(on.to(tl.int32), axis=0) - 1  # where each active channel goes in the compacted list
-    scratch = idx_ptr + (pid_k * tl.num_programs(0) + pid_n).to(tl.int64) * K_PER
-    vscratch = val_ptr + (pid_k * tl.num_programs(0) + pid_n).to(tl.int64) * K_PER
-    tl.store(scratch + slot_of, chunk, mask=on)
-    tl.store(vscratch + slot_of, xc, mask=on)  # the values too: the loop's loads then depend on no other load
-    tl.debug_barrier()  # the compacted ids are visible to every thread of the program
     row0 = (tl.arange(0, 16) == 0)[:, None]
     acc = tl.zeros((16, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, n_on, BLOCK_M):
-        slot = k0 + tl.arange(0, BLOCK_M)
-        smask = slot < n_on
-        rows = tl.load(scratch + slot, mask=smask, other=0)
-        # x as row 0 of a [16, BLOCK_M] operand, loaded straight into that shape so the load pipelines too
-        a = tl.load(vscratch + slot[None, :] + 0 * row0, mask=row0 & smask[None, :], other=0.0)
-        w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
-                    mask=smask[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
-        if IEEE:  # fp32 inputs (no tf32 rounding), or bf16 widened where the interpreter cannot multiply it
-            acc = tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, w, acc)
+    if n_on >= DENSE_MIN:  # dense-ish chunk: stream every row in order, inactive ones masked (no compaction)
+        for k0 in range(0, K_PER, BLOCK_M):
+            rows = pid_k * K_PER + k0 + tl.arange(0, BLOCK_M)
+            xk = tl.load(x_ptr + rows, mask=rows < M, other=0.0)
+            onk = (tl.abs(xk.to(tl.float32)) > threshold) & (rows < M)
+            a = tl.load(x_ptr + rows[None, :] + 0 * row0, mask=row0 & (rows < M)[None, :], other=0.0)
+            a = tl.where(tl.abs(a.to(tl.float32)) > threshold, a, 0.0).to(a.dtype)
+            w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=onk[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc = _row0_dot(a, w, acc, IEEE)
+    else:
+        slot_of = tl.cumsum(on.to(tl.int32), axis=0) - 1  # where each active channel goes in the compacted list
+        scratch = idx_ptr + (pid_k * tl.num_programs(0) + pid_n).to(tl.int64) * K_PER
+        vscratch = val_ptr + (pid_k * tl.num_programs(0) + pid_n).to(tl.int64) * K_PER
+        tl.store(scratch + slot_of, chunk, mask=on)
+        tl.store(vscratch + slot_of, xc, mask=on)  # the values too: the loop's loads then depend on no other load
+        tl.debug_barrier()  # the compacted ids are visible to every thread of the program
+        for k0 in range(0, n_on, BLOCK_M):
+            slot = k0 + tl.arange(0, BLOCK_M)
+            smask = slot < n_on
+            rows = tl.load(scratch + slot, mask=smask, other=0)
+            # x as row 0 of a [16, BLOCK_M] operand, loaded straight into that shape
+            a = tl.load(vscratch + slot[None, :] + 0 * row0, mask=row0 & smask[None, :], other=0.0)
+            w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=smask[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc = _row0_dot(a, w, acc, IEEE)
     part = tl.sum(acc, axis=0)
     if SPLIT == 1:
         if HAS_BIAS:
@@ -222,8 +248,11 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
 
 @triton.jit
 def _sum_partials_kernel(part_ptr, bias_ptr, y_ptr, N, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                         BLOCK: tl.constexpr):
-    """y[n] = Σ_s part[s, n] (+ bias[n]), cast to y's dtype: the deterministic second pass of split-K."""
+                         BLOCK: tl.constexpr, PDL: tl.constexpr = False):
+    """y[n] = Σ_s part[s, n] (+ bias[n]), cast to y's dtype: the deterministic second pass of split-K.
+    PDL: launched early (programmatic dependent launch) and waits here until the partials are written."""
+    if PDL:
+        gdc_wait()
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -249,6 +278,13 @@ def _tile_counters(device: torch.device, n: int) -> Tensor:
     return _COUNTERS[key]
 
 
+def _pdl_available(x: Tensor) -> bool:
+    """Programmatic dependent launch needs a Hopper-or-newer GPU, a triton that has gdc_wait, and no
+    interpreter (it has no inline PTX)."""
+    return (gdc_wait is not None and x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1"
+            and torch.cuda.get_device_capability(x.device)[0] >= 9)
+
+
 def _dot_in_fp32(dtype: torch.dtype) -> bool:
     """fp32 operands multiply in IEEE fp32 (not tf32); under TRITON_INTERPRET bf16 is widened too, because the
     interpreter's dot multiplies bf16 bit patterns as integers (triton 3.6-3.7, runtime/interpreter.py)."""
@@ -272,13 +308,15 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
     if "num_stages" in cfg:
         launch["num_stages"] = int(cfg["num_stages"])
     fused = cfg.get("KERNEL") == "compact" and split > 1 and cfg.get("REDUCE") == "fused"
+    pdl = bool(cfg.get("PDL", False)) and split > 1 and cfg.get("KERNEL") == "dot" and _pdl_available(x)
     if cfg.get("KERNEL") == "dot":
         n_tiles = triton.cdiv(n, bn)
         scratch = torch.empty(split * n_tiles * k_per, dtype=torch.int32, device=x.device)
         vscratch = torch.empty(split * n_tiles * k_per, dtype=x.dtype, device=x.device)
         _sparse_gemv_dot_kernel[(n_tiles, split)](
             x, wt, out, b, y, scratch, vscratch, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
-            HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, IEEE=_dot_in_fp32(x.dtype), **launch)
+            HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, IEEE=_dot_in_fp32(x.dtype),
+            DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, **launch)
     elif compact:
         counters = _tile_counters(x.device, triton.cdiv(n, bn)) if fused else out
         _sparse_gemv_compact_kernel[(triton.cdiv(n, bn), split)](
@@ -292,21 +330,23 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
             HAS_BIAS=bias is not None and split == 1, BLOCK_M=bm, BLOCK_N=bn, N_TILES=n_tiles, **launch)
     if split > 1 and not fused:
         blk = int(cfg.get("SUM_BLOCK", 1024))
+        extra = {"PDL": True, "launch_pdl": True} if pdl else {}
         _sum_partials_kernel[(triton.cdiv(n, blk),)](out, b, y, n, SPLIT=split, HAS_BIAS=bias is not None,
-                                                     BLOCK=blk, num_warps=4 if blk >= 512 else 1)
+                                                     BLOCK=blk, num_warps=4 if blk >= 512 else 1, **extra)
     return y
 
 
 def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
     """Default tiles for the input-sparse GEMV (H200 sweeps for 4096 × 11008; see benchmarks/results).
 
-    One row: the prefix-sum-compacted tensor-core kernel, 32 active rows × 128 columns per step, 8 K-splits,
-    4 warps: best of 77 configs at 0 % and 50 % sparsity on an H200 (session 4: 27.1 / 16.9 / 7.7 µs at
-    0 / 50 / 90 % against cuBLAS's dense 24.3 µs). 2-4 rows: the atomic split-K kernel.
+    One row: the tensor-core kernel, 32 rows × 128 columns per step, 8 K-splits, 4 warps; chunks with ≥ 75 %
+    of channels active stream every row (masked), sparser ones are compacted; the reduction kernel is launched
+    early (PDL) on Hopper. Best single config of 47 on an H200 (session 4: 25.1 / 16.7 / 7.4 µs at 0 / 50 / 90 %
+    sparsity against cuBLAS's dense 24.4 µs). 2-4 rows: the atomic split-K kernel.
     """
     if batch == 1:
         return {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 512)),
-                "num_warps": 4, "num_stages": 3, "SUM_BLOCK": 128}
+                "num_warps": 4, "num_stages": 3, "SUM_BLOCK": 128, "DENSE_ABOVE": 0.75, "PDL": True}
     return {"KERNEL": "atomic", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4,
             "FP16_ATOMIC": False}
 
