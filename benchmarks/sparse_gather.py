@@ -293,16 +293,18 @@ def sweep_full(quick: bool) -> None:
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
     """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 32 x 128 steps, 8 K-splits,
-    chunks ≥ 75 % active streamed masked, reduction launched early): step rows, warps, splits, density switch
-    and reduction block; plus the session-3 sorted-compaction, session-2 masked and session-1 atomic bests.
-    The session-4 grid (6 tiles x always-compact / always-stream / by-density x PDL) is in
-    results/sparse_gather_linear_s4_pdl.json."""
+    chunks ≥ 75 % active streamed masked, reduction launched early): step rows, warps, splits, density switch,
+    reduction block and compaction in registers (GATHER); plus the session-3 sorted-compaction, session-2
+    masked and session-1 atomic bests. The session-4 grid (6 tiles x always-compact / always-stream /
+    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json."""
     best = {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 128, "SPLIT_K": 8, "num_warps": 4, "num_stages": 3,
             "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128}
     around = [{}, {"num_warps": 2}, {"BLOCK_M": 16}, {"BLOCK_M": 16, "num_warps": 2}, {"BLOCK_M": 16, "BLOCK_N": 256},
               {"BLOCK_N": 256}, {"BLOCK_N": 64}, {"BLOCK_N": 64, "num_warps": 2}, {"SPLIT_K": 4},
               {"SPLIT_K": 4, "BLOCK_N": 64}, {"DENSE_ABOVE": 0.6}, {"DENSE_ABOVE": 0.9}, {"SUM_BLOCK": 256},
-              {"SUM_BLOCK": 512}, {"PDL": False}, {"DENSE_ABOVE": 2.0}]
+              {"SUM_BLOCK": 512}, {"PDL": False}, {"DENSE_ABOVE": 2.0}, {"GATHER": True},
+              {"GATHER": True, "BLOCK_N": 256}, {"GATHER": True, "BLOCK_M": 16}, {"GATHER": True, "SPLIT_K": 4},
+              {"GATHER": True, "DENSE_ABOVE": 2.0}]
     dot = [{**best, **d} for d in around]
     others = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": 256, "SPLIT_K": 16, "num_warps": 2, "REDUCE": "sum",
                "SUM_BLOCK": 128},

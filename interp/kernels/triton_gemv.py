@@ -187,10 +187,25 @@ def _row0_dot(a, w, acc, IEEE: tl.constexpr):
 
 
 @triton.jit
+def _active_order(on, K: tl.constexpr, LOG_K: tl.constexpr):
+    """[K] int32: entry s is the local index of the s-th active channel (s < number active; later entries are
+    unspecified). Binary lifting on the inclusive prefix count c: the answer for s is 1 + the largest i with
+    c[i] ≤ s, found in log2(K) gathers, all in registers / shared memory."""
+    count = tl.cumsum(on.to(tl.int32), axis=0)
+    s = tl.arange(0, K)
+    pos = tl.zeros((K,), dtype=tl.int32) - 1
+    for b in tl.static_range(LOG_K):
+        cand = pos + (K >> (b + 1))
+        pos = tl.where(tl.gather(count, cand, axis=0) <= s, cand, pos)
+    return pos + 1
+
+
+@triton.jit
 def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, val_ptr, M, N, stride_wm, threshold,
                             K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
-                            DENSE_MIN: tl.constexpr, PDL: tl.constexpr):
+                            DENSE_MIN: tl.constexpr, PDL: tl.constexpr, GATHER: tl.constexpr,
+                            LOG_K: tl.constexpr):
     """One row, split-K over compacted channels, as a pipelined tensor-core loop.
 
     The chunk's active channel ids are written in order to this program's own scratch row (prefix sum, no
@@ -198,6 +213,7 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
     `tl.dot`, which triton software-pipelines (loads several steps ahead), where an elementwise loop waits one
     memory latency per step. Rows 1-15 are zero, so summing the accumulator's rows gives x·W exactly.
     A chunk with at least DENSE_MIN active channels skips the compaction and streams all rows, masked.
+    GATHER compacts in registers (binary search + tl.gather) instead of through a scratch buffer.
     """
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -220,6 +236,17 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
             a = tl.where(tl.abs(a.to(tl.float32)) > threshold, a, 0.0).to(a.dtype)
             w = tl.load(wt_ptr + rows[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
                         mask=onk[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
+            acc = _row0_dot(a, w, acc, IEEE)
+    elif GATHER:  # compacted in registers: the s-th active channel found by binary search, no memory round trip
+        local_of = _active_order(on, K_PER, LOG_K)
+        for k0 in range(0, n_on, BLOCK_M):
+            slot = k0 + tl.arange(0, BLOCK_M)
+            smask = slot < n_on
+            loc = tl.where(smask, tl.gather(local_of, tl.minimum(slot, K_PER - 1), axis=0), 0)
+            xv = tl.gather(xc, loc, axis=0)
+            a = tl.where(row0 & smask[None, :], xv[None, :], 0.0).to(xc.dtype)
+            w = tl.load(wt_ptr + (pid_k * K_PER + loc)[:, None].to(tl.int64) * stride_wm + offs_n[None, :],
+                        mask=smask[:, None] & nmask[None, :], other=0.0, eviction_policy="evict_first")
             acc = _row0_dot(a, w, acc, IEEE)
     else:
         slot_of = tl.cumsum(on.to(tl.int32), axis=0) - 1  # where each active channel goes in the compacted list
@@ -311,12 +338,14 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
     pdl = bool(cfg.get("PDL", False)) and split > 1 and cfg.get("KERNEL") == "dot" and _pdl_available(x)
     if cfg.get("KERNEL") == "dot":
         n_tiles = triton.cdiv(n, bn)
-        scratch = torch.empty(split * n_tiles * k_per, dtype=torch.int32, device=x.device)
-        vscratch = torch.empty(split * n_tiles * k_per, dtype=x.dtype, device=x.device)
+        gather = bool(cfg.get("GATHER", False))  # compaction in registers needs no scratch rows
+        scratch = out if gather else torch.empty(split * n_tiles * k_per, dtype=torch.int32, device=x.device)
+        vscratch = x if gather else torch.empty(split * n_tiles * k_per, dtype=x.dtype, device=x.device)
         _sparse_gemv_dot_kernel[(n_tiles, split)](
             x, wt, out, b, y, scratch, vscratch, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
             HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, IEEE=_dot_in_fp32(x.dtype),
-            DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, **launch)
+            DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, GATHER=gather,
+            LOG_K=k_per.bit_length() - 1, **launch)
     elif compact:
         counters = _tile_counters(x.device, triton.cdiv(n, bn)) if fused else out
         _sparse_gemv_compact_kernel[(triton.cdiv(n, bn), split)](

@@ -178,17 +178,17 @@ def test_compact_prefetch_is_bit_identical_to_plain_loop(sparsity):
 @pytest.mark.skipif(not TRITON_OK, reason="triton not importable")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-3), (torch.bfloat16, 1e-2)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.97, 1.0])
-@pytest.mark.parametrize("dense_above", [2.0, 0.0, 0.6])
-def test_dot_kernel_matches_float64(sparsity, dtype, tol, dense_above):
+@pytest.mark.parametrize("dense_above,gather", [(2.0, False), (0.0, False), (0.6, False), (2.0, True)])
+def test_dot_kernel_matches_float64(sparsity, dtype, tol, dense_above, gather):
     """The tensor-core kernel (x in row 0 of a 16-row operand) against float64 at every sparsity, all channels
-    off included, with chunks compacted (2.0), streamed masked (0.0) or chosen by density (0.6); fp32 inputs
-    must not be rounded to tf32."""
+    off included, with chunks compacted through scratch (2.0) or in registers (gather), streamed masked (0.0)
+    or chosen by density (0.6); fp32 inputs must not be rounded to tf32."""
     g = torch.Generator().manual_seed(19)
     x = torch.randn(1, 300, generator=g).to(dtype)
     w = to_column_major((torch.randn(90, 300, generator=g) / 8).to(dtype))
     t = float(x.abs().max()) if sparsity == 1.0 else magnitude_threshold(x, sparsity)
     cfg = {"KERNEL": "dot", "SPLIT_K": 4, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1, "SUM_BLOCK": 32,
-           "DENSE_ABOVE": dense_above, "PDL": True}  # PDL is a no-op off Hopper GPUs
+           "DENSE_ABOVE": dense_above, "PDL": True, "GATHER": gather}  # PDL is a no-op off Hopper GPUs
     y = sparse_linear(x, w, threshold=t, backend="triton", config=cfg)
     assert y.dtype == dtype
     if sparsity == 1.0:
