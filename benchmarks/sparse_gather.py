@@ -292,19 +292,18 @@ def sweep_full(quick: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
-    """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 32 x 128 steps, 8 K-splits,
-    chunks ≥ 75 % active streamed masked, reduction launched early): step rows, warps, splits, density switch,
-    reduction block and compaction in registers (GATHER); plus the session-3 sorted-compaction, session-2
+    """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 32 x 256 steps, 8 K-splits,
+    chunks ≥ 75 % active streamed masked, sparser ones compacted in registers, reduction launched early):
+    step rows and columns, warps, splits, stages, density switch; plus the session-3 sorted-compaction, session-2
     masked and session-1 atomic bests. The session-4 grid (6 tiles x always-compact / always-stream /
-    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json."""
-    best = {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 128, "SPLIT_K": 8, "num_warps": 4, "num_stages": 3,
-            "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128}
-    around = [{}, {"num_warps": 2}, {"BLOCK_M": 16}, {"BLOCK_M": 16, "num_warps": 2}, {"BLOCK_M": 16, "BLOCK_N": 256},
-              {"BLOCK_N": 256}, {"BLOCK_N": 64}, {"BLOCK_N": 64, "num_warps": 2}, {"SPLIT_K": 4},
-              {"SPLIT_K": 4, "BLOCK_N": 64}, {"DENSE_ABOVE": 0.6}, {"DENSE_ABOVE": 0.9}, {"SUM_BLOCK": 256},
-              {"SUM_BLOCK": 512}, {"PDL": False}, {"DENSE_ABOVE": 2.0}, {"GATHER": True},
-              {"GATHER": True, "BLOCK_N": 256}, {"GATHER": True, "BLOCK_M": 16}, {"GATHER": True, "SPLIT_K": 4},
-              {"GATHER": True, "DENSE_ABOVE": 2.0}]
+    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json, the one around 32 x 128 in
+    results/sparse_gather_linear_s4_gather.json."""
+    best = {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 256, "SPLIT_K": 8, "num_warps": 4, "num_stages": 3,
+            "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128, "GATHER": True}
+    around = [{}, {"num_warps": 8}, {"BLOCK_M": 64}, {"BLOCK_M": 64, "num_warps": 8}, {"SPLIT_K": 16},
+              {"SPLIT_K": 16, "num_warps": 8}, {"BLOCK_N": 512, "num_warps": 8}, {"BLOCK_N": 512, "SPLIT_K": 16,
+                                                                                   "num_warps": 8},
+              {"BLOCK_N": 128}, {"GATHER": False}, {"num_stages": 4}, {"DENSE_ABOVE": 0.9}, {"BLOCK_M": 16}]
     dot = [{**best, **d} for d in around]
     others = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": 256, "SPLIT_K": 16, "num_warps": 2, "REDUCE": "sum",
                "SUM_BLOCK": 128},
@@ -375,9 +374,11 @@ def linear(quick: bool) -> None:
             timed.sort(key=lambda r: r[0])
             best_ms, best_cfg = timed[0]
             default_g = bench_graph(lambda x=x, t=t: rot_sparse(x, t, None)) / n_copies
+            dense_again = bench_graph(lambda x=x: rot_dense(x)) / n_copies  # the baseline's drift within the run
             default_call = bench(lambda x=x, t=t: sparse_linear(x, w_cols[0], threshold=t, backend="triton"), rep=100)
             res["by_sparsity"][str(sp)] = {
                 "dense_masked_graph_ms": masked_g, "default_graph_ms": default_g, "default_call_ms": default_call,
+                "dense_graph_ms_again": dense_again,
                 "best_graph_ms": best_ms, "best_config": best_cfg,
                 "all_configs": [{"ms": a, "config": c} for a, c in timed] if len(timed) > 1 else [],
                 "speedup_default": dense_g / default_g, "speedup_best": dense_g / best_ms,
