@@ -294,16 +294,13 @@ def sweep_full(quick: bool) -> None:
 def gemv_configs(m: int) -> list[dict]:
     """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 32 x 256 steps, 8 K-splits,
     chunks ≥ 75 % active streamed masked, sparser ones compacted in registers, reduction launched early):
-    step rows and columns, warps, splits, stages, density switch; plus the session-3 sorted-compaction, session-2
+    rows per step of the compacted and streamed loops; plus the session-3 sorted-compaction, session-2
     masked and session-1 atomic bests. The session-4 grid (6 tiles x always-compact / always-stream /
-    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json, the one around 32 x 128 in
-    results/sparse_gather_linear_s4_gather.json."""
+    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json, the ones around 32 x 128 and
+    32 x 256 in results/sparse_gather_linear_s4_gather.json and _final.json."""
     best = {"KERNEL": "dot", "BLOCK_M": 32, "BLOCK_N": 256, "SPLIT_K": 8, "num_warps": 4, "num_stages": 3,
             "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128, "GATHER": True}
-    around = [{}, {"num_warps": 8}, {"BLOCK_M": 64}, {"BLOCK_M": 64, "num_warps": 8}, {"SPLIT_K": 16},
-              {"SPLIT_K": 16, "num_warps": 8}, {"BLOCK_N": 512, "num_warps": 8}, {"BLOCK_N": 512, "SPLIT_K": 16,
-                                                                                   "num_warps": 8},
-              {"BLOCK_N": 128}, {"GATHER": False}, {"num_stages": 4}, {"DENSE_ABOVE": 0.9}, {"BLOCK_M": 16}]
+    around = [{}, {"BLOCK_M": 16, "STREAM_M": 32}, {"BLOCK_M": 16, "STREAM_M": 64}, {"STREAM_M": 64}]
     dot = [{**best, **d} for d in around]
     others = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": 256, "SPLIT_K": 16, "num_warps": 2, "REDUCE": "sum",
                "SUM_BLOCK": 128},

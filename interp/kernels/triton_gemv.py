@@ -203,7 +203,8 @@ def _active_order(on, K: tl.constexpr, LOG_K: tl.constexpr):
 @triton.jit
 def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, val_ptr, M, N, stride_wm, threshold,
                             K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr,
+                            BLOCK_M: tl.constexpr, STREAM_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                            IEEE: tl.constexpr,
                             DENSE_MIN: tl.constexpr, PDL: tl.constexpr, GATHER: tl.constexpr,
                             LOG_K: tl.constexpr):
     """One row, split-K over compacted channels, as a pipelined tensor-core loop.
@@ -212,7 +213,8 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
     sort); the loop then streams their weight rows. Putting x in row 0 of a 16-row operand makes the step a
     `tl.dot`, which triton software-pipelines (loads several steps ahead), where an elementwise loop waits one
     memory latency per step. Rows 1-15 are zero, so summing the accumulator's rows gives x·W exactly.
-    A chunk with at least DENSE_MIN active channels skips the compaction and streams all rows, masked.
+    A chunk with at least DENSE_MIN active channels skips the compaction and streams all rows, masked, STREAM_M
+    per step (BLOCK_M is the compacted loop's step).
     GATHER compacts in registers (binary search + tl.gather) instead of through a scratch buffer.
     """
     pid_n = tl.program_id(0)
@@ -228,8 +230,8 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
     row0 = (tl.arange(0, 16) == 0)[:, None]
     acc = tl.zeros((16, BLOCK_N), dtype=tl.float32)
     if n_on >= DENSE_MIN:  # dense-ish chunk: stream every row in order, inactive ones masked (no compaction)
-        for k0 in range(0, K_PER, BLOCK_M):
-            rows = pid_k * K_PER + k0 + tl.arange(0, BLOCK_M)
+        for k0 in range(0, K_PER, STREAM_M):
+            rows = pid_k * K_PER + k0 + tl.arange(0, STREAM_M)
             xk = tl.load(x_ptr + rows, mask=rows < M, other=0.0)
             onk = (tl.abs(xk.to(tl.float32)) > threshold) & (rows < M)
             a = tl.load(x_ptr + rows[None, :] + 0 * row0, mask=row0 & (rows < M)[None, :], other=0.0)
@@ -343,7 +345,8 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
         vscratch = x if gather else torch.empty(split * n_tiles * k_per, dtype=x.dtype, device=x.device)
         _sparse_gemv_dot_kernel[(n_tiles, split)](
             x, wt, out, b, y, scratch, vscratch, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
-            HAS_BIAS=bias is not None, BLOCK_M=bm, BLOCK_N=bn, IEEE=_dot_in_fp32(x.dtype),
+            HAS_BIAS=bias is not None, BLOCK_M=bm, STREAM_M=min(k_per, int(cfg.get("STREAM_M", bm))), BLOCK_N=bn,
+            IEEE=_dot_in_fp32(x.dtype),
             DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, GATHER=gather,
             LOG_K=k_per.bit_length() - 1, **launch)
     elif compact:

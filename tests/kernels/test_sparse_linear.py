@@ -188,7 +188,7 @@ def test_dot_kernel_matches_float64(sparsity, dtype, tol, dense_above, gather):
     w = to_column_major((torch.randn(90, 300, generator=g) / 8).to(dtype))
     t = float(x.abs().max()) if sparsity == 1.0 else magnitude_threshold(x, sparsity)
     cfg = {"KERNEL": "dot", "SPLIT_K": 4, "BLOCK_M": 16, "BLOCK_N": 32, "num_warps": 1, "SUM_BLOCK": 32,
-           "DENSE_ABOVE": dense_above, "PDL": True, "GATHER": gather}  # PDL is a no-op off Hopper GPUs
+           "DENSE_ABOVE": dense_above, "PDL": True, "GATHER": gather, "STREAM_M": 32}  # PDL: no-op off Hopper
     y = sparse_linear(x, w, threshold=t, backend="triton", config=cfg)
     assert y.dtype == dtype
     if sparsity == 1.0:
