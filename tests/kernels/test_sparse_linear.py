@@ -83,6 +83,10 @@ def test_sparse_linear_layout_and_bad_input():
         sparse_linear(torch.randn(1, 16), w, threshold=-1.0)
     with pytest.raises(ConfigError):
         magnitude_threshold(torch.randn(4), 1.0)
+    with pytest.raises(ConfigError, match="one dtype.*float16.*float32"):
+        sparse_linear(torch.randn(1, 16).half(), w, threshold=0.5)
+    with pytest.raises(ConfigError, match="bias"):
+        sparse_linear(torch.randn(1, 16), w, torch.zeros(8).half(), threshold=0.5)
 
 
 def test_threshold_ties_follow_torch_rounding():
