@@ -205,7 +205,8 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
                             K_PER: tl.constexpr, SPLIT: tl.constexpr, HAS_BIAS: tl.constexpr,
                             BLOCK_M: tl.constexpr, STREAM_M: tl.constexpr, BLOCK_N: tl.constexpr,
                             IEEE: tl.constexpr,
-                            DENSE_MIN: tl.constexpr, PDL: tl.constexpr, GATHER: tl.constexpr,
+                            DENSE_MIN: tl.constexpr, PDL: tl.constexpr, PDL_WAIT: tl.constexpr,
+                            GATHER: tl.constexpr,
                             LOG_K: tl.constexpr):
     """One row, split-K over compacted channels, as a pipelined tensor-core loop.
 
@@ -221,6 +222,8 @@ def _sparse_gemv_dot_kernel(x_ptr, wt_ptr, out_ptr, bias_ptr, y_ptr, idx_ptr, va
     pid_k = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     nmask = offs_n < N
+    if PDL_WAIT:  # launched early (PDL): nothing upstream may be read or overwritten before the wait
+        gdc_wait()
     if PDL:
         gdc_launch_dependents()  # the reduction kernel may start launching; it waits (gdc_wait) for our stores
     chunk = pid_k * K_PER + tl.arange(0, K_PER)
@@ -282,6 +285,7 @@ def _sum_partials_kernel(part_ptr, bias_ptr, y_ptr, N, SPLIT: tl.constexpr, HAS_
     PDL: launched early (programmatic dependent launch) and waits here until the partials are written."""
     if PDL:
         gdc_wait()
+        gdc_launch_dependents()
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     acc = tl.zeros((BLOCK,), dtype=tl.float32)
@@ -338,6 +342,8 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
         launch["num_stages"] = int(cfg["num_stages"])
     fused = cfg.get("KERNEL") == "compact" and split > 1 and cfg.get("REDUCE") == "fused"
     pdl = bool(cfg.get("PDL", False)) and split > 1 and cfg.get("KERNEL") == "dot" and _pdl_available(x)
+    # PDL="both": the GEMV itself also launches while the previous kernel finishes, and waits before reading x
+    pdl_first = pdl and cfg.get("PDL") == "both"
     if cfg.get("KERNEL") == "dot":
         n_tiles = triton.cdiv(n, bn)
         gather = bool(cfg.get("GATHER", False))  # compaction in registers needs no scratch rows
@@ -347,8 +353,8 @@ def _sparse_gemv_two_pass(x: Tensor, wt: Tensor, bias: Tensor | None, threshold:
             x, wt, out, b, y, scratch, vscratch, m, n, wt.stride(0), float(threshold), K_PER=k_per, SPLIT=split,
             HAS_BIAS=bias is not None, BLOCK_M=bm, STREAM_M=min(k_per, int(cfg.get("STREAM_M", bm))), BLOCK_N=bn,
             IEEE=_dot_in_fp32(x.dtype),
-            DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, GATHER=gather,
-            LOG_K=k_per.bit_length() - 1, **launch)
+            DENSE_MIN=int(float(cfg.get("DENSE_ABOVE", 2.0)) * k_per), PDL=pdl, PDL_WAIT=pdl_first,
+            GATHER=gather, LOG_K=k_per.bit_length() - 1, **launch, **({"launch_pdl": True} if pdl_first else {}))
     elif compact:
         counters = _tile_counters(x.device, triton.cdiv(n, bn)) if fused else out
         _sparse_gemv_compact_kernel[(triton.cdiv(n, bn), split)](
