@@ -132,6 +132,35 @@ def gates() -> None:
             y = sparse_linear(x, wl, threshold=t, backend="triton")
             ref = F.linear(x.double() * (x.abs() > t), wl.double())
             g[f"sparse_linear_b{b}_s{int(sp * 100)}"] = {"rel_err": rel_err(y, ref), "pass": rel_err(y, ref) < 1e-3}
+    # launched early (PDL): a chain where each input is written by the kernel just before, eagerly and replayed
+    # from a CUDA graph; every output must match its own input's reference (a GEMV reading x before the write
+    # completes, or a reduction reading partials early, would not)
+    xs = torch.empty(6, 1, 4096, device=DEV, dtype=torch.float16)
+    ys = torch.empty(6, 1, 11008, device=DEV, dtype=torch.float16)
+
+    def chain():
+        for i in range(6):
+            if i == 0:
+                xs[0].normal_()
+            else:
+                torch.mul(xs[i - 1], -1.5, out=xs[i])
+            ys[i] = sparse_linear(xs[i], wl, threshold=0.67, backend="triton")
+
+    errs = []
+    for mode in ("eager", "graph"):
+        if mode == "graph":
+            graph = torch.cuda.CUDAGraph()
+            chain()  # warm up (compiles) outside the capture
+            with torch.cuda.graph(graph):
+                chain()
+            graph.replay()
+        else:
+            chain()
+        torch.cuda.synchronize()
+        for i in range(6):
+            xi = xs[i].double()
+            errs.append(rel_err(ys[i], F.linear(xi * (xi.abs() > 0.67), wl.double())))
+    g["sparse_linear_pdl_chain"] = {"max_rel_err": max(errs), "pass": max(errs) < 1e-3}
     bad = [k for k, v in g.items() if not v["pass"]]
     log(f"gates: {len(g) - len(bad)}/{len(g)} pass" + (f"; FAILED: {bad}" if bad else ""))
     for k, v in g.items():

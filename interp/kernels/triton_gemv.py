@@ -379,14 +379,14 @@ def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
 
     One row: the tensor-core kernel, 256 columns per program, 8 K-splits, 4 warps; chunks with ≥ 75 % of
     channels active stream every row (masked, 32 per step), sparser ones are compacted in registers (16 active
-    rows per step); the reduction kernel is launched early (PDL) on Hopper. Best single config on an H200
-    (session 4, two runs: 24.7-25.1 / 15.6-15.9 / 6.3-6.4 µs at 0 / 50 / 90 % sparsity against cuBLAS's dense
-    24.7 µs; benchmarks/results/sparse_gather.md). 2-4 rows: the atomic split-K kernel.
+    rows per step); on Hopper the GEMV and its reduction are launched early (PDL) and wait for their inputs.
+    Best single config on an H200 (session 4, two runs: 24.2-24.4 / 15.2 / 5.7-5.8 µs at 0 / 50 / 90 %
+    sparsity against cuBLAS's dense 24.7 µs; benchmarks/results/sparse_gather.md). 2-4 rows: the atomic kernel.
     """
     if batch == 1:
         return {"KERNEL": "dot", "BLOCK_M": 16, "STREAM_M": 32, "BLOCK_N": 256,
                 "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4, "num_stages": 3, "SUM_BLOCK": 128,
-                "DENSE_ABOVE": 0.75, "PDL": True, "GATHER": True}
+                "DENSE_ABOVE": 0.75, "PDL": "both", "GATHER": True}
     return {"KERNEL": "atomic", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4,
             "FP16_ATOMIC": False}
 
