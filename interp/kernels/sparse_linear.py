@@ -48,7 +48,7 @@ def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, thre
     be = choose("sparse_linear", backend, x.device, LINEAR_BACKENDS, cpu_default="dense")
     if be == "triton" and backend == "auto" and (x2.shape[0] > AUTO_MAX_BATCH or not is_column_major(weight)
                                                   or threshold is None):
-        be = "dense"  # H200, 1 row: the kernel ties plain F.linear at 0 % sparsity and is 1.56x at 50 %; 2-4 rows lose
+        be = "dense"  # H200, 1 row: the kernel ties plain F.linear at 0 % sparsity and is 1.6x at 50 %; 2-4 rows lose
     if be == "dense":
         xm = x2 if threshold is None else x2 * (x2.abs() > t)
         return F.linear(xm, weight, bias).reshape(*lead, weight.shape[0])
