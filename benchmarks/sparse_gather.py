@@ -321,19 +321,16 @@ def sweep_full(quick: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------- sparse linear
 def gemv_configs(m: int) -> list[dict]:
-    """Batch-1 GEMV configs around the session-4 default (tensor-core kernel, 256 columns, 8 K-splits, chunks
-    ≥ 75 % active streamed masked 32 rows per step, sparser ones compacted in registers 16 per step, reduction
-    launched early): the GEMV itself launched early too (PDL "both"); plus the session-3 sorted-compaction, session-2
-    masked and session-1 atomic bests. The session-4 grid (6 tiles x always-compact / always-stream /
-    by-density x PDL) is in results/sparse_gather_linear_s4_pdl.json, the ones around 32 x 128 and
-    32 x 256 in results/sparse_gather_linear_s4_gather.json and _final.json."""
+    """Batch-1 GEMV configs around the default (tensor-core kernel, 256 columns, 8 K-splits, chunks ≥ 75 % active
+    streamed 32 rows per step, sparser ones compacted in registers 16 per step, PDL): the reduction alone launched
+    early, 32-row steps, 4 K-splits; plus the session-2 masked and session-1 atomic kernels. Earlier grids (the
+    session-3 sorted compaction, scratch compaction, the 6-tile x density x PDL grid) are in the
+    results/sparse_gather_linear_s4_*.json files, from the commits that had those kernels."""
     best = {"KERNEL": "dot", "BLOCK_M": 16, "STREAM_M": 32, "BLOCK_N": 256, "SPLIT_K": 8, "num_warps": 4,
-            "num_stages": 3, "DENSE_ABOVE": 0.75, "PDL": True, "SUM_BLOCK": 128, "GATHER": True}
-    around = [{}, {"PDL": "both"}, {"PDL": "both", "BLOCK_M": 32}, {"PDL": "both", "SPLIT_K": 4}]
+            "num_stages": 3, "DENSE_ABOVE": 0.75, "PDL": "both", "SUM_BLOCK": 128}
+    around = [{}, {"PDL": True}, {"BLOCK_M": 32}, {"SPLIT_K": 4}]
     dot = [{**best, **d} for d in around]
-    others = [{"KERNEL": "compact", "BLOCK_M": 16, "BLOCK_N": 256, "SPLIT_K": 16, "num_warps": 2, "REDUCE": "sum",
-               "SUM_BLOCK": 128},
-              {"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2},
+    others = [{"KERNEL": "two_pass", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": 32, "num_warps": 2},
               {"KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8, "num_warps": 4}]
     return dot + others
 
