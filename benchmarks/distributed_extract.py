@@ -27,7 +27,7 @@ SIZES = {  # (hidden, layers, heads, d_mlp)
 }
 
 
-PHASES = ("seconds", "setup", "capture", "encode", "writer_wait", "drain", "finish", "other")
+PHASES = ("seconds", "setup", "probe", "capture", "encode", "writer_wait", "drain", "finish", "other")
 
 
 def build_model(size: str, device: str, dtype):

@@ -62,10 +62,11 @@ class ExtractSummary:
     tokens_per_s: float
     shards_written: int
     shards_resumed: int
-    # wall seconds by phase of this rank's run: "setup" (model, hooks, lock, folder checks), "capture" (forward
+    # wall seconds by phase of this rank's run: "setup" (model, hooks, lock, folder checks), "probe" (the one-block
+    # forward pass that fixes the shard layout; it pays the first-call CUDA/cuBLAS costs), "capture" (forward
     # passes, host copies, NaN checks), "encode", "writer_wait" (submit blocked on a full writer queue), "drain"
     # (last shards reaching disk), "finish" (manifest, barrier and merge under torchrun), "other" (block walk,
-    # layout probe, tokens)
+    # reading tokens)
     timings: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -195,7 +196,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
 
         bar = tqdm(total=n_blocks * cfg.ctx, unit="tok", unit_scale=True, desc="extract", dynamic_ncols=True)
     written = resumed = 0
-    timings = dict.fromkeys(("capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
+    timings = dict.fromkeys(("probe", "capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
     blocks_per_shard = manifest.layout.get("blocks_per_shard")
     try:
         buffer: list[list[int]] = []
@@ -206,8 +207,10 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
             if blocks_per_shard is None and len(buffer) < cfg.batch_size and len(buffer) < n_blocks:
                 continue
             if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
+                t = time.perf_counter()
                 specs, blocks_per_shard = _layout(cfg, capturer, specs, torch.tensor(buffer), rows_per_block, dtype,
                                                   n_blocks)
+                timings["probe"] = time.perf_counter() - t
                 manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
                                                           "rows_per_block": rows_per_block}
                 if not manifest.shards:  # claim the folder before the first shard lands: a kill between that

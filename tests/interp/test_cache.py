@@ -187,9 +187,9 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     them), so a slow extraction says where its time went."""
     s = extract(_cfg(tmp_path / "t", tiny_neox_dir, text_file), progress=False)
     t = s.timings
-    assert set(t) == {"setup", "capture", "encode", "writer_wait", "drain", "finish", "other"}
-    assert min(t.values()) >= 0 and t["capture"] > 0
-    inside = t["capture"] + t["encode"] + t["writer_wait"] + t["drain"] + t["other"]
+    assert set(t) == {"setup", "probe", "capture", "encode", "writer_wait", "drain", "finish", "other"}
+    assert min(t.values()) >= 0 and t["capture"] > 0 and t["probe"] > 0
+    inside = t["probe"] + t["capture"] + t["encode"] + t["writer_wait"] + t["drain"] + t["other"]
     assert abs(inside - s.seconds) <= 0.01 * s.seconds + 2e-3
     kept = json.loads((tmp_path / "t" / "manifest.json").read_text())["summary"]["timings_last_run"]
     assert abs(kept["capture"] - t["capture"]) <= 1e-3  # kept to 3 decimals, the summary to 4
