@@ -24,7 +24,7 @@ from interp.errors import CacheError, ConfigError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
-from interp.sources import describe_source, iter_blocks
+from interp.sources import blocks_tensor, describe_source, iter_blocks
 
 
 @dataclass
@@ -199,7 +199,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     timings = dict.fromkeys(("probe", "capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
     blocks_per_shard = manifest.layout.get("blocks_per_shard")
     try:
-        buffer: list[list[int]] = []
+        buffer: list = []  # token blocks: lists of ints (text) or int64 numpy rows (.npy)
         shard_index = 0
         block_start = 0
         for block in blocks_iter:
@@ -208,7 +208,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
                 continue
             if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
                 t = time.perf_counter()
-                specs, blocks_per_shard = _layout(cfg, capturer, specs, torch.tensor(buffer), rows_per_block, dtype,
+                specs, blocks_per_shard = _layout(cfg, capturer, specs, blocks_tensor(buffer), rows_per_block, dtype,
                                                   n_blocks)
                 timings["probe"] = time.perf_counter() - t
                 manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
@@ -222,10 +222,10 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
             rows = (block_start * rows_per_block, block_stop * rows_per_block)
             if k in done:
                 if k == max(done):
-                    _check_resumed_tokens(out, done[k], torch.tensor(blocks, dtype=torch.long), capturer.positions)
+                    _check_resumed_tokens(out, done[k], blocks_tensor(blocks), capturer.positions)
                 resumed += 1
             elif k % world == rank:  # other ranks' shards cost only the walk over their blocks
-                shard = torch.tensor(blocks, dtype=torch.long)
+                shard = blocks_tensor(blocks)
                 arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all,
                                         timings)
                 t = time.perf_counter()

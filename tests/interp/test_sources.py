@@ -46,6 +46,22 @@ def test_prepend_bos_blocks(tok):
     assert (got[:, 0] == tok.eos_token_id).all()
 
 
+@pytest.mark.parametrize("prepend_bos", [False, True])
+def test_pretokenized_npy_blocks_equal_text_blocks(tmp_path, tok, prepend_bos):
+    """A .npy of the stream's token ids gives the same blocks as the text (its rows come back as int64 numpy
+    arrays, stacked without a Python-int round trip), with and without a BOS per block."""
+    import numpy as np
+
+    docs = CORPUS[:10]
+    ids = []
+    for d in docs:
+        ids += [tok.eos_token_id] + tok(d, add_special_tokens=False)["input_ids"]
+    np.save(tmp_path / "ids.npy", np.array(ids, dtype=np.int32))
+    ref = token_blocks(docs, tok, ctx=16, prepend_bos=prepend_bos)
+    got = token_blocks(str(tmp_path / "ids.npy"), tok, ctx=16, prepend_bos=prepend_bos)
+    assert got.dtype == torch.long and torch.equal(got, ref)
+
+
 def test_bad_sources(tmp_path, tok):
     with pytest.raises(DataSourceError, match="not a file, folder"):
         list(iter_texts(str(tmp_path / "missing.txt")))
