@@ -1,6 +1,11 @@
 """Shared test helpers (importable from tests because pytest puts tests/ on sys.path)."""
 
+import sys
+from pathlib import Path
+
 import torch
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 VOCAB = 300
 CORPUS = [
@@ -50,3 +55,18 @@ def extract_config(out, model_dir, data, **overrides):
                 hooks=["blocks.*.hook_resid_post"])
     base.update(overrides)
     return ExtractConfig(**base)
+
+
+def spawn_ranks(fn, args: tuple, nprocs: int = 2) -> None:
+    """torch.multiprocessing.spawn with the repository root on sys.path while it runs: spawned children unpickle
+    `fn` from tests.<package>.<module>, which a bare `pytest` (no `python -m`) would not make importable."""
+    import torch.multiprocessing as mp
+
+    added = ROOT not in sys.path
+    if added:
+        sys.path.insert(0, ROOT)
+    try:
+        mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+    finally:
+        if added:
+            sys.path.remove(ROOT)

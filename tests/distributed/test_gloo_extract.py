@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import spawn_ranks
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # same threads per process in both runs
 
@@ -111,12 +113,10 @@ def _regression_data():
 
 
 def test_distributed_streaming_regression_equals_single(tmp_path):
-    import torch.multiprocessing as mp
-
     from interp.stats.lstsq import StreamingLstsq
 
     out = tmp_path / "sol.pt"
-    mp.spawn(_regression_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_regression_worker, (2, str(tmp_path / "init"), str(out)))
     X, Y = _regression_data()
     ref = StreamingLstsq(X.shape[1], Y.shape[1])
     for start in range(0, len(X), 1000):

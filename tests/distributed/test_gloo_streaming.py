@@ -2,15 +2,11 @@
 linear-error fit equal the single-process ones to 1e-10, and data-parallel SAE training on 2 ranks with batch b
 follows single-process training with batch 2b."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-from helpers import extract_config
+from helpers import extract_config, spawn_ranks
 
-ROOT = str(Path(__file__).resolve().parents[2])
 H0, H1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"
 B, STEPS = 64, 40  # per-rank batch and training steps: 40 steps of 2 x 64 rows (past one epoch of 4096 rows)
 SAE_KW = {"hook": H1, "d_sae": 64, "architecture": "standard", "l1_coefficient": 1.0, "lr": 3e-3, "seed": 0,
@@ -42,8 +38,6 @@ def _worker(rank: int, world: int, init_file: str, cache: str, sae_dir: str, out
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_neox_dir, text_file):
-    import torch.multiprocessing as mp
-
     from interp.extract import extract
     from interp.saes import save_sae, train_sae
 
@@ -53,15 +47,7 @@ def runs(tmp_path_factory, tiny_neox_dir, text_file):
     single = train_sae(str(cache), batch_size=2 * B, **SAE_KW)  # the single-process run with the global batch
     save_sae(single, tmp / "sae", storage_dtype="float32")
     other = train_sae(str(cache), batch_size=B, **SAE_KW)  # another trajectory: how far "different" is
-    added = ROOT not in sys.path  # the children unpickle _worker from tests.distributed.<this module>
-    if added:
-        sys.path.insert(0, ROOT)
-    try:
-        mp.spawn(_worker, args=(2, str(tmp / "init"), str(cache), str(tmp / "sae"), str(tmp / "res")), nprocs=2,
-                 join=True)
-    finally:
-        if added:
-            sys.path.remove(ROOT)
+    spawn_ranks(_worker, (2, str(tmp / "init"), str(cache), str(tmp / "sae"), str(tmp / "res")))
     got = [torch.load(f"{tmp / 'res'}.{r}", weights_only=False) for r in range(2)]
     return {"ranks": got, "single": single.state_dict(), "other": other.state_dict(), "cache": cache}
 
