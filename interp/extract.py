@@ -1,7 +1,8 @@
 """Streaming extraction: token source -> model -> hooks -> sharded on-disk cache, resumable and bounded in memory.
 
 Blocks of `ctx` tokens are grouped into shards of `blocks_per_shard` blocks (a multiple of the batch size, so a
-resumed run sees exactly the same batches and writes bit-identical shards). Shard k goes to rank k % world.
+resumed run sees exactly the same batches and writes bit-identical shards). Shard k goes to rank k % world; with
+a pre-tokenized `.npy` source a rank reads only its own shards' blocks (text is tokenized in order by every rank).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from interp.errors import CacheError, ConfigError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
-from interp.sources import blocks_tensor, describe_source, iter_blocks
+from interp.sources import BlockReader, describe_source
 
 
 @dataclass
@@ -65,8 +66,8 @@ class ExtractSummary:
     # wall seconds by phase of this rank's run: "setup" (model, hooks, lock, folder checks), "probe" (the one-block
     # forward pass that fixes the shard layout; it pays the first-call CUDA/cuBLAS costs), "capture" (forward
     # passes, host copies, NaN checks), "encode", "writer_wait" (submit blocked on a full writer queue), "drain"
-    # (last shards reaching disk), "finish" (manifest, barrier and merge under torchrun), "other" (block walk,
-    # reading tokens)
+    # (last shards reaching disk), "finish" (manifest, barrier and merge under torchrun), "other" (reading
+    # this rank's token blocks; skipping other ranks' text blocks)
     timings: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
@@ -184,7 +185,9 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
 def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype, rows_per_block,
          n_blocks, progress) -> ExtractSummary:
     t0 = time.perf_counter()
-    blocks_iter = iter_blocks(cfg.data, tokenizer, cfg.ctx, n_blocks, cfg.text_column, cfg.prepend_bos)
+    reader = BlockReader(cfg.data, tokenizer, cfg.ctx, n_blocks, cfg.text_column, cfg.prepend_bos)
+    if reader.available is not None and reader.available < n_blocks:  # a token file: refuse before any work
+        _ran_out(reader.available, n_blocks, cfg.ctx)
     done = {s.index: s for s in old.shards} if old else {}
     manifest = old or Manifest(identity=identity, hooks={}, layout={}, environment=environment())
     specs: dict[str, dict] = dict(manifest.hooks)
@@ -199,46 +202,44 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     timings = dict.fromkeys(("probe", "capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
     blocks_per_shard = manifest.layout.get("blocks_per_shard")
     try:
-        buffer: list = []  # token blocks: lists of ints (text) or int64 numpy rows (.npy)
-        shard_index = 0
-        block_start = 0
-        for block in blocks_iter:
-            buffer.append(block)
-            if blocks_per_shard is None and len(buffer) < cfg.batch_size and len(buffer) < n_blocks:
-                continue
-            if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
-                t = time.perf_counter()
-                specs, blocks_per_shard = _layout(cfg, capturer, specs, blocks_tensor(buffer), rows_per_block, dtype,
-                                                  n_blocks)
-                timings["probe"] = time.perf_counter() - t
-                manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
-                                                          "rows_per_block": rows_per_block}
-                if not manifest.shards:  # claim the folder before the first shard lands: a kill between that
-                    manifest.save(out, manifest_name)  # shard and its listing must still leave a resumable cache
-            if len(buffer) < blocks_per_shard and block_start + len(buffer) < n_blocks:
-                continue
-            blocks, buffer = buffer, []
-            k, block_stop = shard_index, block_start + len(blocks)
-            rows = (block_start * rows_per_block, block_stop * rows_per_block)
+        head = reader.take(0)  # blocks read ahead of their shard: the first batch, when it decides the layout
+        if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
+            head = reader.take(min(cfg.batch_size, n_blocks))
+            if len(head) < min(cfg.batch_size, n_blocks):
+                _ran_out(len(head), n_blocks, cfg.ctx)
+            t = time.perf_counter()
+            specs, blocks_per_shard = _layout(cfg, capturer, specs, head, rows_per_block, dtype, n_blocks)
+            timings["probe"] = time.perf_counter() - t
+            manifest.hooks, manifest.layout = specs, {"blocks_per_shard": blocks_per_shard,
+                                                      "rows_per_block": rows_per_block}
+            if not manifest.shards:  # claim the folder before the first shard lands: a kill between that
+                manifest.save(out, manifest_name)  # shard and its listing must still leave a resumable cache
+        last_done = max(done, default=None)
+        for k, block_start in enumerate(range(0, n_blocks, blocks_per_shard)):
+            block_stop = min(block_start + blocks_per_shard, n_blocks)
+            mine = k % world == rank and k not in done
+            if mine or k == last_done:  # other ranks' shards (and verified done ones) are skipped, not read
+                shard = torch.cat((head, reader.take(block_stop - block_start - len(head))))
+                got = len(shard)
+            else:
+                got = len(head) + reader.skip(block_stop - block_start - len(head))
+            head = head[:0]
+            if got < block_stop - block_start:
+                _ran_out(block_start + got, n_blocks, cfg.ctx)
+            if k == last_done:
+                _check_resumed_tokens(out, done[k], shard, capturer.positions)
             if k in done:
-                if k == max(done):
-                    _check_resumed_tokens(out, done[k], blocks_tensor(blocks), capturer.positions)
                 resumed += 1
-            elif k % world == rank:  # other ranks' shards cost only the walk over their blocks
-                shard = blocks_tensor(blocks)
+            elif mine:
                 arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all,
                                         timings)
                 t = time.perf_counter()
+                rows = (block_start * rows_per_block, block_stop * rows_per_block)
                 writer.submit(k, rows, (block_start, block_stop), arrays)
                 timings["writer_wait"] += time.perf_counter() - t
                 written += 1
             if bar is not None:
-                bar.update(len(blocks) * cfg.ctx)
-            shard_index, block_start = shard_index + 1, block_stop
-        if block_start < n_blocks:
-            raise CacheError(f"the token source ran out after {block_start * cfg.ctx:,} of "
-                             f"{n_blocks * cfg.ctx:,} tokens",
-                             hint=f"pass --tokens {block_start * cfg.ctx} or a larger source")
+                bar.update((block_stop - block_start) * cfg.ctx)
     finally:
         if bar is not None:
             bar.close()
@@ -255,6 +256,12 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     return ExtractSummary(str(out), n_blocks * cfg.ctx, final.n_rows, len(final.shards), total, seconds,
                           written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed,
                           {k: round(v, 4) for k, v in timings.items()})
+
+
+def _ran_out(have_blocks: int, n_blocks: int, ctx: int) -> None:
+    raise CacheError(f"the token source ran out after {have_blocks * ctx:,} of {n_blocks * ctx:,} tokens",
+                     hint=f"pass --tokens {have_blocks * ctx} or a larger source" if have_blocks
+                     else "use a larger source or a smaller --ctx")
 
 
 def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):

@@ -8,6 +8,7 @@ source plus (tokenizer, ctx, n_tokens) always yields the same blocks, and `sourc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -182,11 +183,14 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
     """
     if ctx < 2:
         raise DataSourceError(f"ctx must be at least 2, got {ctx}", hint="pass --ctx 128")
-    if isinstance(source, (str, Path)) and str(source).endswith(".npy"):
-        yield from _pretokenized_blocks(Path(source), ctx, max_blocks, prepend_bos, tokenizer)
+    if _is_token_file(source):
+        file = TokenFile(Path(source), ctx, prepend_bos, tokenizer)
+        n = file.n_blocks if max_blocks is None else min(file.n_blocks, max_blocks)
+        for start in range(0, n, 1024):  # rows of 1024-block reads: one numpy call per read, not per block
+            yield from file.blocks(start, min(start + 1024, n))
         return
     body = ctx - 1 if prepend_bos else ctx
-    bos = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
+    bos = _bos_id(tokenizer)
     buf: list[int] = []
     n = 0
     for ids in tokenize_stream(iter_texts(source, text_column), tokenizer):
@@ -199,33 +203,91 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
                 return
 
 
-def _pretokenized_blocks(path: Path, ctx: int, max_blocks: int | None, prepend_bos: bool,
-                         tokenizer) -> Iterator[np.ndarray]:
-    """Blocks from a pre-tokenized `.npy` of token ids: 1-D (cut into blocks of ctx) or 2-D `[n, ctx]`."""
-    if not path.is_file():
-        raise DataSourceError(f"token file {path} does not exist", hint="write it with numpy.save")
-    try:
-        ids = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - a hostile header raises ValueError, EOFError, SyntaxError, ...
-        raise DataSourceError(f"{path} is not a readable .npy array of token ids ({type(e).__name__})",
-                              hint="write it with numpy.save(path, ids) (no pickled objects)") from None
-    if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
-        raise DataSourceError(f"{path} holds {getattr(ids, 'dtype', type(ids).__name__)}, not integer token ids",
-                              hint="save int32/int64 ids")
-    vocab = len(tokenizer) if hasattr(tokenizer, "__len__") else None
-    if ids.size and (int(ids.min()) < 0 or (vocab is not None and int(ids.max()) >= vocab)):
-        raise DataSourceError(f"{path} holds token ids outside [0, {vocab}) (min {int(ids.min())}, "
-                              f"max {int(ids.max())})", hint="tokenize with the model's tokenizer")
-    if ids.ndim == 2 and ids.shape[1] != ctx:
-        raise DataSourceError(f"{path} holds blocks of {ids.shape[1]} tokens, --ctx is {ctx}",
-                              hint=f"pass --ctx {ids.shape[1]}")
-    flat = ids.reshape(-1)
-    bos = getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
-    body = ctx - 1 if prepend_bos else ctx
-    n = len(flat) // body if max_blocks is None else min(len(flat) // body, max_blocks)
-    for i in range(n):  # numpy rows, not Python lists: a rank walks every block of the stream, its own or not
-        row = np.asarray(flat[i * body:(i + 1) * body], dtype=np.int64)
-        yield np.concatenate((np.array([bos], dtype=np.int64), row)) if prepend_bos else row
+def _is_token_file(source) -> bool:
+    return isinstance(source, (str, Path)) and str(source).endswith(".npy")
+
+
+def _bos_id(tokenizer) -> int:
+    return getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
+
+
+class TokenFile:
+    """A pre-tokenized `.npy` of token ids, 1-D (cut into blocks of ctx) or 2-D `[n, ctx]`, read by block range.
+
+    The file is memory-mapped but sliced as a plain ndarray: slicing an `np.memmap` costs time proportional to the
+    file's size per slice (its `__array_finalize__`), which made a walk over all blocks quadratic.
+    """
+
+    def __init__(self, path: Path, ctx: int, prepend_bos: bool, tokenizer) -> None:
+        if not path.is_file():
+            raise DataSourceError(f"token file {path} does not exist", hint="write it with numpy.save")
+        try:
+            ids = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - a hostile header raises ValueError, EOFError, SyntaxError, ...
+            raise DataSourceError(f"{path} is not a readable .npy array of token ids ({type(e).__name__})",
+                                  hint="write it with numpy.save(path, ids) (no pickled objects)") from None
+        if not isinstance(ids, np.ndarray) or ids.dtype.kind not in "iu":
+            raise DataSourceError(f"{path} holds {getattr(ids, 'dtype', type(ids).__name__)}, not integer token "
+                                  "ids", hint="save int32/int64 ids")
+        vocab = len(tokenizer) if hasattr(tokenizer, "__len__") else None
+        if ids.size and (int(ids.min()) < 0 or (vocab is not None and int(ids.max()) >= vocab)):
+            raise DataSourceError(f"{path} holds token ids outside [0, {vocab}) (min {int(ids.min())}, "
+                                  f"max {int(ids.max())})", hint="tokenize with the model's tokenizer")
+        if ids.ndim == 2 and ids.shape[1] != ctx:
+            raise DataSourceError(f"{path} holds blocks of {ids.shape[1]} tokens, --ctx is {ctx}",
+                                  hint=f"pass --ctx {ids.shape[1]}")
+        self.flat = np.asarray(ids).reshape(-1)  # a plain ndarray view of the map (see the class docstring)
+        self.body = ctx - 1 if prepend_bos else ctx
+        self.bos = _bos_id(tokenizer) if prepend_bos else None
+        self.n_blocks = len(self.flat) // self.body
+
+    def blocks(self, start: int, stop: int) -> np.ndarray:
+        """int64 `[stop - start, ctx]` (clipped to the file's blocks), BOS first in each row if asked for."""
+        stop = min(stop, self.n_blocks)
+        rows = self.flat[start * self.body:stop * self.body].astype(np.int64).reshape(-1, self.body)
+        if self.bos is None:
+            return rows
+        return np.concatenate((np.full((len(rows), 1), self.bos, dtype=np.int64), rows), axis=1)
+
+
+class BlockReader:
+    """The blocks of a source in order, a run at a time: `take(n)` returns the next n blocks as a LongTensor
+    `[m, ctx]` (m < n only where the source ends), `skip(n)` passes over n blocks and returns how many it passed.
+
+    A pre-tokenized `.npy` is random access, so skipped blocks are never read: under torchrun each rank reads
+    only its own shards. Text is tokenized in order, so skipping still tokenizes.
+    """
+
+    def __init__(self, source, tokenizer, ctx: int, max_blocks: int, text_column: str = "text",
+                 prepend_bos: bool = False) -> None:
+        self.ctx, self.max_blocks, self.position = ctx, max_blocks, 0
+        self.file = TokenFile(Path(source), ctx, prepend_bos, tokenizer) if _is_token_file(source) else None
+        self._stream = None if self.file else iter_blocks(source, tokenizer, ctx, max_blocks, text_column,
+                                                          prepend_bos)
+
+    @property
+    def available(self) -> int | None:
+        """Blocks the source holds (up to max_blocks), known up front for a token file; None for text."""
+        return None if self.file is None else min(self.file.n_blocks, self.max_blocks)
+
+    def take(self, n: int) -> torch.Tensor:
+        stop = min(self.position + n, self.max_blocks)
+        if self.file is not None:
+            rows = torch.from_numpy(self.file.blocks(self.position, stop))
+        else:
+            got = list(itertools.islice(self._stream, max(0, stop - self.position)))
+            rows = blocks_tensor(got) if got else torch.empty((0, self.ctx), dtype=torch.long)
+        self.position += len(rows)
+        return rows
+
+    def skip(self, n: int) -> int:
+        stop = min(self.position + n, self.max_blocks)
+        if self.file is not None:
+            passed = max(0, min(stop, self.file.n_blocks) - self.position)
+        else:
+            passed = sum(1 for _ in itertools.islice(self._stream, max(0, stop - self.position)))
+        self.position += passed
+        return passed
 
 
 def token_blocks(source, tokenizer, ctx: int = 128, n_tokens: int | None = None, text_column: str = "text",

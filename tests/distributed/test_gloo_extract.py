@@ -46,10 +46,16 @@ def single(tmp_path_factory, tiny_neox_dir, text_file):
 
 
 def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, text_file, single):
+    """The ranks read a pre-tokenized file of the same tokens (each reads only its own shards' blocks)."""
     from interp.cache import open_cache
 
+    tokens = tmp_path / "tokens.npy"
+    tok = subprocess.run([sys.executable, "-m", "apps.cli", "tokenize", "--model", str(tiny_neox_dir), "--data",
+                          str(text_file), "--ctx", "32", "--tokens", "4096", "--out", str(tokens)],
+                         env=ENV, capture_output=True, text=True, timeout=300)
+    assert tok.returncode == 0, tok.stderr
     out = tmp_path / "dist"
-    proc = _torchrun(_extract_args(tiny_neox_dir, text_file, out))
+    proc = _torchrun(_extract_args(tiny_neox_dir, tokens, out))
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log
     assert _digests(out) == _digests(single)

@@ -104,6 +104,10 @@ def test_bad_sizes_refused(tmp_path, tiny_neox_dir, text_file):
         extract(_cfg(tmp_path / "x", tiny_neox_dir, text_file, tokens=10), progress=False)
     with pytest.raises(CacheError, match="ran out"):
         extract(_cfg(tmp_path / "y", tiny_neox_dir, text_file, tokens=10**6), progress=False)
+    np.save(tmp_path / "ids.npy", np.arange(100, dtype=np.int32))  # 3 blocks of 32: refused before any work
+    with pytest.raises(CacheError, match=r"ran out after 96 of 1,024 tokens.*--tokens 96"):
+        extract(_cfg(tmp_path / "z", tiny_neox_dir, str(tmp_path / "ids.npy"), tokens=1024), progress=False)
+    assert not (tmp_path / "z" / "manifest.json").exists() and not list((tmp_path / "z").glob("*.npy"))
 
 
 def test_flipped_byte_and_truncation_detected(tmp_path, cache_dir):
@@ -193,3 +197,31 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     assert abs(inside - s.seconds) <= 0.01 * s.seconds + 2e-3
     kept = json.loads((tmp_path / "t" / "manifest.json").read_text())["summary"]["timings_last_run"]
     assert abs(kept["capture"] - t["capture"]) <= 1e-3  # kept to 3 decimals, the summary to 4
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+    np.asfortranarray(np.arange(12, dtype=np.int16).reshape(3, 4)),  # stored C-ordered, as the cache reads it
+    np.arange(10, dtype=np.int64)[::3],
+    np.zeros((0, 5), dtype=np.uint16),
+    np.array(3.5),
+    np.array([True, False, True]),
+    np.zeros((1,) * 64, dtype=np.uint8),  # numpy's most dimensions: the longest plain header
+    np.random.default_rng(0).standard_normal((300, 1000)).astype(np.float16),
+])
+def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
+    """Shards stream the array's memory (no GIL-holding copies): same bytes and sha256 as np.save."""
+    import hashlib
+    import io
+
+    from interp.cache.shards import _HashingWriter, _write_npy, write_npy_atomic
+
+    ref = io.BytesIO()
+    np.save(ref, np.ascontiguousarray(array), allow_pickle=False)
+    rec = write_npy_atomic(tmp_path / "a.npy", array)
+    data = (tmp_path / "a.npy").read_bytes()
+    assert data == ref.getvalue()
+    assert rec == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    small = io.BytesIO()
+    _write_npy(_HashingWriter(small), np.ascontiguousarray(array), chunk=7)  # chunk edges inside the data
+    assert small.getvalue() == data

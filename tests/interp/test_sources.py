@@ -9,7 +9,7 @@ import torch
 
 from helpers import CORPUS, tiny_tokenizer
 from interp.errors import DataSourceError
-from interp.sources import iter_texts, token_blocks
+from interp.sources import BlockReader, iter_texts, token_blocks
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,35 @@ def test_pretokenized_npy(tmp_path, tok):
     assert torch.equal(token_blocks(str(tmp_path / "blocks.npy"), tok, ctx=16, n_tokens=32), ref[:2])
     with pytest.raises(DataSourceError, match="blocks of 16 tokens, --ctx is 8"):
         token_blocks(str(tmp_path / "blocks.npy"), tok, ctx=8)
+
+
+@pytest.mark.parametrize("prepend_bos", [False, True])
+def test_block_reader_take_and_skip_follow_the_stream(tmp_path, tok, prepend_bos):
+    """Runs of take/skip over text and over a token file land on the same blocks as one full read; a token file
+    is sliced as a plain array (slicing np.memmap costs time in proportion to the file, a quadratic walk)."""
+    import numpy as np
+
+    docs = CORPUS[:20]
+    ref = token_blocks(docs, tok, ctx=16, prepend_bos=prepend_bos)
+    ids = []
+    for d in docs:
+        ids += [tok.eos_token_id] + tok(d, add_special_tokens=False)["input_ids"]
+    np.save(tmp_path / "ids.npy", np.array(ids, dtype=np.uint16))
+    n = len(ref) - 1  # stop one block short of the source: takes past max_blocks come back short
+    for source in (docs, str(tmp_path / "ids.npy")):
+        reader = BlockReader(source, tok, 16, n, prepend_bos=prepend_bos)
+        assert reader.available == (None if isinstance(source, list) else n)
+        got, pos = [], 0
+        for step, size in enumerate([3, 5, 0, 7, 2, 11, 4, 10_000]):
+            if step % 2:
+                assert reader.skip(size) == min(size, n - pos)
+            else:
+                rows = reader.take(size)
+                assert rows.dtype == torch.long and rows.shape == (min(size, n - pos), 16)
+                got.append((pos, rows))
+            pos = min(pos + size, n)
+        for start, rows in got:
+            assert torch.equal(rows, ref[start:start + len(rows)])
+        assert reader.take(5).shape == (0, 16) and reader.skip(5) == 0
+        if reader.file is not None:
+            assert type(reader.file.flat) is np.ndarray
