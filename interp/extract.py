@@ -25,6 +25,7 @@ from interp.errors import CacheError, ConfigError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
+from interp.shard_capture import InFlightShard, land_shard, launch_shard
 from interp.sources import BlockReader, describe_source
 
 
@@ -121,17 +122,6 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     return old
 
 
-def _shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], index: int) -> dict[str, np.ndarray]:
-    arrays = {}
-    for hook, chunks in rows.items():
-        spec = specs[hook]
-        encoded = get_format(spec["format"]).encode(torch.cat(chunks), spec)
-        for role, arr in encoded.items():
-            stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
-            arrays[shard_file(stem, index)] = arr
-    return arrays
-
-
 def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
     """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input."""
     t_start = time.perf_counter()
@@ -215,6 +205,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
             if not manifest.shards:  # claim the folder before the first shard lands: a kill between that
                 manifest.save(out, manifest_name)  # shard and its listing must still leave a resumable cache
         last_done = max(done, default=None)
+        in_flight = None  # the launched shard not yet handed to the writer
         for k, block_start in enumerate(range(0, n_blocks, blocks_per_shard)):
             block_stop = min(block_start + blocks_per_shard, n_blocks)
             mine = k % world == rank and k not in done
@@ -225,21 +216,19 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
                 got = len(head) + reader.skip(block_stop - block_start - len(head))
             head = head[:0]
             if got < block_stop - block_start:
+                written += _submit(in_flight, writer, specs, capturer.positions, rows_per_block, timings)
                 _ran_out(block_start + got, n_blocks, cfg.ctx)
             if k == last_done:
                 _check_resumed_tokens(out, done[k], shard, capturer.positions)
             if k in done:
                 resumed += 1
-            elif mine:
-                arrays = _compute_shard(capturer, shard, cfg.batch_size, specs, k, block_start, seq_all, pos_all,
-                                        timings)
-                t = time.perf_counter()
-                rows = (block_start * rows_per_block, block_stop * rows_per_block)
-                writer.submit(k, rows, (block_start, block_stop), arrays)
-                timings["writer_wait"] += time.perf_counter() - t
-                written += 1
+            elif mine:  # launch this shard, then land the previous one while the device computes this one
+                launched = launch_shard(capturer, shard, cfg.batch_size, k, block_start, seq_all, pos_all)
+                written += _submit(in_flight, writer, specs, capturer.positions, rows_per_block, timings)
+                in_flight = launched
             if bar is not None:
                 bar.update((block_stop - block_start) * cfg.ctx)
+        written += _submit(in_flight, writer, specs, capturer.positions, rows_per_block, timings)
     finally:
         if bar is not None:
             bar.close()
@@ -256,6 +245,19 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     return ExtractSummary(str(out), n_blocks * cfg.ctx, final.n_rows, len(final.shards), total, seconds,
                           written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed,
                           {k: round(v, 4) for k, v in timings.items()})
+
+
+def _submit(shard: InFlightShard | None, writer, specs, positions, rows_per_block, timings) -> int:
+    """Land a launched shard and queue its files for the writer; 1 if there was one."""
+    if shard is None:
+        return 0
+    arrays = land_shard(shard, specs, positions, timings)
+    t = time.perf_counter()
+    stop = shard.block_start + len(shard.tokens)
+    writer.submit(shard.index, (shard.block_start * rows_per_block, stop * rows_per_block), (shard.block_start, stop),
+                  arrays)
+    timings["writer_wait"] += time.perf_counter() - t
+    return 1
 
 
 def _ran_out(have_blocks: int, n_blocks: int, ctx: int) -> None:
@@ -278,41 +280,6 @@ def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     per_block = max(1, bytes_per_row * rows_per_block)
     batches = max(1, int(cfg.shard_mb * 2**20 // (per_block * cfg.batch_size)))
     return specs, min(batches * cfg.batch_size, max(n_blocks, 1))
-
-
-def _compute_shard(capturer, shard, batch_size, specs, k, block_start, seq_all, pos_all, timings=None):
-    t = time.perf_counter()
-    rows: dict[str, list[torch.Tensor]] = {n: [] for n in capturer.names}
-    device = next(iter(capturer.model.parameters())).device
-    token_rows = []
-    for b0 in range(0, len(shard), batch_size):
-        batch = shard[b0: b0 + batch_size]
-        for name, x in capturer(batch.to(device)).items():
-            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-                _raise_non_finite(name, x, batch, block_start + b0, capturer.positions)
-            rows[name].append(x.to("cpu"))
-        n = len(batch)
-        seq, pos = (seq_all, pos_all) if n == batch_size else capturer.positions.index(n, batch.shape[1])
-        keep = seq < n
-        seq, pos = seq[keep], pos[keep]
-        token_rows.append(torch.stack([batch[seq, pos], seq + block_start + b0, pos], dim=1))
-    t1 = time.perf_counter()
-    arrays = _shard_arrays(rows, specs, k)
-    arrays[shard_file("tokens", k)] = torch.cat(token_rows).numpy().astype(np.int64)
-    if timings is not None:
-        timings["capture"] += t1 - t
-        timings["encode"] += time.perf_counter() - t1
-    return arrays
-
-
-def _raise_non_finite(hook, x, batch, first_block, positions) -> None:
-    """NaN/inf in captured activations: name the hook, sequence and position instead of caching them silently."""
-    bad_row = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero()[0])
-    seq, pos = positions.index(*batch.shape)
-    kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
-    raise CacheError(f"{kind} in {hook} at sequence {first_block + int(seq[bad_row])}, position {int(pos[bad_row])} "
-                     f"(token id {int(batch[seq[bad_row], pos[bad_row]])}); nothing of this shard was written",
-                     hint="check the model's weights and dtype (float16 overflow?); earlier shards stay valid")
 
 
 def _check_resumed_tokens(out, record, shard, positions) -> None:

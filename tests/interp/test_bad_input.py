@@ -80,6 +80,30 @@ def test_nan_activation_reported_with_location(tmp_path, tiny_neox_dir, text_fil
         json.loads((tmp_path / "nan" / "manifest.json").read_text())["status"] != "complete"
 
 
+def test_nan_in_a_later_shard_keeps_the_earlier_ones(tmp_path, tiny_neox_dir, text_file):
+    """An inf in a later shard is found when that shard lands (the next one is already launched): the shards before
+    it are listed and intact, nothing after them is listed, and the error names the sequence in the whole stream."""
+    model = load(tiny_neox_dir)
+    calls = {"n": 0}
+
+    def poison(x, hook):
+        calls["n"] += 1
+        if calls["n"] == 6:  # call 1 is the layout probe; call 6 is stream batch 4: blocks 8-9
+            x[1, 3, 1] = float("inf")
+        return x
+
+    model.add_hook("blocks.0.hook_resid_post", poison)
+    kw = {"batch_size": 2, "tokens": 32 * 16}
+    extract(_cfg(tmp_path / "ref", tiny_neox_dir, text_file, **kw), progress=False)
+    per_shard = Manifest.load(tmp_path / "ref").layout["blocks_per_shard"]
+    bad_shard = 9 // per_shard
+    assert 0 < bad_shard < 16 // per_shard - 1  # shards before it to keep, one after it in flight
+    with pytest.raises(CacheError, match=r"inf in blocks.0.hook_resid_post at sequence 9, position 3"):
+        extract(_cfg(tmp_path / "inf", tiny_neox_dir, text_file, **kw), model=model, progress=False)
+    assert [s.index for s in Manifest.load(tmp_path / "inf").shards] == list(range(bad_shard))
+    assert open_cache(tmp_path / "inf", allow_incomplete=True).verify_all() == []
+
+
 def test_context_longer_than_model(tmp_path, tiny_neox_dir, text_file):
     with pytest.raises(ConfigError, match="longer than the model's context of 32"):
         extract(_cfg(tmp_path / "long", tiny_neox_dir, text_file, ctx=64, tokens=640), progress=False)

@@ -1,0 +1,110 @@
+"""One shard of an extraction in two steps, so that the device never waits for the host.
+
+`launch_shard` queues a shard's forward passes, NaN/inf checks and copies to host memory without waiting for any
+of them (on CUDA the copies go to pinned memory, asynchronously). `land_shard` waits for them, checks and encodes
+the rows. Extraction launches shard k+1 before it lands shard k, so the GPU computes the next shard while the host
+encodes and hands over the last one. On the CPU both steps run eagerly and the result is the same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from interp.cache.formats import get as get_format
+from interp.cache.shards import shard_file
+from interp.errors import CacheError
+
+
+@dataclass
+class InFlightShard:
+    """A launched shard: host tensors that are valid once `ready` has fired (at once where it is None)."""
+
+    index: int
+    block_start: int
+    tokens: torch.Tensor  # [n_blocks, ctx] token ids of the shard (host)
+    batch_size: int
+    rows: dict[str, list[torch.Tensor]]  # hook -> one host tensor per batch
+    token_rows: list[torch.Tensor]  # per batch: [n_rows, 3] (token id, sequence, position)
+    checks: list[tuple[str, int, int]] = field(default_factory=list)  # (hook, batch start, chunk) per finite flag
+    finite: torch.Tensor | None = None  # bool [len(checks)] on the host, valid once `ready` has fired
+    ready: torch.cuda.Event | None = None
+    launch_seconds: float = 0.0
+
+
+def _to_host(x: torch.Tensor) -> torch.Tensor:
+    """A host copy that owns its memory; from CUDA, pinned and asynchronous (valid after the shard's event)."""
+    x = x.contiguous()  # a view (positions "last") must not keep the whole batch's activations alive
+    return x.to("cpu", non_blocking=True) if x.is_cuda else x.to("cpu")
+
+
+def launch_shard(capturer, tokens: torch.Tensor, batch_size: int, index: int, block_start: int,
+                 seq_all: torch.Tensor, pos_all: torch.Tensor) -> InFlightShard:
+    """Queue the forward passes of one shard and the copies of its activations to the host; does not wait."""
+    t = time.perf_counter()
+    device = next(iter(capturer.model.parameters())).device
+    shard = InFlightShard(index, block_start, tokens, batch_size, {n: [] for n in capturer.names}, [])
+    flags = []
+    for b0 in range(0, len(tokens), batch_size):
+        batch = tokens[b0: b0 + batch_size]
+        for name, x in capturer(batch.to(device)).items():
+            if x.is_floating_point():  # checked on the device; read once the shard lands
+                flags.append(torch.isfinite(x).all())
+                shard.checks.append((name, b0, len(shard.rows[name])))
+            shard.rows[name].append(_to_host(x))
+        n = len(batch)
+        seq, pos = (seq_all, pos_all) if n == batch_size else capturer.positions.index(n, batch.shape[1])
+        keep = seq < n
+        seq, pos = seq[keep], pos[keep]
+        shard.token_rows.append(torch.stack([batch[seq, pos], seq + block_start + b0, pos], dim=1))
+    if flags:
+        shard.finite = _to_host(torch.stack(flags))
+    if device.type == "cuda":
+        shard.ready = torch.cuda.Event()
+        shard.ready.record()
+    shard.launch_seconds = time.perf_counter() - t
+    return shard
+
+
+def land_shard(shard: InFlightShard, specs: dict[str, dict], positions, timings: dict | None = None
+               ) -> dict[str, np.ndarray]:
+    """Wait for a launched shard, refuse NaN/inf (naming hook, sequence and position) and encode its files."""
+    t = time.perf_counter()
+    if shard.ready is not None:
+        shard.ready.synchronize()
+    if shard.finite is not None and not bool(shard.finite.all()):
+        name, b0, chunk = shard.checks[int((~shard.finite).nonzero()[0])]
+        _raise_non_finite(name, shard.rows[name][chunk], shard.tokens[b0: b0 + shard.batch_size],
+                          shard.block_start + b0, positions)
+    t1 = time.perf_counter()
+    arrays = shard_arrays(shard.rows, specs, shard.index)
+    arrays[shard_file("tokens", shard.index)] = torch.cat(shard.token_rows).numpy().astype(np.int64)
+    if timings is not None:
+        timings["capture"] += shard.launch_seconds + t1 - t
+        timings["encode"] += time.perf_counter() - t1
+    return arrays
+
+
+def shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], index: int) -> dict[str, np.ndarray]:
+    """Each hook's rows encoded in its cache format: shard file name -> array."""
+    arrays = {}
+    for hook, chunks in rows.items():
+        spec = specs[hook]
+        x = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one batch per shard: no copy
+        for role, arr in get_format(spec["format"]).encode(x, spec).items():
+            stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
+            arrays[shard_file(stem, index)] = arr
+    return arrays
+
+
+def _raise_non_finite(hook, x, batch, first_block, positions) -> None:
+    """NaN/inf in captured activations: name the hook, sequence and position instead of caching them silently."""
+    bad_row = int((~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero()[0])
+    seq, pos = positions.index(*batch.shape)
+    kind = "NaN" if bool(torch.isnan(x).any()) else "inf"
+    raise CacheError(f"{kind} in {hook} at sequence {first_block + int(seq[bad_row])}, position {int(pos[bad_row])} "
+                     f"(token id {int(batch[seq[bad_row], pos[bad_row]])}); nothing of this shard was written",
+                     hint="check the model's weights and dtype (float16 overflow?); earlier shards stay valid")
