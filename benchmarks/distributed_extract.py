@@ -126,10 +126,13 @@ def driver(a) -> None:
         np.save(data, token_blocks(str(text), load_tokenizer(DEFAULT_MODEL), ctx=a.ctx, n_tokens=a.tokens).numpy())
     else:
         data = text
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "4"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = []
     for n in a.gpus:
         out = work / f"cache_{n}"
+        # 4 threads per rank on GPU hosts; on the CPU the ranks share the cores, or they oversubscribe them
+        threads = 4 if a.device == "cuda" else max(1, (os.cpu_count() or 1) // n)
+        env["OMP_NUM_THREADS"] = str(threads)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
                str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
                "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
