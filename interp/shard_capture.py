@@ -67,7 +67,7 @@ def launch_shard(capturer, tokens: torch.Tensor, batch_size: int, index: int, bl
         shard.finite = _to_host(torch.stack(flags))
     if device.type == "cuda":
         shard.ready = torch.cuda.Event()
-        shard.ready.record()
+        shard.ready.record(torch.cuda.current_stream(device))  # the model's GPU, not necessarily the current one
     shard.launch_seconds = time.perf_counter() - t
     return shard
 
