@@ -181,8 +181,7 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
     prepend_bos puts the end-of-text token at position 0 of every block (the Pythia convention for a fresh
     context); the block then holds ctx-1 corpus tokens.
     """
-    if ctx < 2:
-        raise DataSourceError(f"ctx must be at least 2, got {ctx}", hint="pass --ctx 128")
+    _check_ctx(ctx)
     if _is_token_file(source):
         file = TokenFile(Path(source), ctx, prepend_bos, tokenizer)
         n = file.n_blocks if max_blocks is None else min(file.n_blocks, max_blocks)
@@ -201,6 +200,11 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
             n += 1
             if max_blocks is not None and n >= max_blocks:
                 return
+
+
+def _check_ctx(ctx: int) -> None:
+    if ctx < 2:
+        raise DataSourceError(f"ctx must be at least 2, got {ctx}", hint="pass --ctx 128")
 
 
 def _is_token_file(source) -> bool:
@@ -260,6 +264,7 @@ class BlockReader:
 
     def __init__(self, source, tokenizer, ctx: int, max_blocks: int, text_column: str = "text",
                  prepend_bos: bool = False) -> None:
+        _check_ctx(ctx)
         self.ctx, self.max_blocks, self.position = ctx, max_blocks, 0
         self.file = TokenFile(Path(source), ctx, prepend_bos, tokenizer) if _is_token_file(source) else None
         self._stream = None if self.file else iter_blocks(source, tokenizer, ctx, max_blocks, text_column,
