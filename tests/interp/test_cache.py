@@ -70,6 +70,23 @@ def test_manifest_round_trip_and_contents(cache_dir):
     assert "torch" in doc["environment"]["versions"]
 
 
+def test_manifest_bytes_stay_the_document_as_shards_are_appended(tmp_path, cache_dir):
+    """Shard lines are encoded once and reused; after appends, out-of-order merges and status changes the written
+    bytes still parse to exactly `to_json()` (shards by index, one line each)."""
+    m = Manifest.load(cache_dir)
+    grown = Manifest(m.identity, m.hooks, m.layout, environment=m.environment)
+    for s in reversed(m.shards):  # the merge appends other ranks' shards out of order
+        grown.shards.append(s)
+        grown.save(tmp_path)
+        doc = json.loads((tmp_path / "manifest.json").read_text())
+        assert doc == grown.to_json() and [s["index"] for s in doc["shards"]] == sorted(s.index for s in grown.shards)
+    grown.status, grown.summary, grown.shards = "complete", m.summary, list(m.shards)
+    text = grown.to_bytes().decode()
+    assert json.loads(text) == m.to_json()
+    assert sum(line.startswith('  {"index"') for line in text.splitlines()) == len(m.shards)
+    assert json.loads(Manifest(m.identity, {}, {}).to_bytes())["shards"] == []
+
+
 def test_bf16_and_position_selector(tmp_path, tiny_neox_dir, text_file, tiny_model):
     out = tmp_path / "bf"
     extract(_cfg(out, tiny_neox_dir, text_file, dtype="bf16", positions="drop:1", hooks=["blocks.1.hook_resid_post"]),
