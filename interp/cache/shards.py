@@ -72,19 +72,6 @@ class _HashingWriter:
         return self.f.write(b)
 
 
-def _write_npy(out: _HashingWriter, array: np.ndarray, chunk: int = 1 << 23) -> None:
-    """The bytes `np.save` writes, streamed from the array's own memory: numpy's `write_array` copies a file-like
-    target's data through `tobytes` while holding the GIL (~10 ms per 64 MB shard), which stalls the thread that
-    launches the model's kernels; hashing and writing a memoryview release it."""
-    if array.dtype.hasobject:
-        raise CacheError("object arrays cannot be cached", hint="store numeric arrays")
-    # format 1.0, as np.save writes for any plain dtype (2.0 is only for headers over 64 KiB: structured dtypes)
-    np.lib.format.write_array_header_1_0(out, np.lib.format.header_data_from_array_1_0(array))
-    data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
-    for start in range(0, len(data), chunk):
-        out.write(data[start:start + chunk])
-
-
 def write_npy_atomic(path: Path, array: np.ndarray) -> dict:
     """Write `array` to `path` via temp file + fsync + rename; return {"sha256", "bytes"} of the file."""
     path = Path(path)
@@ -92,7 +79,7 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> dict:
     try:
         with os.fdopen(fd, "wb") as f:
             hw = _HashingWriter(f)
-            _write_npy(hw, np.ascontiguousarray(array))
+            np.lib.format.write_array(hw, np.ascontiguousarray(array), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

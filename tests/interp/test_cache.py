@@ -223,15 +223,15 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     np.zeros((0, 5), dtype=np.uint16),
     np.array(3.5),
     np.array([True, False, True]),
-    np.zeros((1,) * 64, dtype=np.uint8),  # numpy's most dimensions: the longest plain header
+    np.zeros((1,) * 64, dtype=np.uint8),
     np.random.default_rng(0).standard_normal((300, 1000)).astype(np.float16),
 ])
 def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
-    """Shards stream the array's memory (no GIL-holding copies): same bytes and sha256 as np.save."""
+    """Shard files are exactly np.save's bytes; the recorded sha256 and size are those of the file."""
     import hashlib
     import io
 
-    from interp.cache.shards import _HashingWriter, _write_npy, write_npy_atomic
+    from interp.cache.shards import write_npy_atomic
 
     ref = io.BytesIO()
     np.save(ref, np.ascontiguousarray(array), allow_pickle=False)
@@ -239,6 +239,3 @@ def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
     data = (tmp_path / "a.npy").read_bytes()
     assert data == ref.getvalue()
     assert rec == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    small = io.BytesIO()
-    _write_npy(_HashingWriter(small), np.ascontiguousarray(array), chunk=7)  # chunk edges inside the data
-    assert small.getvalue() == data
