@@ -19,9 +19,49 @@ from interp.cache.shards import shard_file
 from interp.errors import CacheError
 
 
+class Transfers:
+    """Host <-> device copies for one shard, eager: what the CPU (and any non-CUDA device) uses.
+
+    `upload` puts the shard's tokens on the device, `download` starts a copy of a result to the host and
+    `fence` returns what `land_shard` waits on before it reads the copies (None: nothing to wait for).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def upload(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.to(self.device)
+
+    def download(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous().to("cpu")  # contiguous: a view (positions "last") would keep the whole batch alive
+
+    def fence(self):
+        return None
+
+
+class CudaTransfers(Transfers):
+    """Asynchronous copies through pinned memory. A blocking host-to-device copy synchronises the stream, so it
+    would wait for the kernels of the shard before; the fence is an event after this shard's copies."""
+
+    def upload(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.pin_memory().to(self.device, non_blocking=True)
+
+    def download(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous().to("cpu", non_blocking=True)  # lands in pinned memory; valid after the fence
+
+    def fence(self) -> torch.cuda.Event:
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(self.device))  # the model's GPU, not necessarily the current one
+        return event
+
+
+def transfers_for(device: torch.device) -> Transfers:
+    return CudaTransfers(device) if device.type == "cuda" else Transfers(device)
+
+
 @dataclass
 class InFlightShard:
-    """A launched shard: host tensors that are valid once `ready` has fired (at once where it is None)."""
+    """A launched shard: host tensors that are valid once `ready` has been synchronised (at once if None)."""
 
     index: int
     block_start: int
@@ -30,44 +70,34 @@ class InFlightShard:
     rows: dict[str, list[torch.Tensor]]  # hook -> one host tensor per batch
     token_rows: list[torch.Tensor]  # per batch: [n_rows, 3] (token id, sequence, position)
     checks: list[tuple[str, int, int]] = field(default_factory=list)  # (hook, batch start, chunk) per finite flag
-    finite: torch.Tensor | None = None  # bool [len(checks)] on the host, valid once `ready` has fired
-    ready: torch.cuda.Event | None = None
+    finite: torch.Tensor | None = None  # bool [len(checks)] on the host, valid once `ready` has been synchronised
+    ready: object | None = None  # anything with .synchronize() (a CUDA event)
     launch_seconds: float = 0.0
 
 
-def _to_host(x: torch.Tensor) -> torch.Tensor:
-    """A host copy that owns its memory; from CUDA, pinned and asynchronous (valid after the shard's event)."""
-    x = x.contiguous()  # a view (positions "last") must not keep the whole batch's activations alive
-    return x.to("cpu", non_blocking=True) if x.is_cuda else x.to("cpu")
-
-
 def launch_shard(capturer, tokens: torch.Tensor, batch_size: int, index: int, block_start: int,
-                 seq_all: torch.Tensor, pos_all: torch.Tensor) -> InFlightShard:
+                 seq_all: torch.Tensor, pos_all: torch.Tensor, transfers: Transfers | None = None) -> InFlightShard:
     """Queue the forward passes of one shard and the copies of its activations to the host; does not wait."""
     t = time.perf_counter()
-    device = next(iter(capturer.model.parameters())).device
+    transfers = transfers or transfers_for(next(iter(capturer.model.parameters())).device)
     shard = InFlightShard(index, block_start, tokens, batch_size, {n: [] for n in capturer.names}, [])
     flags = []
-    # a blocking host-to-device copy waits for every kernel queued before it (the last shard's), so the shard's
-    # tokens go over once, from pinned memory, without waiting
-    on_device = tokens.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tokens.to(device)
+    on_device = transfers.upload(tokens)
     for b0 in range(0, len(tokens), batch_size):
         batch = tokens[b0: b0 + batch_size]
         for name, x in capturer(on_device[b0: b0 + batch_size]).items():
             if x.is_floating_point():  # checked on the device; read once the shard lands
                 flags.append(torch.isfinite(x).all())
                 shard.checks.append((name, b0, len(shard.rows[name])))
-            shard.rows[name].append(_to_host(x))
+            shard.rows[name].append(transfers.download(x))
         n = len(batch)
         seq, pos = (seq_all, pos_all) if n == batch_size else capturer.positions.index(n, batch.shape[1])
         keep = seq < n
         seq, pos = seq[keep], pos[keep]
         shard.token_rows.append(torch.stack([batch[seq, pos], seq + block_start + b0, pos], dim=1))
     if flags:
-        shard.finite = _to_host(torch.stack(flags))
-    if device.type == "cuda":
-        shard.ready = torch.cuda.Event()
-        shard.ready.record(torch.cuda.current_stream(device))  # the model's GPU, not necessarily the current one
+        shard.finite = transfers.download(torch.stack(flags))
+    shard.ready = transfers.fence()
     shard.launch_seconds = time.perf_counter() - t
     return shard
 
