@@ -143,7 +143,9 @@ def _exercise(cache: Path) -> None:
     assert reader.tokens.shape[-1] == 3
 
 
-def _check_hostile(cache: Path, write) -> None:
+def _check_hostile(cache: Path, write) -> str:
+    """Open and read a cache whose manifest `write` replaced: it reads fine or raises an InterpError, and never
+    opens a file outside the cache. Returns what happened."""
     global _OPENED
     original = (cache / "manifest.json").read_bytes()
     try:
@@ -151,11 +153,13 @@ def _check_hostile(cache: Path, write) -> None:
         _OPENED = []
         try:
             _exercise(cache)
-            event("read fine")
+            outcome = "read fine"
         except InterpError as e:
-            event(f"refused: {type(e).__name__}")
+            outcome = f"refused: {type(e).__name__}"
+        event(outcome)
         opened, _OPENED = _OPENED, None
         assert not _opened_outside(cache, opened), f"read outside the cache: {_opened_outside(cache, opened)}"
+        return outcome
     finally:
         _OPENED = None
         (cache / "manifest.json").write_bytes(original)
@@ -182,7 +186,7 @@ def test_untouched_manifest_reads_and_audit_sees_outside_reads(hostile_root):
 def test_hostile_manifest_json_is_refused_with_typed_error(hostile_root, data):
     cache = hostile_root / "cache"
     doc = _mutate(data, json.loads((cache / "manifest.json").read_text()), hostile_root)
-    _check_hostile(cache, lambda p: p.write_text(json.dumps(doc)))
+    assert _check_hostile(cache, lambda p: p.write_text(json.dumps(doc))).startswith(("read fine", "refused: "))
 
 
 RAW_MANIFESTS = st.one_of(
@@ -201,7 +205,7 @@ RAW_MANIFESTS = st.one_of(
 @example(raw=b"\xf0")  # found: UnicodeDecodeError escaped Manifest.load
 @example(raw=b"[" * 100_000 + b"]" * 100_000)  # RecursionError
 def test_raw_manifest_bytes_are_refused_with_typed_error(hostile_root, raw):
-    _check_hostile(hostile_root / "cache", lambda p: p.write_bytes(raw))
+    assert _check_hostile(hostile_root / "cache", lambda p: p.write_bytes(raw)).startswith(("read fine", "refused: "))
 
 
 @fast(200)

@@ -62,32 +62,37 @@ def test_toy_suite_layout_matches_suite_json(suite):
         assert {p.name for p in (MODELS / suite / f"step{s}").iterdir()} == {"config.json", "model.safetensors"}
 
 
-def _check_conversion(suite: str, steps: list[int], tok) -> None:
-    """interp.models.load (HookedTransformer) logits == transformers GPT-NeoX forward (fp32) to 1e-4."""
+def _check_conversion(suite: str, steps: list[int], tok) -> float:
+    """interp.models.load (HookedTransformer) logits == transformers GPT-NeoX forward (fp32) to 1e-4; returns the
+    largest difference over the steps."""
     import interp.models as im
 
     texts = [r["text"] for r in corpus.read_jsonl(DATA / "corpus" / "heldout.jsonl")[:8]]
     x = torch.tensor([ids[:48] for ids in (tok.encode(t, add_special_tokens=False) for t in texts)
                       if len(ids) >= 48][:2])
+    worst = 0.0
     for step in steps:
         with torch.no_grad():
             ref = _hf(suite, step)(input_ids=x).logits
             got = im.load(suite, step=step)(x)
-        assert (got - ref).abs().max().item() < 1e-4, (suite, step)
+        err = (got - ref).abs().max().item()
+        assert err < 1e-4, (suite, step)
+        worst = max(worst, err)
+    return worst
 
 
 @needs_models
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_toy_checkpoints_convert_exactly(suite, tok):
     """Step 0, 512 and the final step (all steps: the slow test below)."""
-    _check_conversion(suite, [0, 512, _info(suite)["final_step"]], tok)
+    assert _check_conversion(suite, [0, 512, _info(suite)["final_step"]], tok) < 1e-4
 
 
 @needs_models
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_toy_every_checkpoint_converts_exactly(suite, tok):
-    _check_conversion(suite, _info(suite)["steps"], tok)
+    assert _check_conversion(suite, _info(suite)["steps"], tok) < 1e-4
 
 
 @needs_models
@@ -121,7 +126,8 @@ def test_toy_default_model_learned_planted_features(tok):
     """Final toy-pythia-4l on the acceptance features (every other probe; all probes in the slow test)."""
     feats = {"pronoun_subj", "pronoun_obj", "code_block_opener", "code_comment_marker", "occupation_pronoun"}
     probes = [p for p in load_probes() if p["feature"] in feats]
-    _check_learned(tok, [p for i, p in enumerate(probes) if i % 2 == 0 or p["feature"] == "occupation_pronoun"])
+    res = _check_learned(tok, [p for i, p in enumerate(probes) if i % 2 == 0 or p["feature"] == "occupation_pronoun"])
+    assert min(res["accuracy"][f] for f in feats - {"occupation_pronoun"}) >= 0.95, res["accuracy"]
 
 
 @needs_models
