@@ -90,8 +90,9 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError("--shard-mb must be positive")
 
 
-def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str, rank: int) -> Manifest | None:
-    """The existing manifest to resume from, or None for a fresh start; refuse to clobber anything else."""
+def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
+    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
+    remove an existing cache). Refuses to clobber anything interp did not write."""
     has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
     # interp's own lock and half-written temporaries (an atomic write cut short by a kill; removed after the
     # barrier below) do not make a folder "somebody else's"
@@ -100,11 +101,7 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
         # Never delete files interp did not write, --overwrite or not.
         raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
     if has_cache and cfg.overwrite:
-        if rank == 0:
-            for p in out.iterdir():
-                if p.suffix in (".npy", ".tmp") or p.name.startswith("manifest"):
-                    p.unlink()
-        return None
+        return None, True
     if has_cache and not cfg.resume:
         raise CacheError(f"{out} already holds a cache",
                          hint="pass --resume to continue it or --overwrite to replace it")
@@ -113,13 +110,22 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     elif (out / MANIFEST).is_file():
         old = Manifest.load(out, MANIFEST)  # resuming a single-process cache under torchrun, or vice versa
     else:
-        return None
+        return None, False
     diff = identity_mismatch(old.identity, identity)
     if diff:
         detail = "; ".join(f"{k}: {old.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
         raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
                          hint="repeat the original options, or pass --overwrite to start again")
-    return old
+    return old, False
+
+
+def _clear(out: Path, wipe: bool) -> None:
+    """Remove half-written temporaries and, for --overwrite, the old cache's shards and manifests (rank 0 only,
+    between two barriers: no rank is still inspecting the folder, and none has started writing)."""
+    for p in out.iterdir():
+        temporary = p.name.startswith(".") and p.name.endswith(".tmp")
+        if temporary or (wipe and (p.suffix == ".npy" or p.name.startswith("manifest"))):
+            p.unlink(missing_ok=True)
 
 
 def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
@@ -159,10 +165,11 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     lock = CacheLock(out, owner="" if world == 1 else f"rank{rank}")
     lock.acquire()
     try:
-        old = _prepare_dir(out, cfg, identity, manifest_name, rank)
-        distributed.barrier()
-        for tmp in out.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        old, wipe = _prepare_dir(out, cfg, identity, manifest_name)
+        distributed.barrier()  # every rank has looked at the folder before anything in it is removed
+        if rank == 0:
+            _clear(out, wipe)
+        distributed.barrier()  # and nothing is written before the removal is over
         setup = time.perf_counter() - t_start  # model, hooks, lock, folder checks, first barrier
         summary = _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
                        rows_per_block, n_blocks, progress)
@@ -303,16 +310,30 @@ def _finish(out, manifest, manifest_name, rank, world, n_blocks, cfg, seconds, w
     manifest.save(out, manifest_name)
     distributed.barrier()
     if rank == 0:
-        merged = Manifest.load(out, manifest_name)
-        seen = {s.index for s in merged.shards}
-        for r in range(1, world):
-            for s in Manifest.load(out, f"manifest.rank{r}.json").shards:
-                if s.index not in seen:
-                    merged.shards.append(s)
-                    seen.add(s.index)
-        if merged.n_rows != n_blocks * manifest.layout["rows_per_block"]:
-            raise CacheError(f"merged cache has {merged.n_rows} rows, expected "
-                             f"{n_blocks * manifest.layout['rows_per_block']}", hint="rerun with --resume")
+        merged = _merge_rank_manifests(out, world, n_blocks * manifest.layout["rows_per_block"])
         merged.status = "complete"
         merged.save(out, MANIFEST)
     distributed.barrier()
+
+
+def _merge_rank_manifests(out: Path, world: int, rows: int, wait_s: float = 60.0) -> Manifest:
+    """Rank 0's union of every rank's shard list. On a network file system another host's last manifest write
+    can take a moment to show here after the barrier, so an incomplete union is re-read for up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            merged = Manifest.load(out, "manifest.rank0.json")
+            seen = {s.index for s in merged.shards}
+            for r in range(1, world):
+                for s in Manifest.load(out, f"manifest.rank{r}.json").shards:
+                    if s.index not in seen:
+                        merged.shards.append(s)
+                        seen.add(s.index)
+            problem = None if merged.n_rows == rows else f"merged cache has {merged.n_rows} rows, expected {rows}"
+        except CacheError as e:  # a rank's manifest not visible yet, or caught mid-replace
+            problem = str(e)
+        if problem is None:
+            return merged
+        if time.monotonic() > deadline:
+            raise CacheError(problem, hint="rerun the same command with --resume")
+        time.sleep(0.25)

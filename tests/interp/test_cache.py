@@ -87,6 +87,42 @@ def test_manifest_bytes_stay_the_document_as_shards_are_appended(tmp_path, cache
     assert json.loads(Manifest(m.identity, {}, {}).to_bytes())["shards"] == []
 
 
+def _split_by_rank(m: Manifest, world: int) -> list[Manifest]:
+    return [Manifest(m.identity, m.hooks, m.layout, shards=[s for s in m.shards if s.index % world == r],
+                     environment=m.environment) for r in range(world)]
+
+
+def test_rank_merge_waits_for_a_manifest_that_shows_late(tmp_path, cache_dir):
+    """On a network file system another host's manifest may appear after the barrier: the merge waits for it."""
+    import threading
+
+    from interp.extract import _merge_rank_manifests
+
+    m = Manifest.load(cache_dir)
+    parts = _split_by_rank(m, 3)
+    parts[0].save(tmp_path, "manifest.rank0.json")
+    parts[1].save(tmp_path, "manifest.rank1.json")
+    late = threading.Timer(0.6, parts[2].save, (tmp_path, "manifest.rank2.json"))
+    late.start()
+    merged = _merge_rank_manifests(tmp_path, 3, m.n_rows, wait_s=30)
+    late.join()
+    assert merged.to_json()["shards"] == m.to_json()["shards"]
+
+
+def test_rank_merge_refuses_an_incomplete_union(tmp_path, cache_dir):
+    from interp.extract import _merge_rank_manifests
+
+    m = Manifest.load(cache_dir)
+    parts = _split_by_rank(m, 2)
+    parts[0].save(tmp_path, "manifest.rank0.json")
+    lost = parts[1].shards.pop()  # rank 1 lost its last shard
+    parts[1].save(tmp_path, "manifest.rank1.json")
+    lost_rows = lost.rows[1] - lost.rows[0]
+    assert lost_rows > 0
+    with pytest.raises(CacheError, match=f"{m.n_rows - lost_rows} rows, expected {m.n_rows}"):
+        _merge_rank_manifests(tmp_path, 2, m.n_rows, wait_s=0.3)
+
+
 def test_bf16_and_position_selector(tmp_path, tiny_neox_dir, text_file, tiny_model):
     out = tmp_path / "bf"
     extract(_cfg(out, tiny_neox_dir, text_file, dtype="bf16", positions="drop:1", hooks=["blocks.1.hook_resid_post"]),
