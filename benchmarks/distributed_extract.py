@@ -4,7 +4,7 @@ The model is a random-weight GPT-NeoX of Pythia-1B's shape (d_model 2048, 16 lay
 identically on every rank from a seed, used as a plain nn.Module (hook names are module paths), so the run needs no
 model hub and no transformer-lens. Each run extracts the last layer's output for the same token blocks.
 
-    python benchmarks/distributed_extract.py --gpus 1 2 [--tokens 1048576] [--out benchmarks/results/X.md]
+    python benchmarks/distributed_extract.py --gpus 1 2 [--tokens 1048576] [--repeats 3] [--out benchmarks/results/X.md]
     python benchmarks/distributed_extract.py --worker --out-dir DIR ...   (what torchrun starts on each rank)
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -127,61 +128,89 @@ def driver(a) -> None:
     else:
         data = text
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    results = []
-    for n in a.gpus:
-        out = work / f"cache_{n}"
-        # 4 threads per rank on GPU hosts; on the CPU the ranks share the cores, or they oversubscribe them
-        threads = 4 if a.device == "cuda" else max(1, (os.cpu_count() or 1) // n)
-        env["OMP_NUM_THREADS"] = str(threads)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
-               str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
-               "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
-               "--shard-mb", str(a.shard_mb),
-               "--device", a.device]
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            print(res.stdout[-3000:], res.stderr[-3000:])
-            raise SystemExit(f"run with {n} processes failed")
-        timing = json.loads((out / "timing.json").read_text())
-        timing["wall_with_startup"] = time.perf_counter() - t0
-        timing["ranks"] = [json.loads(p.read_text()) for p in sorted(out.glob("timing.rank*.json"))]
-        results.append(timing)
-        print(f"{n} process(es): {timing['seconds']:.2f} s, {timing['tokens'] / timing['seconds']:,.0f} tokens/s",
-              flush=True)
-    identical = _same_shards(work / f"cache_{a.gpus[0]}", work / f"cache_{a.gpus[-1]}")
+    runs: dict[int, list[dict]] = {n: [] for n in a.gpus}
+    reference, identical = None, True
+    for rep in range(a.repeats):  # world sizes interleaved, so drift of the machine hits all of them alike
+        for n in a.gpus:
+            timing = _one_run(a, n, data, work / f"cache_{n}", env)
+            digests = _digests(work / f"cache_{n}")
+            reference = reference or digests
+            identical &= digests == reference
+            shutil.rmtree(work / f"cache_{n}")  # bounded space in /dev/shm whatever the repeats
+            runs[n].append(timing)
+            print(f"repeat {rep}, {n} process(es): {timing['seconds']:.2f} s, "
+                  f"{timing['tokens'] / timing['seconds']:,.0f} tokens/s", flush=True)
+    _report(a, runs, identical)
+
+
+def _one_run(a, n: int, data: Path, out: Path, env: dict) -> dict:
+    """One torchrun launch with n processes; returns rank 0's timing with every rank's phases under 'ranks'."""
+    # 4 threads per rank on GPU hosts; on the CPU the ranks share the cores, or they oversubscribe them
+    env = {**env, "OMP_NUM_THREADS": str(4 if a.device == "cuda" else max(1, (os.cpu_count() or 1) // n))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
+           str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
+           "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
+           "--shard-mb", str(a.shard_mb), "--device", a.device]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(res.stdout[-3000:], res.stderr[-3000:])
+        raise SystemExit(f"run with {n} processes failed")
+    timing = json.loads((out / "timing.json").read_text())
+    timing["wall_with_startup"] = time.perf_counter() - t0
+    timing["ranks"] = [json.loads(p.read_text()) for p in sorted(out.glob("timing.rank*.json"))]
+    return timing
+
+
+def _report(a, runs: dict[int, list[dict]], identical: bool) -> None:
+    """Markdown: median seconds per world size (every repeat listed), efficiency, checks, phases of the median run."""
+    first = runs[a.gpus[0]][0]
+    median = {n: sorted(rs, key=lambda r: r["seconds"])[(len(rs) - 1) // 2] for n, rs in runs.items()}
     backend, prec = ("NCCL", "bf16") if a.device == "cuda" else ("gloo", "fp32")
-    base = results[0]["tokens"] / results[0]["seconds"] / a.gpus[0]
+    base = first["tokens"] / median[a.gpus[0]]["seconds"] / a.gpus[0]
     lines = ["# Distributed extraction scaling (benchmarks/distributed_extract.py)", "",
              f"Command: `python {' '.join(sys.argv)}`  ",
-             f"Machine: {results[0]['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
-             f"(GPT-NeoX, {prec}), hook: last layer output, {results[0]['tokens']:,} tokens in blocks of {a.ctx}, "
+             f"Machine: {first['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
+             f"(GPT-NeoX, {prec}), hook: last layer output, {first['tokens']:,} tokens in blocks of {a.ctx}, "
              f"batch {a.batch_size} per rank, {a.shard_mb:g} MB shards, cache written to {a.workdir}; input "
-             f"{'pre-tokenized (.npy)' if a.pretokenize else 'text tokenized in every rank'}.", "",
-             "| processes | seconds | tokens/s | speed-up | scaling efficiency |", "|---|---|---|---|---|"]
-    for r, n in zip(results, a.gpus):
-        tps = r["tokens"] / r["seconds"]
-        lines.append(f"| {n} | {r['seconds']:.2f} | {tps:,.0f} | {tps / (base * a.gpus[0]):.2f}x | "
+             f"{'pre-tokenized (.npy)' if a.pretokenize else 'text tokenized in every rank'}. {a.repeats} "
+             "repeat(s), world sizes interleaved; the median run of each size is reported (of an even count, "
+             "the faster middle one).", "",
+             "| processes | seconds (median) | every repeat | tokens/s | speed-up | scaling efficiency |",
+             "|---|---|---|---|---|---|"]
+    for n in a.gpus:
+        tps = first["tokens"] / median[n]["seconds"]
+        every = ", ".join(f"{r['seconds']:.2f}" for r in runs[n])
+        lines.append(f"| {n} | {median[n]['seconds']:.2f} | {every} | {tps:,.0f} | {tps / (base * a.gpus[0]):.2f}x | "
                      f"{tps / (base * n):.2f} |")
-    recaptured = all(r.get("recapture_equal") for r in results)
-    lines += ["", f"Shards of the {a.gpus[0]}- and {a.gpus[-1]}-process caches identical: {identical}. First and last "
+    recaptured = all(r.get("recapture_equal") for rs in runs.values() for r in rs)
+    lines += ["", f"Shards of every run (all world sizes and repeats) identical, sha256: {identical}. First and last "
               f"shard of every cache equal a synchronous re-capture, bit for bit: {recaptured}.", "",
-              "Seconds by phase of `extract` (ExtractSummary.timings; max over ranks):", "",
+              "Seconds by phase of `extract` in the median run (ExtractSummary.timings; max over ranks):", "",
               "| processes | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
-    for r, n in zip(results, a.gpus):
-        lines.append(f"| {n} | " + " | ".join(f"{max(t.get(p, 0.0) for t in r['ranks']):.2f}" for p in PHASES) + " |")
+    for n in a.gpus:
+        lines.append(f"| {n} | " + " | ".join(f"{max(t.get(p, 0.0) for t in median[n]['ranks']):.2f}"
+                                          for p in PHASES) + " |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def _same_shards(a: Path, b: Path) -> bool:
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every shard file, hashed on a thread pool (hashlib releases the GIL): 16 GiB in seconds."""
     import hashlib
+    from concurrent.futures import ThreadPoolExecutor
 
-    def digests(p: Path):
-        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(p.glob("*.npy"))}
+    def one(f: Path) -> str:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+        return h.hexdigest()
 
-    return digests(a) == digests(b)
+    files = sorted(folder.glob("*.npy"))
+    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+        return dict(zip((f.name for f in files), pool.map(one, files)))
 
 
 def main() -> None:
@@ -191,6 +220,7 @@ def main() -> None:
     ap.add_argument("--size", default="pythia-1b", choices=list(SIZES))
     ap.add_argument("--shard-mb", type=float, default=64.0, help="shard size (interp extract's default: 64)")
     ap.add_argument("--tokens", type=int, default=1 << 20)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per world size (interleaved); the median is kept")
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cuda")
