@@ -41,7 +41,7 @@ class CacheLock:
                     continue
                 raise CacheLockedError(
                     f"{self.path.parent} is being written by pid {holder.get('pid')} on {holder.get('host')}",
-                    hint="wait for it to finish, or stop it; a lock from a dead process is taken over automatically",
+                    hint=self._hint(holder),
                 ) from None
             with os.fdopen(fd, "wb") as f:
                 f.write(me)
@@ -50,6 +50,13 @@ class CacheLock:
             self.held = True
             return
         raise CacheLockedError(f"could not take the lock {self.path}", hint="remove it if no writer is running")
+
+    def _hint(self, holder: dict) -> str:
+        if holder.get("host") == socket.gethostname():
+            return "wait for it to finish, or stop it; a lock from a dead process is taken over automatically"
+        # another host's process cannot be checked from here (a torchrun rank may land on another node on resume)
+        return (f"wait for it to finish; if no job runs on {holder.get('host')} any more, delete {self.path} "
+                "and rerun with --resume")
 
     def _holder(self) -> dict | None:
         try:

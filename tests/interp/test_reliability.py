@@ -139,6 +139,19 @@ def test_second_writer_refused_with_pid(tmp_path, tiny_neox_dir, text_file):
     assert not (out / "manifest.json").exists()
 
 
+def test_lock_held_on_another_host_is_refused_with_how_to_clear_it(tmp_path, tiny_neox_dir, text_file):
+    """A process on another host cannot be checked from here: refuse, naming the host and the lock file to delete."""
+    from interp.errors import InterpError
+
+    out = tmp_path / "other-host"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": "node-that-died"}))
+    with pytest.raises(CacheLockedError, match="pid .* on node-that-died") as err:
+        extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), progress=False)
+    assert isinstance(err.value, InterpError) and str(out / ".lock") in err.value.hint
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
 def test_stale_lock_from_dead_process_is_taken_over(tmp_path, tiny_neox_dir, text_file):
     out = tmp_path / "stale"
     out.mkdir()
