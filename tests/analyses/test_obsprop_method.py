@@ -9,6 +9,7 @@ pytest.importorskip("transformer_lens")
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
 from analyses.obsprop.method import (  # noqa: E402
+    cosine,
     feature_vector,
     parse_node,
     pullback_head_ov,
@@ -20,7 +21,8 @@ from analyses.obsprop.observables import (  # noqa: E402
     pullback_layernorm,
     pullback_unembed,
 )
-from analyses.obsprop.patching import greedy_paths, path_function, run_cache  # noqa: E402
+from analyses.obsprop.patching import at_pos, greedy_paths, path_function, run_cache  # noqa: E402
+from analyses.obsprop.tasks import head_source_ref, mean_refs  # noqa: E402
 from interp.errors import ConfigError  # noqa: E402
 
 torch.set_num_threads(1)
@@ -193,6 +195,37 @@ def test_layernorm_modes(model, toks):
     fz = pullback_layernorm(ln, y, xs[0], "frozen")
     _, vjp = torch.autograd.functional.vjp(lambda z: ((z - z.mean()) / scale) * ln.w + ln.b, xs[0], y)
     assert rel(fz, vjp) < 1e-10
+
+
+def test_reference_points_at_mean_token_ln_scale():
+    """mean_refs / head_source_ref: the reference's LN scale is the mean of the tokens' own scales, read from the
+    model's hook_scale (not the smaller scale of the mean vector); the LN output keeps the mean's direction."""
+    model = make_model(seed=2)
+    toks = torch.randint(0, 200, (6, 12), generator=torch.Generator().manual_seed(4))
+    last = torch.tensor([11, 7, 9, 4, 11, 6])
+    _, cache = run_cache(model, toks)
+    sets = [({k: v[:2] for k, v in cache.items()}, last[:2]), ({k: v[2:] for k, v in cache.items()}, last[2:])]
+    refs = mean_refs(model, sets)
+    readers = [(f"blocks.{i}.hook_resid_{a}", f"blocks.{i}.ln{k}", getattr(model.blocks[i], f"ln{k}"))
+               for i in range(2) for a, k in (("pre", 1), ("mid", 2))]
+    readers.append(("blocks.1.hook_resid_post", "ln_final", model.ln_final))
+    y = torch.randn(128, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for hk, ln_name, ln in readers:
+        sk = f"{ln_name}.hook_scale"
+        want = float(at_pos(cache[sk], last).double().mean())                 # the tokens' own LN scales (TL)
+        r = refs[hk].double()
+        got = float(((r - r.mean()).pow(2).mean() + model.cfg.eps).sqrt())
+        assert abs(got - want) < 1e-12 * want, (hk, got, want)
+        m = at_pos(cache[hk], last).double().mean(0)
+        old = float(((m - m.mean()).pow(2).mean() + model.cfg.eps).sqrt())   # the scale of the mean vector
+        assert old < 0.95 * want, (hk, old, want)                             # (what the reference used to be)
+        assert abs(float(r.mean() - m.mean())) < 1e-12 and cosine(r - r.mean(), m - m.mean()) > 1 - 1e-12
+        assert rel(pullback_layernorm(ln, y, refs[hk], "approx"), ln.w * y / want) < 1e-12
+    for layer, head in ((0, 1), (1, 3)):
+        j = at_pos(cache[f"blocks.{layer}.attn.hook_pattern"][:, head], last).argmax(-1)
+        want = float(cache[f"blocks.{layer}.ln1.hook_scale"][torch.arange(6), j].double().mean())
+        r = head_source_ref(model, sets, layer, head)
+        assert abs(float(((r - r.mean()).pow(2).mean() + model.cfg.eps).sqrt()) - want) < 1e-12 * want
 
 
 def test_ln_final_boundary_tangent(model, toks):
