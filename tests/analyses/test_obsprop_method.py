@@ -171,26 +171,34 @@ def test_direct_logit_attribution_reconstructs_observable(toks):
 
 
 def test_layernorm_modes(model, toks):
-    """exact/frozen == autograd; cos(approx, exact) ≥ 0.98 at d=128; approx == exact on {1, x}^⟂."""
+    """exact/frozen == autograd; approx == exact on {1, x}^⟂; cos(approx, exact) follows the derived law."""
     _, cache = run_cache(model, toks)
     xs = cache["blocks.1.hook_resid_pre"].reshape(-1, 128)
     ln = model.blocks[1].ln1
     g = torch.Generator().manual_seed(0)
-    cos = []
     for x in xs:
         y = torch.randn(128, generator=g, dtype=torch.float64)
         _, vjp = torch.autograd.functional.vjp(lambda z: ln(z.view(1, 1, -1)).view(-1), x, y)
         ex = pullback_layernorm(ln, y, x, "exact")
         assert rel(ex, vjp) < 1e-10
-        ap = pullback_layernorm(ln, y, x, "approx")
-        cos.append(float(ap @ ex / (ap.norm() * ex.norm())))
         # component of w⊙y orthogonal to {1, x}: approx and exact agree
         basis, _ = torch.linalg.qr(torch.stack([torch.ones(128, dtype=x.dtype), x], 1))
         gy = ln.w * y
         gperp = gy - basis @ (basis.T @ gy)
         yperp = gperp / ln.w
         assert rel(pullback_layernorm(ln, yperp, x, "approx"), pullback_layernorm(ln, yperp, x, "exact")) < 1e-4
-    assert min(cos) >= 0.98, min(cos)
+    # The exact pullback drops the components of w⊙y along 1 and x_c: for random y, 1 − cos² ≈ Beta(1, (d−2)/2),
+    # mean 2/d (cos ≈ √(1−2/d) = 0.992), 5 % quantile of cos ≈ 0.9765, P(cos < 0.98) ≈ 8 %: a minimum over a few
+    # dozen draws is not a sound check. Per seed, 20 draws at each of the 24 LN inputs (480 cosines).
+    d = xs.shape[-1]
+    for seed in range(5):
+        yb = torch.randn(20, len(xs), d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        xb = xs.expand_as(yb)
+        ap, ex = pullback_layernorm(ln, yb, xb, "approx"), pullback_layernorm(ln, yb, xb, "exact")
+        c = ((ap * ex).sum(-1) / (ap.norm(dim=-1) * ex.norm(dim=-1))).reshape(-1)
+        msg = (seed, float(c.mean()), float(c.quantile(0.05)))
+        assert c.mean() >= 0.985 and c.quantile(0.05) >= 0.965, msg            # seeds 0-19: 0.991-0.993, 0.973-0.978
+        assert 0.8 < float((1 - c * c).mean()) * d / 2 < 1.25, msg              # derived 1; seeds 0-19: 0.94-1.10
     scale = cache["blocks.1.ln1.hook_scale"].reshape(-1, 1)[0]
     fz = pullback_layernorm(ln, y, xs[0], "frozen")
     _, vjp = torch.autograd.functional.vjp(lambda z: ((z - z.mean()) / scale) * ln.w + ln.b, xs[0], y)
