@@ -351,6 +351,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         "linear_mlp_boundary_residual": sc["linear_mlp"].get("boundary_residual", float("nan")),
         "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
         "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
+        "ln_approx_perp_rel_err_max": details["ln"]["random_y"]["perp_rel_err_max"],
         "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
         "ln_final_cos_approx_boundary": details["ln"]["ln_final"]["cos_approx_boundary"],
         "debias_bias_gap_before": details["debias"]["bias_gap_before"],

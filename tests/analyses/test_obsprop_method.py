@@ -287,3 +287,38 @@ def test_greedy_paths_find_planted_head(toks):
     paths, single = greedy_paths(model, n, [(cp, cn)], depth=2, beam=3)
     assert max(single, key=lambda k: abs(single[k])) == "attn1.2"
     assert all(len(p) <= 2 for p, _ in paths) and any(len(p) == 2 for p, _ in paths)
+
+
+@pytest.mark.parametrize("approx_norm", ["scale", "raw", "unit"])
+def test_ln_task_perp_check_uses_configured_norm(approx_norm):
+    """ln_task's {1, x}^⟂ check runs the configured approx_norm. On {1, x}^⟂ the exact pullback is w⊙y/s, so the
+    relative error is |s·f − 1| with f = 1/s (scale), √d/||x|| (raw), √d (unit), s the model's own hook_scale."""
+    from analyses.obsprop.config import Config
+    from analyses.obsprop.tasks_extra import ln_task
+
+    model = make_model(seed=6)
+    with torch.no_grad():                       # a common offset: ||x||/√d differs from the LN scale
+        model.embed.W_E.add_(0.3)
+    n = observable(model, [4], [6])
+    last = torch.tensor([9, 11, 6])
+    toks = torch.randint(0, 200, (6, 12), generator=torch.Generator().manual_seed(8))
+    _, cp = run_cache(model, toks[:3])
+    _, cn = run_cache(model, toks[3:])
+    refs, refs_neg = mean_refs(model, [(cp, last)]), mean_refs(model, [(cn, last)])
+    out = ln_task(model, n, refs, refs_neg, [(cp, last)], parse_node(model, "attn1.2"), Config(approx_norm=approx_norm))
+    d = 128
+    want = {}
+    for k in ("scale", "raw", "unit"):
+        errs = []
+        for layer in range(2):
+            x = torch.cat([cp[f"blocks.{layer}.hook_resid_pre"][i, 1:int(last[i]) + 1] for i in range(3)])
+            s = torch.cat([cp[f"blocks.{layer}.ln1.hook_scale"][i, 1:int(last[i]) + 1, 0] for i in range(3)])
+            f = {"scale": 1 / s, "raw": d ** 0.5 / x.norm(dim=-1), "unit": torch.full_like(s, d ** 0.5)}[k]
+            errs.append((s * f - 1).abs().max())
+        want[k] = float(max(errs))
+    ry = out["random_y"]
+    assert want["scale"] < 1e-12 and want["raw"] > 1e-3 and want["unit"] > 1e-3, want
+    assert abs(ry["perp_rel_err_max"] - want[approx_norm]) < 1e-8 * max(want[approx_norm], 1.0), (ry, want)
+    assert ry["approx_norm"] == approx_norm and ry["n"] == 2 * int(last.sum())
+    for k, v in ry["perp_rel_err_max_by_norm"].items():
+        assert abs(v - want[k]) < 1e-8 * max(want[k], 1.0), (k, v, want[k])
