@@ -30,6 +30,7 @@ ROWS = [
     ("OV identity / DLA reconstruction rel err", "dla_rel_err", "-"),
     ("cos(LN approx, exact), random y on real LN inputs (mean)", "ln_cos_approx_exact_mean",
      "0.9978 / 0.9994 (feature vectors)"),
+    ("LN approx vs exact on {1, x}^perp, max rel err (configured approx_norm)", "ln_approx_perp_rel_err_max", "-"),
     ("cos(ln_final approx, exact) at the confident last token", "ln_final_cos_approx_exact", "-"),
     ("cos(ln_final approx, decision-boundary tangent)", "ln_final_cos_approx_boundary", "-"),
     ("occupation bias gap (she-he), before -> after projecting the bias feature", "debias", "-"),

@@ -133,15 +133,31 @@ def pullback_mlp(model, layer: int, y: torch.Tensor, mode: str = "point", x_ref:
     return mlp_grad(model, layer, y, x_t), {"mode": "boundary", **info}
 
 
+def mean_scale_ref(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Mean of the rows of x [n, d] with its centred part rescaled so that its LN scale is the rows' mean LN scale.
+
+    The LN factor must be the token's own scale or the mean over tokens (the paper's
+    `propagate_normal_through_LayerNorm`); the mean vector's scale is smaller (token directions partly cancel).
+    The direction of the centred mean, hence the LN output direction, is kept. [d]"""
+    x = x.detach()
+    d = x.shape[-1]
+    xc = x - x.mean(-1, keepdim=True)
+    s_mean = (xc.pow(2).mean(-1) + eps).sqrt().mean()
+    m = x.mean(0)
+    mc = m - m.mean()
+    target = ((s_mean * s_mean - eps).clamp_min(0.0) * d).sqrt()          # centred norm whose LN scale is s_mean
+    return m - mc + mc * (target / mc.norm().clamp_min(1e-12))
+
+
 def refs_from_cache(model, cache: Mapping[str, torch.Tensor], pos: int = -1, batch: int | None = None
                     ) -> dict[str, torch.Tensor]:
-    """Residual streams at one position (one prompt, or the batch mean) keyed by hook name: the reference
-    points at which LN factors and MLP gradients are taken."""
+    """Residual streams at one position keyed by hook name (one prompt, or over the batch the mean residual at
+    the prompts' mean LN scale, see mean_scale_ref): the reference points for LN factors and MLP gradients."""
     out = {}
     for k, v in cache.items():
         if "hook_resid" in k:
             v = v[:, pos] if v.dim() == 3 else v
-            out[k] = (v.mean(0) if batch is None else v[batch]).detach()
+            out[k] = (mean_scale_ref(v, model.cfg.eps) if batch is None else v[batch]).detach()
     return out
 
 

@@ -18,14 +18,15 @@ def feature_scores(model, vectors: torch.Tensor, hook: str, tokens: torch.Tensor
                    skip_first: int = 1) -> torch.Tensor:
     """Scores x·y_k of every token's activation at `hook` for each row y_k of vectors [k, d]. [n_tokens, k]
 
-    skip_first drops the first positions of each block (attention-sink tokens with outlying norms)."""
+    skip_first drops the first positions of each block (attention-sink tokens with outlying norms). Hooks inside
+    block L stop the forward pass after it; other hooks (ln_final, unembed, embeddings) run the whole model."""
     if vectors.dim() == 1:
         vectors = vectors[None]
-    layer = int(hook.split(".")[1]) if hook.startswith("blocks.") else model.cfg.n_layers
+    stop = int(hook.split(".")[1]) + 1 if hook.startswith("blocks.") else None
     out = []
     for s in range(0, tokens.shape[0], batch_size):
         with torch.inference_mode():
-            _, cache = model.run_with_cache(tokens[s:s + batch_size], names_filter=[hook], stop_at_layer=layer + 1)
+            _, cache = model.run_with_cache(tokens[s:s + batch_size], names_filter=[hook], stop_at_layer=stop)
         x = cache[hook][:, skip_first:].reshape(-1, vectors.shape[1]).double()
         out.append(x @ vectors.double().T)
     return torch.cat(out)

@@ -9,7 +9,7 @@ import torch
 from interp.errors import ConfigError
 
 from .config import Config
-from .method import Node, cosine, feature_vector, final_hook, ln_input_hook
+from .method import Node, cosine, feature_vector, final_hook, ln_input_hook, mean_scale_ref
 from .observables import observable, pullback_layernorm, pullback_unembed
 from .patching import at_pos, greedy_paths, run_cache
 from .prompts import (
@@ -49,30 +49,25 @@ def load_model(cfg: Config, model=None):
 
 
 def mean_refs(model, sets: list[tuple[dict, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Residual streams at each prompt's last token, averaged over the prompts of (cache, last-index) sets."""
-    out: dict[str, torch.Tensor] = {}
-    count = 0
+    """Residual streams at each prompt's last token over the prompts of (cache, last-index) sets: their mean,
+    at the prompts' mean LN scale (mean_scale_ref; the scale of the mean vector is smaller)."""
+    rows: dict[str, list[torch.Tensor]] = {}
     for c, last in sets:
         for k, v in c.items():
             if "hook_resid" in k:
-                out[k] = out.get(k, 0) + at_pos(v, last).sum(0)
-        count += len(last)
-    return {k: v / count for k, v in out.items()}
+                rows.setdefault(k, []).append(at_pos(v, last))
+    return {k: mean_scale_ref(torch.cat(v), model.cfg.eps) for k, v in rows.items()}
 
 
 def head_source_ref(model, sets: list[tuple[dict, torch.Tensor]], layer: int, head: int) -> torch.Tensor:
     """The LN input a head reads most from the last token: mean over prompts of the residual at the argmax source
-    token, rescaled to those residuals' mean centred norm (keeps the typical LN scale)."""
+    token, at those residuals' mean LN scale (mean_scale_ref)."""
     xs = []
     for c, last in sets:
         A = at_pos(c[f"blocks.{layer}.attn.hook_pattern"][:, head], last)          # [b, k]
         j = A.argmax(-1)
         xs.append(c[f"blocks.{layer}.hook_resid_pre"][torch.arange(len(j)), j])
-    x = torch.cat(xs)
-    xc = x - x.mean(-1, keepdim=True)
-    m = x.mean(0)
-    mc = m - m.mean()
-    return m - mc + mc * (xc.norm(dim=-1).mean() / mc.norm().clamp_min(1e-12))
+    return mean_scale_ref(torch.cat(xs), model.cfg.eps)
 
 
 def obs_values(model, n: torch.Tensor, tp: torch.Tensor, tn: torch.Tensor, last: torch.Tensor
@@ -356,6 +351,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         "linear_mlp_boundary_residual": sc["linear_mlp"].get("boundary_residual", float("nan")),
         "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
         "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
+        "ln_approx_perp_rel_err_max": details["ln"]["random_y"]["perp_rel_err_max"],
         "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
         "ln_final_cos_approx_boundary": details["ln"]["ln_final"]["cos_approx_boundary"],
         "debias_bias_gap_before": details["debias"]["bias_gap_before"],

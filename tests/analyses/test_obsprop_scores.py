@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from analyses.obsprop.method import cosine, cosine_matrix, coupling
 from analyses.obsprop.scores import (
     best_fit,
+    feature_scores,
     gaussian_slope,
     linear_probe,
     mean_difference,
@@ -78,7 +80,7 @@ def test_low_data_baselines_vs_numpy_and_sklearn():
     sep = separation(probe, te_p, te_n)
     scores = torch.cat([te_p, te_n]) @ probe
     assert abs(sep["auc"] - roc_auc_score(np.r_[np.ones(2000), np.zeros(2000)], scores.numpy())) < 1e-9
-    assert 0 <= sep["r2"] <= 1
+    assert abs(sep["r2"] - np.corrcoef(scores.numpy(), np.r_[np.ones(2000), np.zeros(2000)])[0, 1] ** 2) < 1e-10
 
 
 def test_projection_hook_removes_direction():
@@ -91,3 +93,24 @@ def test_projection_hook_removes_direction():
     mask = torch.tensor([[True, False, True], [False, False, True]])
     out_m = projection_hook(u, mask)(x)
     assert (out_m[mask] @ u).abs().max() < 1e-12 and torch.equal(out_m[~mask], x[~mask])
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post",
+                                  "ln_final.hook_normalized", "ln_final.hook_scale", "hook_embed"])
+def test_feature_scores_at_any_hook(hook):
+    """feature_scores == x·y from a full run_with_cache, for hooks in the blocks and after them (ln_final, which
+    stop_at_layer would skip) or before them; the first position of each block is dropped."""
+    pytest.importorskip("transformer_lens")
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, d_vocab=50, n_ctx=16,
+                                  act_fn="gelu", normalization_type="LN", seed=0, device="cpu", dtype=torch.float64)
+    model = HookedTransformer(cfg).eval()
+    toks = torch.randint(0, 50, (5, 9), generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(toks)
+    x = cache[hook][:, 1:]
+    y = torch.randn(2, x.shape[-1], generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    got = feature_scores(model, y, hook, toks, batch_size=2)
+    want = x.reshape(-1, x.shape[-1]) @ y.T
+    assert got.shape == (5 * 8, 2) and torch.allclose(got, want, rtol=1e-12, atol=1e-12)
