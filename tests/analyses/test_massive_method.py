@@ -128,3 +128,25 @@ def test_massive_string_prompts_padding_does_not_change_detection():
             assert r["mad_score"] == pytest.approx(s["mad_score"], rel=1e-5)
     with pytest.raises(ConfigError):
         detect_massive(layer_outputs(model, batch), lengths=[0, 3])
+
+
+def test_train_suite_layer_ratios_use_numpy_median():
+    """train_suite's per-layer ratio: mean over inputs of max |h| and of numpy's median |h| (even S·d count)."""
+    from transformers import GPTNeoXForCausalLM
+
+    from analyses.massive.train_suite import layer_ratios, neox_config
+
+    torch.manual_seed(0)
+    arch = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    model = GPTNeoXForCausalLM(neox_config(arch, 50, 16)).eval()
+    tokens = torch.randint(0, 50, (3, 16), generator=torch.Generator().manual_seed(1))
+    outs = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+             for layer in model.gpt_neox.layers]
+    got = layer_ratios(model, tokens)
+    for h in hooks:
+        h.remove()
+    for li, h in enumerate(outs[:2]):
+        a = np.abs(h.detach().double().numpy()).reshape(3, -1)  # 16·32 entries per input: numpy averages the middle two
+        assert got["median"][li] == pytest.approx(np.median(a, axis=1).mean(), rel=1e-12)
+        assert got["ratio_of_means"][li] == pytest.approx(a.max(1).mean() / np.median(a, axis=1).mean(), rel=1e-12)
