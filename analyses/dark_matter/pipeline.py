@@ -222,16 +222,22 @@ def _cross(cfg: Config, data, entries, hooks, split, ref_dec, ref_rec, kw) -> di
 
 
 def _synthetic(cfg: Config, x, sae) -> dict:
-    """§5: the introduced-error model on clean activations x := Sae(acts) from the reference SAE."""
+    """§5: the introduced-error model on clean activations x := Sae(acts) from the reference SAE.
+
+    codes = encode(Sae(acts)), so rec = decode(codes ⊙ mask) keeps the SAE's re-encoding error at 0% ablation;
+    features are ranked by their average activation on the real activations (`get_feature_freqs`).
+    """
     if not cfg.synthetic_tokens:
         return {}
     xs = x[: cfg.synthetic_tokens]
     with torch.no_grad():
-        clean = sae.decode(sae.encode(xs))
+        feats = sae.encode(xs)
+        clean = sae.decode(feats)
         codes = sae.encode(clean).float()
+        clean = clean.float()
     D, b = effective_decoder(sae)
-    out = introduced_error_grid(codes, D, b,
-                                sigmas=tuple(cfg.synthetic_sigmas), ablate_frac=cfg.synthetic_ablate, seed=cfg.seed)
+    out = introduced_error_grid(codes, D, b, sigmas=tuple(cfg.synthetic_sigmas), ablate_frac=cfg.synthetic_ablate,
+                                seed=cfg.seed, x=clean, feature_means=feats.float().mean(0))
     scale = float(clean.std())
     return {**out, "activation_std": scale}
 

@@ -4,6 +4,8 @@ Clean activations x = codes·D live exactly in a dictionary's image. Activation 
 x′ = x + σ_act·N(0, I); reconstruction noise and feature ablation perturb the "SAE" output,
 rec = (codes ⊙ mask)·D + σ_rec·N(0, I), where the mask drops the lowest-ranked fraction of features (ranked by
 average activation). Then error = x′ − rec is regressed on x′ and FVU(rec), FVU(rec + linear) are measured.
+With a real SAE (the reference's setup) x := Sae(acts) and codes = encode(x), so rec = decode(encode(x) ⊙ mask)
+differs from x even at 0% ablation by the SAE's re-encoding error.
 """
 
 from __future__ import annotations
@@ -33,13 +35,23 @@ def sparse_feature_data(n: int = 20_000, d: int = 64, n_features: int = 512, mea
 
 
 def ablated_parts(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None,
-                  ablate_frac: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clean x = codes·D + b and the noiseless ablated reconstruction (lowest-average features dropped)."""
+                  ablate_frac: float = 0.0, *, x: torch.Tensor | None = None,
+                  feature_means: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean x and the noiseless ablated reconstruction rec = (codes ⊙ mask)·D + b (lowest-average features dropped).
+
+    x: the clean activations (default codes·D + b). With an SAE, pass x = Sae(acts) and codes = encode(x): then rec
+    at 0% ablation is Sae(x) ≠ x, keeping the SAE's own re-encoding error as the reference does.
+    feature_means: the per-feature average activation used for the ranking (default codes.mean(0)).
+    """
     b = b_dec if b_dec is not None else torch.zeros(W_dec.shape[1])
-    x = codes @ W_dec + b
-    order = torch.argsort(codes.mean(0))  # ascending average activation: the first ones are ablated
+    if x is None:
+        x = codes @ W_dec + b
+    means = feature_means if feature_means is not None else codes.mean(0)
+    order = torch.argsort(means)  # ascending average activation: the first ones are ablated
     n_drop = int(round(ablate_frac * codes.shape[1]))
-    rec = x - codes[:, order[:n_drop]] @ W_dec[order[:n_drop]] if n_drop else x.clone()
+    mask = torch.ones(codes.shape[1], dtype=codes.dtype)
+    mask[order[:n_drop]] = 0
+    rec = (codes * mask) @ W_dec + b
     return x, rec
 
 
@@ -66,14 +78,15 @@ def introduced_error(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tens
 
 def introduced_error_grid(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None, *,
                           sigmas: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0), ablate_frac: float = 0.5,
-                          seed: int = 0) -> dict[str, object]:
+                          seed: int = 0, x: torch.Tensor | None = None,
+                          feature_means: torch.Tensor | None = None) -> dict[str, object]:
     """The 5×5 (σ_act, σ_rec) grid and Table 1: Pearson r of {act, rec noise} with {linear, nonlinear} estimates.
 
     Estimated linear error = FVU(rec) − FVU(rec + linear); estimated nonlinear error = FVU(rec + linear)
-    (the reference's flattened-R² convention).
+    (the reference's flattened-R² convention). x, feature_means: as in `ablated_parts`.
     """
     rows = []
-    parts = ablated_parts(codes, W_dec, b_dec, ablate_frac)
+    parts = ablated_parts(codes, W_dec, b_dec, ablate_frac, x=x, feature_means=feature_means)
     for sa in sigmas:
         for sr in sigmas:
             m = introduced_error(codes, W_dec, b_dec, sigma_act=sa, sigma_rec=sr, seed=seed, parts=parts)

@@ -94,10 +94,38 @@ class DetectionCriteria:
     candidates: int = 16  # top entries per (layer, input) examined
 
 
+def _candidates(h: torch.Tensor, c: DetectionCriteria) -> dict[str, torch.Tensor]:
+    """Top-|h| candidates of one input's layer outputs h `[L, S, d]` with their scores and flags, each `[L, k]`."""
+    L, S, d = h.shape
+    flat = h.to(torch.float64).flatten(-2)  # [L, S·d]
+    med_abs = median_abs(h)  # [L]
+    med_signed = flat.median(-1).values  # [L]
+    mad = (flat - med_signed[..., None]).abs().median(-1).values.clamp_min(1e-300)
+    k = min(c.candidates, S * d)
+    vals, idx = flat.abs().topk(k, dim=-1)  # [L, k]
+    signed = torch.gather(flat, -1, idx)
+    dim = idx % d
+    ratio = vals / med_abs[..., None]
+    mad_score = (signed - med_signed[..., None]).abs() / mad[..., None]
+    rel = (ratio >= c.rel_ratio) & (mad_score >= c.mad_thresh)
+    cluster = torch.zeros_like(rel)  # few-dims cluster: rank dims by their largest candidate entry per layer
+    for li in range(L):
+        seen: list[int] = []
+        for j in range(k):
+            dj = int(dim[li, j])
+            if dj not in seen:
+                seen.append(dj)
+            cluster[li, j] = seen.index(dj) < c.max_cluster
+    return {"vals": vals, "signed": signed, "pos": idx // d, "dim": dim, "ratio": ratio, "mad_score": mad_score,
+            "sun": (vals > c.abs_thresh) & (ratio >= c.ratio_thresh), "rel": rel & cluster}
+
+
 def detect_massive(hs: torch.Tensor, tokens: torch.Tensor | None = None, tokenizer=None,
-                   criteria: DetectionCriteria | None = None) -> dict:
+                   criteria: DetectionCriteria | None = None,
+                   lengths: torch.Tensor | list[int] | None = None) -> dict:
     """Massive activations in layer outputs hs `[L, B, S, d]` -> rows (layer, input, position, token, dim, value).
 
+    lengths: real tokens per input (right padding); medians, MAD and candidates then use positions < lengths[b] only.
     Returns {"rows": [...], "dims": sorted massive dims, "dims_by_layer": {ℓ: dims}, "criteria": {...}}.
     """
     c = criteria or DetectionCriteria()
@@ -106,46 +134,32 @@ def detect_massive(hs: torch.Tensor, tokens: torch.Tensor | None = None, tokeniz
     if hs.ndim != 4:
         raise ConfigError(f"hs must be [layers, batch, pos, d], got {tuple(hs.shape)}", hint="use layer_outputs()")
     L, B, S, d = hs.shape
-    flat = hs.to(torch.float64).flatten(-2)  # [L, B, S·d]
-    med_abs = median_abs(hs)  # [L, B]
-    med_signed = flat.median(-1).values  # [L, B]
-    mad = (flat - med_signed[..., None]).abs().median(-1).values.clamp_min(1e-300)
-    k = min(c.candidates, S * d)
-    vals, idx = flat.abs().topk(k, dim=-1)  # [L, B, k]
-    signed = torch.gather(flat, -1, idx)
-    pos, dim = idx // d, idx % d
-    ratio = vals / med_abs[..., None]
-    mad_score = (signed - med_signed[..., None]).abs() / mad[..., None]
-    sun = (vals > c.abs_thresh) & (ratio >= c.ratio_thresh)
-    rel = (ratio >= c.rel_ratio) & (mad_score >= c.mad_thresh)
-    # few-dims cluster: rank dims by their largest candidate entry within each (layer, input)
-    cluster = torch.zeros_like(rel)
-    for li in range(L):
-        for b in range(B):
-            seen: list[int] = []
-            for j in range(k):
-                dj = int(dim[li, b, j])
-                if dj not in seen:
-                    seen.append(dj)
-                cluster[li, b, j] = seen.index(dj) < c.max_cluster
-    rel &= cluster
-    layers_with = {}
-    for li, b, j in rel.nonzero().tolist():
-        layers_with.setdefault(int(dim[li, b, j]), set()).add(li)
+    lens = [S] * B if lengths is None else [int(n) for n in lengths]
+    if len(lens) != B or not all(1 <= n <= S for n in lens):
+        raise ConfigError(f"lengths {lens} must give 1..{S} real positions for each of {B} inputs",
+                          hint="pass one length per input, counting its unpadded tokens")
+    cand = [_candidates(hs[:, b, :n], c) for b, n in enumerate(lens)]
+    layers_with: dict[int, set[int]] = {}
+    for cb in cand:
+        for li, j in cb["rel"].nonzero().tolist():
+            layers_with.setdefault(int(cb["dim"][li, j]), set()).add(li)
     need = max(1, math.ceil(c.persistence * L))
-    persistent = {dd for dd, ls in layers_with.items() if len(ls) >= need}
-    rel_p = rel & torch.isin(dim, torch.tensor(sorted(persistent), dtype=dim.dtype))
-    flag = {"sun": sun, "relative": rel_p, "either": sun | rel_p}[c.mode]
-    rows = []
-    for li, b, j in flag.nonzero().tolist():
-        p = int(pos[li, b, j])
-        tok_id = int(tokens[b, p]) if tokens is not None else None
-        rows.append({
-            "layer": li, "input": b, "position": p, "token_id": tok_id,
-            "token": tokenizer.decode([tok_id]) if tokenizer is not None and tok_id is not None else None,
-            "dim": int(dim[li, b, j]), "value": float(signed[li, b, j]), "ratio": float(ratio[li, b, j]),
-            "mad_score": float(mad_score[li, b, j]), "sun": bool(sun[li, b, j]), "relative": bool(rel_p[li, b, j]),
-        })
+    persistent = torch.tensor(sorted(dd for dd, ls in layers_with.items() if len(ls) >= need), dtype=torch.long)
+    found = []
+    for b, cb in enumerate(cand):
+        rel_p = cb["rel"] & torch.isin(cb["dim"], persistent)
+        flag = {"sun": cb["sun"], "relative": rel_p, "either": cb["sun"] | rel_p}[c.mode]
+        for li, j in flag.nonzero().tolist():
+            p = int(cb["pos"][li, j])
+            tok_id = int(tokens[b, p]) if tokens is not None else None
+            found.append(((li, b, j), {
+                "layer": li, "input": b, "position": p, "token_id": tok_id,
+                "token": tokenizer.decode([tok_id]) if tokenizer is not None and tok_id is not None else None,
+                "dim": int(cb["dim"][li, j]), "value": float(cb["signed"][li, j]), "ratio": float(cb["ratio"][li, j]),
+                "mad_score": float(cb["mad_score"][li, j]), "sun": bool(cb["sun"][li, j]),
+                "relative": bool(rel_p[li, j]),
+            }))
+    rows = [r for _, r in sorted(found, key=lambda t: t[0])]
     dims_by_layer: dict[int, list[int]] = {}
     for r in rows:
         dims_by_layer.setdefault(r["layer"], [])
@@ -158,11 +172,16 @@ def detect_massive(hs: torch.Tensor, tokens: torch.Tensor | None = None, tokeniz
 
 def detect_massive_dims(model: torch.nn.Module, prompts: torch.Tensor | list[str], tokenizer=None,
                         criteria: DetectionCriteria | None = None) -> list[int]:
-    """The massive dims of a model on prompts (token ids [B, S] or strings; union over layers; heretic-style)."""
+    """The massive dims of a model on prompts (token ids [B, S] or strings; union over layers; heretic-style).
+
+    String prompts are right-padded into one batch; the statistics use each prompt's own tokens only.
+    """
+    lengths = None
     if isinstance(prompts, (list, tuple)):
         if not hasattr(model, "to_tokens") or getattr(model, "tokenizer", None) is None:
             raise ConfigError("string prompts need a transformer-lens model with a tokenizer",
                               hint="pass token ids [batch, pos] instead")
-        prompts = model.to_tokens(list(prompts), prepend_bos=False)  # right-padded to the longest prompt
+        lengths = [model.to_tokens(p, prepend_bos=False).shape[1] for p in prompts]
+        prompts = model.to_tokens(list(prompts), prepend_bos=False, padding_side="right")
         tokenizer = tokenizer or model.tokenizer
-    return detect_massive(layer_outputs(model, prompts), prompts, tokenizer, criteria)["dims"]
+    return detect_massive(layer_outputs(model, prompts), prompts, tokenizer, criteria, lengths)["dims"]

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from analyses.massive.method import median_abs
+
 VARIANTS: dict[str, dict] = {  # architecture + optimiser of each candidate (fp16 size ≈ 2 bytes · params)
     "A": {"num_hidden_layers": 4, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256,
           "lr": 3e-3, "wd": 0.01},
@@ -64,9 +66,8 @@ def layer_ratios(model, tokens: torch.Tensor) -> dict:
             h.remove()
     top, med = [], []
     for h in outs:  # [B, S, d]
-        a = h.abs().flatten(1)
-        top.append(a.max(1).values.mean().item())
-        med.append(a.median(1).values.mean().item())
+        top.append(h.abs().flatten(1).max(1).values.mean().item())
+        med.append(median_abs(h).mean().item())  # numpy's median (mean of the two middle values), as elsewhere
     return {"ratio_of_means": [t / m for t, m in zip(top, med)], "top1": top, "median": med}
 
 

@@ -89,3 +89,64 @@ def tiny_model():
     cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=50, n_ctx=32,
                                   act_fn="gelu", normalization_type="LN", seed=0, device="cpu")
     return HookedTransformer(cfg).eval()
+
+
+def test_massive_string_prompts_padding_does_not_change_detection():
+    """Right-padded string prompts give each prompt's rows and dims exactly as when it runs alone."""
+    from pathlib import Path
+
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformers import PreTrainedTokenizerFast
+
+    from analyses.massive.method import detect_massive_dims
+
+    tok_dir = Path(__file__).resolve().parents[2] / "data" / "tokenizer"
+    if not (tok_dir / "tokenizer.json").is_file():
+        pytest.skip("embedded tokenizer not present")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=len(tok), n_ctx=64,
+                                  act_fn="gelu", normalization_type="LN", seed=0, device="cpu",
+                                  default_prepend_bos=False)
+    model = HookedTransformer(cfg, tokenizer=tok).eval()
+    prompts = ["x = 1", "def f(x):\n    return x * 3 + 1  # a longer prompt that the short one is padded to"]
+    loose = DetectionCriteria(mode="relative", rel_ratio=2.0, mad_thresh=2.0, max_cluster=16, persistence=0.0)
+    alone = [model.to_tokens(p, prepend_bos=False) for p in prompts]
+    assert alone[0].shape[1] < alone[1].shape[1] // 3  # the short prompt is mostly padding in the batch
+    # the dims of the padded batch are the union of each prompt's own (rows do not couple at persistence 0)
+    union = sorted(set().union(*[detect_massive_dims(model, [p], criteria=loose) for p in prompts]))
+    assert detect_massive_dims(model, prompts, criteria=loose) == union
+    batch = model.to_tokens(prompts, prepend_bos=False, padding_side="right")
+    det = detect_massive(layer_outputs(model, batch), batch, criteria=loose, lengths=[t.shape[1] for t in alone])
+    for b, t in enumerate(alone):
+        one = detect_massive(layer_outputs(model, t), t, criteria=loose)
+        mine = [r for r in det["rows"] if r["input"] == b]
+        assert len(mine) == len(one["rows"]) > 0
+        for r, s in zip(mine, one["rows"]):
+            assert (r["layer"], r["position"], r["dim"], r["token_id"]) == (s["layer"], s["position"], s["dim"],
+                                                                            s["token_id"])
+            assert r["ratio"] == pytest.approx(s["ratio"], rel=1e-5)
+            assert r["mad_score"] == pytest.approx(s["mad_score"], rel=1e-5)
+    with pytest.raises(ConfigError):
+        detect_massive(layer_outputs(model, batch), lengths=[0, 3])
+
+
+def test_train_suite_layer_ratios_use_numpy_median():
+    """train_suite's per-layer ratio: mean over inputs of max |h| and of numpy's median |h| (even S·d count)."""
+    from transformers import GPTNeoXForCausalLM
+
+    from analyses.massive.train_suite import layer_ratios, neox_config
+
+    torch.manual_seed(0)
+    arch = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    model = GPTNeoXForCausalLM(neox_config(arch, 50, 16)).eval()
+    tokens = torch.randint(0, 50, (3, 16), generator=torch.Generator().manual_seed(1))
+    outs = []
+    hooks = [layer.register_forward_hook(lambda m, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+             for layer in model.gpt_neox.layers]
+    got = layer_ratios(model, tokens)
+    for h in hooks:
+        h.remove()
+    for li, h in enumerate(outs[:2]):
+        a = np.abs(h.detach().double().numpy()).reshape(3, -1)  # 16·32 entries per input: numpy averages the middle two
+        assert got["median"][li] == pytest.approx(np.median(a, axis=1).mean(), rel=1e-12)
+        assert got["ratio_of_means"][li] == pytest.approx(a.max(1).mean() / np.median(a, axis=1).mean(), rel=1e-12)
