@@ -118,7 +118,8 @@ def run(config: Config | None = None) -> LIBResult:
     data = _load(cfg)
     lm, xg = data["lm"], data["graph_inputs"]
     kw = dict(center=cfg.center, trunc=cfg.truncation, integration=cfg.integration, n_intervals=cfg.n_intervals,
-              edge_formula=cfg.edge_formula, method=cfg.jacobian_method)
+              edge_formula=cfg.edge_formula, method=cfg.jacobian_method,
+              rotate_final_node_layer=cfg.rotate_final_node_layer)
     t0 = time.time()
     with torch.no_grad():
         acts = lm.all_acts(xg)

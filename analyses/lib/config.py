@@ -21,6 +21,7 @@ class Config:
     integration: str = "gradient"      # gradient | trapezoidal | gauss-legendre
     n_intervals: int = 0
     center: bool = True
+    rotate_final_node_layer: bool = False  # PCA basis on the final node layer (rib's flag); False = identity
     truncation: float = 1e-15
     n_samples: int = 0                 # samples for the graph (0 = the whole mod-add train set)
     compare_pca: bool = True           # also build the PCA (svd) graph for the comparisons

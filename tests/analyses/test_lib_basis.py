@@ -170,3 +170,27 @@ def test_bad_input_raises_typed_errors(modadd_small):
                 {"node_layers": ["ln1.0"]}):
         with pytest.raises(ConfigError):
             Config(**bad).validate()
+
+
+@pytest.mark.parametrize("nodes", [["0", "2", "output"], ["0", "2"]])
+def test_final_node_layer_identity_unless_rotated(nodes):
+    """§2 step 0: the final node layer ('output' or not) has the identity basis and the layer before it sees raw
+    outputs (C_next = None), unless rotate_final_node_layer, which gives it the PCA basis and passes that C on."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 4)).double()
+    lm = mlp_lib_model(net, nodes)
+    x = torch.randn(200, 5, dtype=torch.float64)
+    acts = lm.all_acts(x)
+    layers, _ = lib_build(lm, x, edge_formula=None)
+    assert torch.equal(layers[-1].C, torch.eye(acts[-1].shape[-1], dtype=torch.float64))
+    ref = lib_basis(lm.sections[-1], acts[-2], None)
+    torch.testing.assert_close(layers[-2].C, ref.C, rtol=0, atol=1e-12)
+    rot, _ = lib_build(lm, x, edge_formula=None, rotate_final_node_layer=True)
+    pca = lib_basis(lambda z: z, acts[-1], None, basis="svd", center=nodes[-1] != "output")
+    torch.testing.assert_close(rot[-1].C, pca.C, rtol=0, atol=1e-12)
+    ref = lib_basis(lm.sections[-1], acts[-2], pca.C)
+    torch.testing.assert_close(rot[-2].C, ref.C, rtol=0, atol=1e-12)
+    if nodes[-1] == "output":  # uncentred full-rank PCA is orthogonal and E[Jᵀ U Uᵀ J] = E[Jᵀ J]: same C up to sign
+        torch.testing.assert_close(rot[-2].C.abs(), layers[-2].C.abs(), rtol=0, atol=1e-10)
+    else:                      # the centred PCA basis is not orthogonal: the layer before changes
+        assert not torch.allclose(rot[-2].C.abs(), layers[-2].C.abs(), atol=1e-6)
