@@ -167,7 +167,7 @@ def test_bad_input_raises_typed_errors(modadd_small):
     with pytest.raises(ConfigError):
         transformer_lib_model(model, ["unembed", "ln1.0"])
     for bad in ({"basis": "pca"}, {"edge_formula": "cubic"}, {"integration": "gradient", "n_intervals": 3},
-                {"node_layers": ["ln1.0"]}):
+                {"node_layers": ["ln1.0"]}, {"edge_eval_set": "val"}):
         with pytest.raises(ConfigError):
             Config(**bad).validate()
 

@@ -20,6 +20,18 @@ def test_shipped_models_grokked():
         assert abs(acc - modadd_meta(seed)["test_acc"]) < 1e-3        # the training record matches
 
 
+def test_edge_eval_sets():
+    """Edge bisection data: 600 random test samples by default; the whole train set (rib's configs) on request."""
+    from analyses.lib.analysis import _load
+
+    x_tr, y_tr = modadd_data(0, "train")
+    x_te, _ = modadd_data(0, "test")
+    xe, _ = _load(Config())["edge_eval"]
+    assert xe.shape[0] == 600 and set(map(tuple, xe.tolist())) <= set(map(tuple, x_te.tolist()))
+    xe, ye = _load(Config(edge_eval_set="train", n_edge_eval_samples=0))["edge_eval"]
+    assert torch.equal(xe, x_tr) and torch.equal(ye, y_tr)
+
+
 @pytest.fixture(scope="module")
 def small_run():
     """A reduced build (2000 train samples, 1500 test samples, no edge ablation) of seed 0."""
