@@ -126,23 +126,29 @@ def hamming_knn_predict(train: PackedCodes | np.ndarray, y_train: np.ndarray, te
 
 
 def knn_predict(train: PackedCodes, y_train: np.ndarray, test: PackedCodes, k: int = 9,
-                algorithm: str = "auto") -> np.ndarray:
-    """Hamming k-NN as the reference ran it: 'auto' = scikit-learn's choice (a ball tree for <= 15 bits, whose
-    tie-breaking follows tree order; the packed popcount brute force above 15 bits), 'brute' = always packed."""
+                algorithm: str = "brute") -> np.ndarray:
+    """Hamming k-NN: 'brute' (default) = exact distances to every train code, one tie rule at every code length.
+
+    Ties: every code nearer than the k-th smallest distance d* votes; of the codes at d*, the ones np.argpartition
+    places first in the float64 distance row vote (scikit-learn's brute rule: deterministic, equal to
+    KNeighborsClassifier(algorithm='brute'), not index order); equal votes go to the smallest label.
+    'auto' = as the reference ran scikit-learn: a ball tree for <= 15 bits, whose choice among tied codes follows
+    the tree's layout (at 2 bits nearly every neighbour ties, so this changes the score), brute force above.
+    """
+    if algorithm not in ("auto", "brute"):
+        raise ConfigError(f"unknown k-NN algorithm '{algorithm}'", hint="use 'brute' or 'auto'")
     if algorithm == "auto" and train.n_bits <= 15:
         from sklearn.neighbors import KNeighborsClassifier
 
         tr = train.unpack() if train.n_bits else np.zeros((train.n, 1), np.uint8)
         te = test.unpack() if test.n_bits else np.zeros((test.n, 1), np.uint8)
         return KNeighborsClassifier(n_neighbors=k, metric="hamming").fit(tr, y_train).predict(te)
-    if algorithm not in ("auto", "brute"):
-        raise ConfigError(f"unknown k-NN algorithm '{algorithm}'", hint="use 'auto' or 'brute'")
     return hamming_knn_predict(train, y_train, test, k=k)
 
 
 def knn_accuracy(train: PackedCodes, y_train: np.ndarray, test: PackedCodes, y_test: np.ndarray,
-                 k: int = 9, algorithm: str = "auto") -> float:
-    """Test accuracy of the Hamming k-NN (see knn_predict for the algorithm choice)."""
+                 k: int = 9, algorithm: str = "brute") -> float:
+    """Test accuracy of the Hamming k-NN (see knn_predict for the algorithm and the tie rule)."""
     return float(np.mean(knn_predict(train, y_train, test, k=k, algorithm=algorithm) == np.asarray(y_test)))
 
 

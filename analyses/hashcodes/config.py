@@ -52,7 +52,9 @@ class Config:
     # --- codes and metrics
     drop_fit_on: str = "union"  # constant units fitted on "union" (train ∪ test, reference) or "train"
     k: int = 9
-    knn_algorithm: str = "auto"  # "auto" = as scikit-learn (ball tree <= 15 bits), "brute" = packed popcount
+    # "brute": exact packed-popcount k-NN with scikit-learn's brute tie rule at every code length (see knn_predict);
+    # "auto": scikit-learn's own choice as the reference ran it (ball tree <= 15 bits: another tie order)
+    knn_algorithm: str = "brute"
     kmeans_seed: int = 9
     lr_seed: int = 9
     lr_max_iter: int = 100  # the reference repo's (old scikit-learn default); the spec's digits table used 1000
@@ -96,7 +98,7 @@ class Config:
         if cfg.drop_fit_on not in ("union", "train"):
             raise ConfigError(f"unknown drop_fit_on '{cfg.drop_fit_on}'", hint="use 'union' or 'train'")
         if cfg.knn_algorithm not in ("auto", "brute"):
-            raise ConfigError(f"unknown knn_algorithm '{cfg.knn_algorithm}'", hint="use 'auto' or 'brute'")
+            raise ConfigError(f"unknown knn_algorithm '{cfg.knn_algorithm}'", hint="use 'brute' or 'auto'")
         if not 0 <= cfg.rr_sufficient < cfg.rr_under <= 1:
             raise ConfigError("need 0 <= rr_sufficient < rr_under <= 1", hint="e.g. rr_sufficient=0.01 rr_under=0.5")
         if cfg.train_dtype not in ("float64", "float32"):

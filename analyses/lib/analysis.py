@@ -36,14 +36,18 @@ def _load(cfg: Config) -> dict[str, Any]:
         except ImportError:                                # bare torch (no transformer-lens): same weights
             model = ModAddWeights(cfg.seed)
         lm = transformer_lib_model(model, cfg.node_layers, cfg.last_pos_only)
-        x_tr, _ = modadd_data(cfg.seed, "train")
+        x_tr, y_tr = modadd_data(cfg.seed, "train")
         x_te, y_te = modadd_data(cfg.seed, "test")
         g = torch.Generator().manual_seed(cfg.seed)
         perm = torch.randperm(x_te.shape[0], generator=g)
         ne = cfg.n_eval_samples or x_te.shape[0]
-        sub = perm[: cfg.n_edge_eval_samples]
+        if cfg.edge_eval_set == "train":               # rib's edge bisect configs: return_set train, whole set
+            edge_eval = (x_tr[: cfg.n_edge_eval_samples or None], y_tr[: cfg.n_edge_eval_samples or None])
+        else:
+            sub = perm[: cfg.n_edge_eval_samples or None]
+            edge_eval = (x_te[sub], y_te[sub])
         return {"lm": lm, "graph_inputs": x_tr[: cfg.n_samples or None], "eval": (x_te[perm[:ne]], y_te[perm[:ne]]),
-                "edge_eval": (x_te[sub], y_te[sub]), "grid": modadd_data(cfg.seed, "all")[0], "p": P,
+                "edge_eval": edge_eval, "grid": modadd_data(cfg.seed, "all")[0], "p": P,
                 "provenance": {"model": f"modadd seed {cfg.seed} (data/lib)", "training": modadd_meta(cfg.seed)}}
     from interp import models, sources
 
@@ -57,9 +61,10 @@ def _load(cfg: Config) -> dict[str, Any]:
     blocks = sources.token_blocks("embedded", tok, ctx=cfg.lm_ctx + 1, n_tokens=2 * cfg.lm_blocks * (cfg.lm_ctx + 1))
     x, y = blocks[:, :-1], blocks[:, 1:]
     n = cfg.n_samples or x.shape[0] // 2
-    x_tr, x_te, y_te = x[:n], x[n:], y[n:]
-    ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx)
-    return {"lm": lm, "graph_inputs": x_tr, "eval": (x_te, y_te), "edge_eval": (x_te[:ne], y_te[:ne]),
+    x_tr, y_tr, x_te, y_te = x[:n], y[:n], x[n:], y[n:]
+    ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx) if cfg.n_edge_eval_samples else None
+    edge_eval = (x_tr[:ne], y_tr[:ne]) if cfg.edge_eval_set == "train" else (x_te[:ne], y_te[:ne])
+    return {"lm": lm, "graph_inputs": x_tr, "eval": (x_te, y_te), "edge_eval": edge_eval,
             "grid": None, "p": None, "provenance": {"model": cfg.model, "step": step}}
 
 
@@ -118,7 +123,8 @@ def run(config: Config | None = None) -> LIBResult:
     data = _load(cfg)
     lm, xg = data["lm"], data["graph_inputs"]
     kw = dict(center=cfg.center, trunc=cfg.truncation, integration=cfg.integration, n_intervals=cfg.n_intervals,
-              edge_formula=cfg.edge_formula, method=cfg.jacobian_method)
+              edge_formula=cfg.edge_formula, method=cfg.jacobian_method,
+              rotate_final_node_layer=cfg.rotate_final_node_layer)
     t0 = time.time()
     with torch.no_grad():
         acts = lm.all_acts(xg)

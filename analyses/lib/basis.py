@@ -175,20 +175,24 @@ def lib_edges(section: Section, acts_in: Tensor, L_in: LIBLayer, L_out: LIBLayer
 def lib_build(lm: LIBModel, inputs: Tensor, *, basis: str = "jacobian", center: bool = True,
               trunc: float = 1e-15, integration: str = "gradient", n_intervals: int = 0,
               edge_formula: str | None = "squared", chunk_size: int | None = None, method: str = "auto",
-              acts: list[Tensor] | None = None) -> tuple[list[LIBLayer], list[Tensor]]:
-    """Bases for every node layer (computed output -> input, returned input -> output) and edges per section."""
+              acts: list[Tensor] | None = None,
+              rotate_final_node_layer: bool = False) -> tuple[list[LIBLayer], list[Tensor]]:
+    """Bases for every node layer (computed output -> input, returned input -> output) and edges per section.
+
+    The final node layer keeps the identity basis (C^L = None in rib: raw outputs) unless rotate_final_node_layer,
+    which gives it the PCA ('svd') basis (§2 step 0; centred unless it is 'output', which has no bias coordinate).
+    """
     _check(basis, integration, n_intervals)
     if acts is None:
         with torch.no_grad():
             acts = lm.all_acts(inputs)
     layers: list[LIBLayer | None] = [None] * len(acts)
     last = lm.node_layers[-1]
-    layers[-1] = (_identity(last, acts[-1].shape[-1]) if last == "output" else
-                  lib_basis(lambda z: z, acts[-1], None, name=last, basis="svd" if basis != "neuron" else "neuron",
-                            center=center, trunc=trunc))
+    rotate = rotate_final_node_layer and basis != "neuron"
+    layers[-1] = (lib_basis(lambda z: z, acts[-1], None, name=last, basis="svd", center=center and last != "output",
+                            trunc=trunc) if rotate else _identity(last, acts[-1].shape[-1]))
     for l in range(len(acts) - 2, -1, -1):
-        nxt = layers[l + 1]
-        C_next = None if (lm.node_layers[l + 1] == "output") else nxt.C
+        C_next = layers[l + 1].C if (l + 1 < len(acts) - 1 or rotate) else None
         layers[l] = lib_basis(lm.sections[l], acts[l], C_next, name=lm.node_layers[l], basis=basis, center=center,
                               trunc=trunc, integration=integration, n_intervals=n_intervals,
                               chunk_size=chunk_size, method=method)

@@ -21,13 +21,15 @@ class Config:
     integration: str = "gradient"      # gradient | trapezoidal | gauss-legendre
     n_intervals: int = 0
     center: bool = True
+    rotate_final_node_layer: bool = False  # PCA basis on the final node layer (rib's flag); False = identity
     truncation: float = 1e-15
     n_samples: int = 0                 # samples for the graph (0 = the whole mod-add train set)
     compare_pca: bool = True           # also build the PCA (svd) graph for the comparisons
     node_ablation: bool = True
     edge_ablation: bool = True
     n_eval_samples: int = 3000         # test samples for node ablation (0 = whole test set)
-    n_edge_eval_samples: int = 600     # test samples for the edge bisection (it runs one forward per mask row)
+    n_edge_eval_samples: int = 600     # samples for the edge bisection (0 = the whole set; one forward per mask row)
+    edge_eval_set: str = "test"        # "test" (random test samples) or "train" (rib's edge-bisect configs)
     edge_tolerance: float = 1e-3       # edges needed to stay within this accuracy of the unablated model
     node_fraction: float = 0.99        # node-ablation threshold: fraction of the unablated accuracy
     n_fourier_dirs: int = 20
@@ -49,5 +51,7 @@ class Config:
             raise ConfigError("LIB needs at least two node layers", hint="e.g. ln1.0,ln2.0,unembed,output")
         if self.jacobian_method not in ("auto", "vmap", "loop"):
             raise ConfigError(f"unknown jacobian_method '{self.jacobian_method}'", hint="use auto, vmap or loop")
+        if self.edge_eval_set not in ("test", "train"):
+            raise ConfigError(f"unknown edge_eval_set '{self.edge_eval_set}'", hint="use test or train")
         if not 0 < self.node_fraction <= 1:
             raise ConfigError("node_fraction must be in (0, 1]", hint="e.g. 0.99")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from analyses.hashcodes import _checks
 from analyses.hashcodes.config import Config
 from analyses.hashcodes.digits import load_digits_split, make_mlp
 from analyses.hashcodes.ensemble import train_ensemble
@@ -89,6 +90,23 @@ def test_digits_reduced_three_seeds(digits):
         assert m[w]["rr_train"] >= m[w]["rr_test"]
 
 
+def test_trivial_net_width2_three_seeds(digits):
+    """Spec acceptance 5 (3-seed mean, seeds 0-2 as in the spec's table): at width 2, 9-NN <= 0.25, RR >= 0.95.
+
+    With <= 2 live bits nearly every neighbour ties at distance 0, so the score is that of the tie rule: the
+    default exact brute force (scikit-learn's brute tie order) gives 0.217 / 0.206 / 0.275 (mean 0.232), the
+    ball tree of knn_algorithm='auto' 0.308 / 0.328 / 0.275 (0.304). Measured over seeds 0-9 the brute mean is
+    0.258 (ball tree 0.290; the expected accuracy under uniformly random tie-breaking 0.281; scikit-learn
+    MLPClassifier codes: brute 0.269, ball tree 0.240), so the 0.25 bound holds for the spec's seeds only."""
+    m = _width_means(digits, [2], ("knn",))[2]
+    assert m["rr_test"] >= 0.95 and m["rr_train"] >= 0.95, m
+    assert m["knn"] <= 0.25, m
+    arrays = {"width.values": np.array([2]), **{f"width.{k}": np.array([[m.get(k, np.nan)]]) for k in
+                                                ("rr_train", "rr_test", "knn", "logreg", "kmeans_test")}}
+    checks = _checks(arrays)  # run() reports the same criterion
+    assert checks["knn<=0.25@w2"] and checks["rr_test>=0.95@w2"] and Config().knn_algorithm == "brute"
+
+
 @pytest.mark.slow
 def test_digits_issue_numbers_three_seeds(digits):
     """All of the issue's digits criteria (3-seed means, trained one-hidden-layer ReLU MLPs)."""
@@ -143,9 +161,9 @@ def test_width200_train_collisions_match_scikit_learn_over_ten_seeds(digits):
 
 @pytest.mark.slow
 def test_training_time_rr_rises_then_decays_without_bn(digits):
-    """Spec acceptance 6 (shape only). Measured on digits: with the scikit-learn schedule (no BN) the test RR at
-    width 40 rises from the untrained net (~0.05) to a peak near epoch 30 (~0.29) and then decays (~0.18 at the
-    end); with BN + the paper's schedule it decays monotonically from epoch 0, so only this variant is asserted."""
+    """The rise-then-decay shape holds on digits without BN: with the scikit-learn schedule the test RR at width 40
+    rises from the untrained net (~0.05) to a peak near epoch 30 (~0.29) and then decays (~0.18 at the end).
+    The spec's own variant (BN + the paper's schedule) is checked in the tests below."""
     cfg = Config()
     rr: dict[int, list[float]] = {}
 
@@ -155,3 +173,41 @@ def test_training_time_rr_rises_then_decays_without_bn(digits):
     train_ensemble(digits, 40, [0, 1], checkpoints=[0, 30, 500], on_checkpoint=on_ckpt)
     m = {e: float(np.mean(v)) for e, v in rr.items()}
     assert m[30] > m[0] + 0.1 and m[500] < m[30], m
+
+
+BN_EPOCHS = [0, 1, 3, 10, 60]
+
+
+@pytest.fixture(scope="module")
+def bn_rr(digits):
+    """Spec acceptance 6 setting: BN + ReLU, width 40, Adam lr 1e-2 decayed x0.1 every 20 epochs, batch 64, no early
+    stop (as the reference's training-time script), seeds 0-9: mean (RR_train, RR_test) per checkpoint."""
+    rr: dict[int, np.ndarray] = {}
+    cfg = Config()
+
+    def on_ckpt(epoch, ens):
+        r = [evaluate_codes(ens.member(i), digits, cfg, ()) for i in range(ens.size)]
+        rr[epoch] = np.array([[x["rr_train"], x["rr_test"]] for x in r]).mean(0)
+
+    train_ensemble(digits, 40, list(range(10)), batchnorm=True, schedule="paper", early_stopping=False,
+                   max_epochs=BN_EPOCHS[-1], checkpoints=BN_EPOCHS, on_checkpoint=on_ckpt)
+    return rr
+
+
+def test_training_time_bn_paper_schedule_decays(bn_rr):
+    """Spec acceptance 6, the decay (10-seed means, measured: RR_train 0.099 / 0.060 / 0.024 / 0.0099 / 0.0068,
+    RR_test 0.022 / 0.020 / 0.0058 / 0.0028 / 0.0022 at epochs 0 / 1 / 3 / 10 / 60): RR falls after epoch 1 and
+    stays down. Single seeds are noisy at this RR (1/360 per test collision): seeds 0-1 alone give RR_test 0.013 ->
+    0.022 from epoch 0 to 1, a rise of 3 samples that the 10-seed mean does not show."""
+    for j in (0, 1):  # train, test
+        r = [bn_rr[e][j] for e in BN_EPOCHS]
+        assert r[2] < r[1] and r[3] < r[2] and r[4] <= r[3], (j, r)
+        assert r[4] < 0.25 * r[1], (j, r)
+
+
+@pytest.mark.xfail(strict=True, reason="not reproduced on digits: with BN + the paper's schedule the 10-seed mean "
+                   "RR falls from epoch 0 to 1 (train 0.099 -> 0.060, test 0.022 -> 0.020); the spec's rise after "
+                   "epoch 1 is read off MNIST (784-d, 750 steps per epoch vs 23 here)")
+def test_training_time_bn_paper_schedule_rises_after_epoch1(bn_rr):
+    """Spec acceptance 6, the rise: RR (train and test) at epoch 1 above the untrained net's."""
+    assert bn_rr[1][0] > bn_rr[0][0] and bn_rr[1][1] > bn_rr[0][1], bn_rr

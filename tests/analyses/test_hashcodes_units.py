@@ -118,7 +118,8 @@ def test_packed_knn_equals_sklearn_hamming_brute_exactly(bits):
     Q = (proto[yq] ^ (rng.random((300, bits)) < 0.3)).astype(np.uint8)
     ref = KNeighborsClassifier(n_neighbors=9, metric="hamming", algorithm="brute").fit(X, y).predict(Q)
     assert np.array_equal(hamming_knn_predict(pack(X), y, pack(Q), k=9), ref)
-    # the default algorithm: scikit-learn picks brute force above 15 features, a ball tree below
+    assert np.array_equal(knn_predict(pack(X), y, pack(Q), k=9), ref)  # the default: brute at every length
+    # 'auto' as the reference ran it: scikit-learn picks brute force above 15 features, a ball tree below
     auto = KNeighborsClassifier(n_neighbors=9, metric="hamming").fit(X, y).predict(Q)
     assert np.array_equal(knn_predict(pack(X), y, pack(Q), k=9, algorithm="auto"), auto)
     if bits > 15:

@@ -20,6 +20,18 @@ def test_shipped_models_grokked():
         assert abs(acc - modadd_meta(seed)["test_acc"]) < 1e-3        # the training record matches
 
 
+def test_edge_eval_sets():
+    """Edge bisection data: 600 random test samples by default; the whole train set (rib's configs) on request."""
+    from analyses.lib.analysis import _load
+
+    x_tr, y_tr = modadd_data(0, "train")
+    x_te, _ = modadd_data(0, "test")
+    xe, _ = _load(Config())["edge_eval"]
+    assert xe.shape[0] == 600 and set(map(tuple, xe.tolist())) <= set(map(tuple, x_te.tolist()))
+    xe, ye = _load(Config(edge_eval_set="train", n_edge_eval_samples=0))["edge_eval"]
+    assert torch.equal(xe, x_tr) and torch.equal(ye, y_tr)
+
+
 @pytest.fixture(scope="module")
 def small_run():
     """A reduced build (2000 train samples, 1500 test samples, no edge ablation) of seed 0."""
@@ -50,11 +62,22 @@ def test_result_roundtrip_and_figures(small_run, tmp_path):
     assert {"node_ablation", "interaction_graph", "fourier_spectra"} <= set(figs)
 
 
+_FULL: dict[int, LIBResult] = {}
+
+
+def _full_run(seed: int) -> LIBResult:
+    """The spec's seed config on the whole train set; edges bisected on the whole train set as rib's
+    ablations_edge_bisect_modular_arithmetic_*_seed*.yaml (return_set: train); cached, one run per seed."""
+    if seed not in _FULL:
+        _FULL[seed] = run(Config(seed=seed, n_eval_samples=0, edge_eval_set="train", n_edge_eval_samples=0))
+    return _FULL[seed]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SHIPPED_SEEDS)
 def test_full_reference_config(seed):
-    """The spec's seed config on the whole train set, with edge ablation; LIB ≤ PCA edges is checked in sum."""
-    r = run(Config(seed=seed, n_eval_samples=0))
+    """Node thresholds and Fourier labels of the full build, per seed."""
+    r = _full_run(seed)
     for name, (lo, hi) in RANGES.items():
         assert lo <= r.summary[f"lib_nodes_{name}"] <= hi
     assert r.summary["ln1_leading10_single_freq_ge_0.9"] >= 6
@@ -66,14 +89,31 @@ def test_full_reference_config(seed):
     if r.summary["lib_nodes_ln1.0"] >= 11:
         assert 5 <= n_key <= 6
     assert r.summary["unembed_leading10_x_plus_y_ge_0.5"] >= 6
-    _TOTALS.append((r.summary["lib_edges_required_total"], r.summary["pca_edges_required_total"]))
 
 
-_TOTALS: list = []
+# Spec acceptance 5.3. Edges required in total (ln1.0 + ln2.0 + unembed), LIB / PCA, measured per edge-eval set:
+#   seed   whole train set (rib's, asserted)   whole test set     600 test samples (Config default)
+#   0      835 (115+92+628) / 868               912 / 1003         905 (123+93+689) / 904 (103+97+704)
+#   1      597 (48+44+505)  / 653               636 / 662          652 (60+43+549)  / 632 (65+58+509)
+#   2      637 (70+56+511)  / 700               641 / 707          623 (61+56+506)  / 720 (101+60+559)
+# LIB <= PCA holds per seed on the whole train or test set; with 600 samples the 0.001 tolerance allows no extra
+# error and seeds 0-1 flip. The LIB totals of seeds 1-2 (8 ln1 nodes, 3 key frequencies) are below the reference's
+# 653-867 (its seeds need 8-13 ln1 nodes) on every set: recorded as strict xfails, not loosened.
+_RANGE_XFAIL = {1: "LIB total 597 < 650 (seed 1 needs 8 ln1 nodes)", 2: "LIB total 637 < 650"}
 
 
 @pytest.mark.slow
-def test_lib_sparser_than_pca_over_seeds():
-    if len(_TOTALS) < len(SHIPPED_SEEDS):
-        pytest.skip("run together with test_full_reference_config")
-    assert sum(t[0] for t in _TOTALS) <= sum(t[1] for t in _TOTALS)
+@pytest.mark.parametrize("seed", SHIPPED_SEEDS)
+def test_lib_edges_not_more_than_pca_per_seed(seed):
+    """Spec acceptance 5.3: on each seed LIB needs no more edges than PCA to stay within 0.001 accuracy."""
+    s = _full_run(seed).summary
+    assert s["lib_edges_required_total"] <= s["pca_edges_required_total"], s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=_RANGE_XFAIL[s]))
+                                  if s in _RANGE_XFAIL else s for s in SHIPPED_SEEDS])
+def test_lib_edge_total_in_reference_range(seed):
+    """Spec acceptance 5.3: about 650-870 LIB edges in total."""
+    lib = _full_run(seed).summary["lib_edges_required_total"]
+    assert 650 <= lib <= 870, lib
