@@ -20,7 +20,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--eval", type=int, default=0, help="test samples for node ablation (0 = all)")
-    ap.add_argument("--edge-eval", type=int, default=2000)
+    ap.add_argument("--edge-eval", type=int, default=0, help="samples for the edge bisection (0 = the whole set)")
+    ap.add_argument("--edge-eval-set", default="train", choices=["train", "test"])
     ap.add_argument("--save-dir", default=None)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -29,7 +30,8 @@ def main() -> None:
     rows = []
     for s in a.seeds:
         t0 = time.perf_counter()
-        r = run(Config(seed=s, n_eval_samples=a.eval, n_edge_eval_samples=a.edge_eval))
+        r = run(Config(seed=s, n_eval_samples=a.eval, n_edge_eval_samples=a.edge_eval,
+                       edge_eval_set=a.edge_eval_set))
         row = {"seed": s, "seconds": round(time.perf_counter() - t0, 1), **r.summary,
                "edges_required": {t: {k: v["n_required"] for k, v in r.details["edge_ablation"][t].items()
                                       if k != "total"} for t in ("lib", "pca")}}

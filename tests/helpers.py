@@ -1,5 +1,8 @@
 """Shared test helpers (importable from tests because pytest puts tests/ on sys.path)."""
 
+import hashlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +73,23 @@ def spawn_ranks(fn, args: tuple, nprocs: int = 2) -> None:
     finally:
         if added:
             sys.path.remove(ROOT)
+
+
+def shard_digests(folder) -> dict[str, str]:
+    """sha256 of every .npy file of a cache folder, by name: two caches are bit-identical iff these are equal."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("*.npy"))}
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m apps.cli ARGS` from the repository root (one thread); fails the test unless it exits 0."""
+    env = env or {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "apps.cli", *map(str, args)], env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return res
+
+
+def pretokenize(model_dir, data, out, tokens: int = 4096, ctx: int = 32, env: dict | None = None) -> Path:
+    """`interp tokenize` the data into a .npy token file (what torchrun jobs read); returns its path."""
+    run_cli("tokenize", "--model", model_dir, "--data", data, "--ctx", ctx, "--tokens", tokens, "--out", out, env=env)
+    return Path(out)

@@ -28,8 +28,8 @@ class Config:
     node_ablation: bool = True
     edge_ablation: bool = True
     n_eval_samples: int = 3000         # test samples for node ablation (0 = whole test set)
-    n_edge_eval_samples: int = 600     # samples for the edge bisection (0 = the whole set; one forward per mask row)
-    edge_eval_set: str = "test"        # "test" (random test samples) or "train" (rib's edge-bisect configs)
+    n_edge_eval_samples: int = 0       # samples for the edge bisection (0 = the whole set; one forward per mask row)
+    edge_eval_set: str = "train"       # "train" (rib's edge-bisect configs) or "test" (random test samples)
     edge_tolerance: float = 1e-3       # edges needed to stay within this accuracy of the unablated model
     node_fraction: float = 0.99        # node-ablation threshold: fraction of the unablated accuracy
     n_fourier_dirs: int = 20

@@ -21,15 +21,15 @@ def test_shipped_models_grokked():
 
 
 def test_edge_eval_sets():
-    """Edge bisection data: 600 random test samples by default; the whole train set (rib's configs) on request."""
+    """Edge bisection data: the whole train set by default (rib's configs); random test samples on request."""
     from analyses.lib.analysis import _load
 
     x_tr, y_tr = modadd_data(0, "train")
     x_te, _ = modadd_data(0, "test")
-    xe, _ = _load(Config())["edge_eval"]
-    assert xe.shape[0] == 600 and set(map(tuple, xe.tolist())) <= set(map(tuple, x_te.tolist()))
-    xe, ye = _load(Config(edge_eval_set="train", n_edge_eval_samples=0))["edge_eval"]
+    xe, ye = _load(Config())["edge_eval"]
     assert torch.equal(xe, x_tr) and torch.equal(ye, y_tr)
+    xe, _ = _load(Config(edge_eval_set="test", n_edge_eval_samples=600))["edge_eval"]
+    assert xe.shape[0] == 600 and set(map(tuple, xe.tolist())) <= set(map(tuple, x_te.tolist()))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """torchrun with two gloo processes on CPU: the merged cache equals a single-process one bit for bit, a killed rank
 resumes, and the distributed streaming regression equals the single-process one."""
 
-import hashlib
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import spawn_ranks
+from helpers import pretokenize, run_cli, shard_digests, spawn_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # same threads per process in both runs
@@ -32,16 +31,10 @@ def _torchrun(args):
                             start_new_session=True)
 
 
-def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
-
-
 @pytest.fixture(scope="module")
 def single(tmp_path_factory, tiny_neox_dir, text_file):
     out = tmp_path_factory.mktemp("single") / "c"
-    res = subprocess.run([sys.executable, "-m", "apps.cli", *_extract_args(tiny_neox_dir, text_file, out)],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    run_cli(*_extract_args(tiny_neox_dir, text_file, out), env=ENV)
     return out
 
 
@@ -49,16 +42,12 @@ def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, text_file,
     """The ranks read a pre-tokenized file of the same tokens (each reads only its own shards' blocks)."""
     from interp.cache import open_cache
 
-    tokens = tmp_path / "tokens.npy"
-    tok = subprocess.run([sys.executable, "-m", "apps.cli", "tokenize", "--model", str(tiny_neox_dir), "--data",
-                          str(text_file), "--ctx", "32", "--tokens", "4096", "--out", str(tokens)],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert tok.returncode == 0, tok.stderr
+    tokens = pretokenize(tiny_neox_dir, text_file, tmp_path / "tokens.npy", env=ENV)
     out = tmp_path / "dist"
     proc = _torchrun(_extract_args(tiny_neox_dir, tokens, out))
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log
-    assert _digests(out) == _digests(single)
+    assert shard_digests(out) == shard_digests(single)
     a, b = open_cache(out), open_cache(single)
     assert a.n_rows == b.n_rows == 4096
     for hook in a.hooks:
@@ -90,7 +79,7 @@ def test_killed_rank_resumes_identically(tmp_path, tiny_neox_dir, text_file, sin
     resumed = _torchrun(_extract_args(tiny_neox_dir, text_file, out, "--resume"))
     log, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, log
-    assert _digests(out) == _digests(single)
+    assert shard_digests(out) == shard_digests(single)
 
 
 def _regression_worker(rank: int, world: int, init_file: str, out_file: str) -> None:

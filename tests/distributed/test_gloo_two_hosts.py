@@ -2,12 +2,13 @@
 so LOCAL_RANK (0, 1 on each node) differs from RANK (0..3). The cache equals a single-process one bit for bit,
 and `--overwrite` of that cache under the same launch gives the same bytes again."""
 
-import hashlib
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import pretokenize, run_cli, shard_digests
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -36,31 +37,21 @@ def _two_hosts(args, run_id: str) -> None:
     assert [a.returncode for a in agents] == [0, 0], "\n".join(logs)[-4000:]
 
 
-def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
-
-
 def test_two_hosts_equal_single_process_and_overwrite(tmp_path, tiny_neox_dir, text_file):
     from interp.cache import open_cache
 
-    tokens = tmp_path / "tokens.npy"
-    res = subprocess.run([sys.executable, "-m", "apps.cli", "tokenize", "--model", str(tiny_neox_dir), "--data",
-                          str(text_file), "--ctx", "32", "--tokens", "4096", "--out", str(tokens)],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    tokens = pretokenize(tiny_neox_dir, text_file, tmp_path / "tokens.npy", env=ENV)
     single = tmp_path / "single"
-    res = subprocess.run([sys.executable, "-m", "apps.cli", *_args(tiny_neox_dir, tokens, single)],
-                         env=ENV, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
+    run_cli(*_args(tiny_neox_dir, tokens, single), env=ENV)
 
     out = tmp_path / "shared"  # the folder every "host" sees
     _two_hosts(_args(tiny_neox_dir, tokens, out), "first")
-    want = _digests(single)
-    assert len(want) > 8 and _digests(out) == want
+    want = shard_digests(single)
+    assert len(want) > 8 and shard_digests(out) == want
     assert sorted(p.name for p in out.glob("manifest*")) == ["manifest.json"] + [f"manifest.rank{r}.json"
                                                                                for r in range(4)]
     assert open_cache(out).n_rows == open_cache(single).n_rows == 4096
 
     _two_hosts(_args(tiny_neox_dir, tokens, out, "--overwrite"), "second")
-    assert _digests(out) == want
+    assert shard_digests(out) == want
     assert not list(out.glob(".*.tmp"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import extract_config
+from helpers import extract_config, shard_digests
 from interp.cache import open_cache
 from interp.cache.lock import CacheLock
 from interp.errors import CacheLockedError
@@ -27,10 +27,6 @@ HOOKS = ["blocks.*.hook_resid_post", "blocks.0.mlp.hook_post"]
 
 def _cfg(out, model_dir, data, **kw):
     return extract_config(out, model_dir, data, **{"tokens": 8192, "hooks": HOOKS, "max_pending": 1, **kw})
-
-
-def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
 
 
 def _listed_shards_complete(folder: Path) -> int:
@@ -104,7 +100,7 @@ def test_twenty_random_sigkills_then_resume_bit_identical(tmp_path, tiny_neox_di
 
 def _check_matches_reference(out: Path, reference: Path) -> None:
     """The resumed cache is byte-identical to an uninterrupted run, verifies, and leaves no temporary files."""
-    assert _digests(out) == _digests(reference)
+    assert shard_digests(out) == shard_digests(reference)
     assert open_cache(out).verify_all() == []
     assert not list(out.glob(".*.tmp"))
 
@@ -127,7 +123,7 @@ def test_disk_full_stops_cleanly_and_resumes(tmp_path, tiny_neox_dir, text_file)
     resid = ["blocks.*.hook_resid_post"]
     extract(_cfg(out, tiny_neox_dir, text_file, hooks=resid, resume=True, max_pending=2), progress=False)
     extract(_cfg(tmp_path / "ref", tiny_neox_dir, text_file, hooks=resid), progress=False)
-    assert _digests(out) == _digests(tmp_path / "ref")
+    assert shard_digests(out) == shard_digests(tmp_path / "ref")
 
 
 def test_second_writer_refused_with_pid(tmp_path, tiny_neox_dir, text_file):

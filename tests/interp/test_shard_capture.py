@@ -5,12 +5,11 @@ synchronised. Extraction must then produce the same bytes as an eager run (so no
 and must launch shard k+1 before it lands shard k (the pipelining that keeps a GPU busy).
 """
 
-import hashlib
 
 import torch
 
 import interp.shard_capture as shard_capture
-from helpers import extract_config
+from helpers import extract_config, shard_digests
 from interp.cache.manifest import Manifest
 from interp.extract import extract
 
@@ -44,10 +43,6 @@ class DeferredTransfers(shard_capture.Transfers):
         return fence
 
 
-def _digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
-
-
 def test_rows_are_read_only_after_the_fence_and_shards_overlap(tmp_path, tiny_neox_dir, text_file, monkeypatch):
     kw = {"tokens": 1024, "batch_size": 4, "hooks": ["blocks.*.hook_resid_post", "blocks.0.attn.hook_z"]}
     extract(extract_config(tmp_path / "eager", tiny_neox_dir, text_file, **kw), progress=False)
@@ -59,7 +54,7 @@ def test_rows_are_read_only_after_the_fence_and_shards_overlap(tmp_path, tiny_ne
 
     monkeypatch.setattr(shard_capture, "transfers_for", deferred)
     extract(extract_config(tmp_path / "deferred", tiny_neox_dir, text_file, **kw), progress=False)
-    assert _digests(tmp_path / "deferred") == _digests(tmp_path / "eager")
+    assert shard_digests(tmp_path / "deferred") == shard_digests(tmp_path / "eager")
     n = len(Manifest.load(tmp_path / "eager").shards)
     assert n >= 3
     # launch 0, launch 1, land 0, launch 2, land 1, ..., land n-1
