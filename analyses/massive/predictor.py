@@ -62,15 +62,18 @@ def feature_matrix(rows: list[dict]) -> np.ndarray:
                                     int(r["d_ff"]))[f] for f in FEATURES] for r in rows], dtype=np.float64)
 
 
-def _transform(y: np.ndarray, kind: str) -> tuple[np.ndarray, str]:
-    if kind == "log1p" and np.all(y > -1):
-        return np.log1p(y), "log1p"
+def _transform(y_train: np.ndarray, y_test: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The target transform (log1p, Yeo-Johnson for targets that can be <= -1, or none), with Yeo-Johnson's power
+    fitted on the training split only so that no test value shapes it."""
+    if kind == "log1p" and np.all(y_train > -1) and np.all(y_test > -1):
+        return np.log1p(y_train), np.log1p(y_test), "log1p"
     if kind in ("log1p", "yeo-johnson"):
         from sklearn.preprocessing import PowerTransformer
 
-        return PowerTransformer(method="yeo-johnson").fit_transform(y[:, None])[:, 0], "yeo-johnson"
+        pt = PowerTransformer(method="yeo-johnson").fit(y_train[:, None])
+        return pt.transform(y_train[:, None])[:, 0], pt.transform(y_test[:, None])[:, 0], "yeo-johnson"
     if kind == "none":
-        return y, "none"
+        return y_train, y_test, "none"
     raise ConfigError(f"unknown target transform {kind!r}", hint="use log1p, yeo-johnson or none")
 
 
@@ -109,8 +112,8 @@ def fit_param_predictors(rows: list[dict], targets: tuple[str, ...] = TARGETS,
         if ok.sum() < max(20, cv * 4):
             out["targets"][tgt] = {"skipped": f"only {int(ok.sum())} finite values"}
             continue
-        y, used = _transform(y_raw[ok], tf.get(tgt, "none"))
-        Xtr, Xte, ytr, yte = train_test_split(X[ok], y, test_size=test_size, random_state=seed)
+        Xtr, Xte, ytr, yte = train_test_split(X[ok], y_raw[ok], test_size=test_size, random_state=seed)
+        ytr, yte, used = _transform(ytr, yte, tf.get(tgt, "none"))
         table, best, best_cv = {}, None, -np.inf
         for name in models:
             m = _make(name, seed)

@@ -64,3 +64,24 @@ def test_massive_predictor_user_table_through_run_config(tmp_path):
     out = _predictor(Config(predictor_table=str(path)), [])
     assert out["n_rows"] == 60 and "K" in out["targets"] and out["targets"]["A"] == {"skipped": "only 0 finite values"}
     assert _predictor(Config(), [])["skipped"].startswith("0 fitted layers")
+
+
+def test_massive_target_transform_is_fitted_on_the_training_split_only():
+    """Yeo-Johnson's power comes from the training targets alone: test values (here an outlier) never shape it."""
+    from sklearn.preprocessing import PowerTransformer
+
+    from analyses.massive.predictor import _transform
+
+    rng = np.random.default_rng(0)
+    ytr, yte = rng.normal(size=60) * 3 - 2, rng.normal(size=15) * 3 - 2
+    a_tr, a_te, kind = _transform(ytr, yte, "log1p")               # values <= -1: log1p falls back to Yeo-Johnson
+    b_tr, b_te, _ = _transform(ytr, np.append(yte, 1e4), "yeo-johnson")
+    assert kind == "yeo-johnson"
+    pt = PowerTransformer(method="yeo-johnson").fit(ytr[:, None])
+    np.testing.assert_allclose(a_tr, pt.transform(ytr[:, None])[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(a_te, pt.transform(yte[:, None])[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(b_tr, a_tr, rtol=0, atol=0)
+    np.testing.assert_allclose(b_te[:-1], a_te, rtol=0, atol=0)
+    pos = np.abs(ytr)
+    c_tr, c_te, kind = _transform(pos, np.abs(yte), "log1p")
+    assert kind == "log1p" and np.array_equal(c_tr, np.log1p(pos)) and np.array_equal(c_te, np.log1p(np.abs(yte)))
