@@ -52,13 +52,11 @@ def runs(tmp_path_factory, tiny_neox_dir, text_file):
     return {"ranks": got, "single": single.state_dict(), "other": other.state_dict(), "cache": cache}
 
 
-def _close(a, b, tol=1e-10):
-    """Two LstsqSolutions (or fits holding one) with the same row count and W, b equal to `tol`."""
+def _max_diff(a, b) -> float:
+    """Largest |difference| of W and b between two LstsqSolutions (or fits holding one) of the same row count."""
     a, b = getattr(a, "solution", a), getattr(b, "solution", b)
     assert a.n == b.n
-    for name in ("W", "b"):
-        d = (getattr(a, name) - getattr(b, name)).abs().max().item()
-        assert d < tol, (name, d)
+    return max((getattr(a, name) - getattr(b, name)).abs().max().item() for name in ("W", "b"))
 
 
 def test_lstsq_from_cache_two_ranks_equal_single(runs) -> None:
@@ -66,19 +64,19 @@ def test_lstsq_from_cache_two_ranks_equal_single(runs) -> None:
     from interp.stats.lstsq import lstsq
 
     r0, r1 = runs["ranks"]
-    _close(r0["lstsq"], r0["lstsq_single"])
-    _close(r1["lstsq"], r0["lstsq_single"])  # every rank returns the fit over all rows
-    _close(r0["one_batch"], r0["one_batch_single"])
-    _close(r1["one_batch"], r0["one_batch_single"])
+    assert _max_diff(r0["lstsq"], r0["lstsq_single"]) < 1e-10
+    assert _max_diff(r1["lstsq"], r0["lstsq_single"]) < 1e-10  # every rank returns the fit over all rows
+    assert _max_diff(r0["one_batch"], r0["one_batch_single"]) < 1e-10
+    assert _max_diff(r1["one_batch"], r0["one_batch_single"]) < 1e-10
     c = open_cache(runs["cache"])
     ref = lstsq(c.read(H0, 100, 3950), c.read(H1, 100, 3950))  # the in-memory fit of the same rows
-    _close(r0["lstsq"], ref, tol=1e-8)
+    assert _max_diff(r0["lstsq"], ref) < 1e-8
 
 
 def test_linear_error_fit_two_ranks_equal_single(runs) -> None:
     r0, r1 = runs["ranks"]
     for dm in (r0["dm"], r1["dm"]):
-        _close(dm, r0["dm_single"])
+        assert _max_diff(dm, r0["dm_single"]) < 1e-10
         assert dm.n == 3950
         for k in ("ss_tot", "ss_res"):
             torch.testing.assert_close(getattr(dm, k), getattr(r0["dm_single"], k), rtol=1e-10, atol=0)
