@@ -1,9 +1,10 @@
-"""torchrun with two gloo processes on CPU: the merged cache equals a single-process one bit for bit, a killed rank
-resumes, and the distributed streaming regression equals the single-process one."""
+"""torchrun with gloo processes on CPU: the merged cache equals a single-process one bit for bit (one host, and two
+simulated hosts), a killed rank resumes, and the distributed streaming regression equals the single-process one."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,11 +39,17 @@ def single(tmp_path_factory, tiny_neox_dir, text_file):
     return out
 
 
-def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, text_file, single):
+@pytest.fixture(scope="module")
+def tokens_npy(tmp_path_factory, tiny_neox_dir, text_file):
+    """The same 4096 tokens, pre-tokenized once (what torchrun jobs read)."""
+    return pretokenize(tiny_neox_dir, text_file, tmp_path_factory.mktemp("tok") / "tokens.npy", env=ENV)
+
+
+def test_two_gloo_ranks_equal_single_process(tmp_path, tiny_neox_dir, tokens_npy, single):
     """The ranks read a pre-tokenized file of the same tokens (each reads only its own shards' blocks)."""
     from interp.cache import open_cache
 
-    tokens = pretokenize(tiny_neox_dir, text_file, tmp_path / "tokens.npy", env=ENV)
+    tokens = tokens_npy
     out = tmp_path / "dist"
     proc = _torchrun(_extract_args(tiny_neox_dir, tokens, out))
     log, _ = proc.communicate(timeout=300)
@@ -80,6 +87,42 @@ def test_killed_rank_resumes_identically(tmp_path, tiny_neox_dir, text_file, sin
     log, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, log
     assert shard_digests(out) == shard_digests(single)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_hosts(args, run_id: str) -> None:
+    """Start two torchrun agents (2 processes each) that meet at one c10d rendezvous endpoint; both must succeed."""
+    endpoint = f"127.0.0.1:{_free_port()}"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "2",
+           "--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", run_id, "-m", "apps.cli", *args]
+    agents = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    logs = [a.communicate(timeout=300)[0] for a in agents]
+    assert [a.returncode for a in agents] == [0, 0], "\n".join(logs)[-4000:]
+
+
+def test_two_hosts_equal_single_process_and_overwrite(tmp_path, tiny_neox_dir, tokens_npy, single):
+    """Two torchrun agents joined by c10d rendezvous, as on two hosts (simulated on one machine): 2 nodes x 2
+    ranks, so LOCAL_RANK (0, 1 on each node) differs from RANK (0..3). Their cache equals a single process's bit
+    for bit, and `--overwrite` of it under the same launch gives the same bytes again."""
+    from interp.cache import open_cache
+
+    out = tmp_path / "shared"  # the folder every "host" sees
+    _two_hosts(_extract_args(tiny_neox_dir, tokens_npy, out), "first")
+    want = shard_digests(single)
+    assert len(want) > 8 and shard_digests(out) == want
+    assert sorted(p.name for p in out.glob("manifest*")) == ["manifest.json"] + [f"manifest.rank{r}.json"
+                                                                               for r in range(4)]
+    assert open_cache(out).n_rows == open_cache(single).n_rows == 4096
+
+    _two_hosts(_extract_args(tiny_neox_dir, tokens_npy, out, "--overwrite"), "second")
+    assert shard_digests(out) == want
+    assert not list(out.glob(".*.tmp"))
 
 
 def _regression_worker(rank: int, world: int, init_file: str, out_file: str) -> None:
