@@ -37,7 +37,7 @@ def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: st
     if path.is_dir():
         if not (path / "cfg.json").is_file():
             raise ModelNotFoundError(f"{path} has no cfg.json", hint="point at a folder written by sae.save_model()")
-        return SAE.load_from_disk(str(path), device=device, dtype=dtype)
+        return _flat_rows(SAE.load_from_disk(str(path), device=device, dtype=dtype))
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
@@ -52,10 +52,18 @@ def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: st
         raise HubUnavailableError(f"loading release '{name}' needs the Hugging Face hub, which is switched off",
                                   hint="unset HF_HUB_OFFLINE or download the SAE and pass its local folder")
     try:
-        return SAE.from_pretrained(name, sae_id, device=device, dtype=dtype)
+        return _flat_rows(SAE.from_pretrained(name, sae_id, device=device, dtype=dtype))
     except (OSError, ConnectionError) as e:  # network or missing files
         raise HubUnavailableError(f"could not fetch '{name}/{sae_id}' from the hub: {e}",
                                   hint="check the connection, or pass a local SAE folder") from e
+
+
+def _flat_rows(sae: Any) -> Any:
+    """interp hands SAEs flattened [N, d_in] rows; a hook_z SAE's own [.., heads, d_head] reshaping is switched off
+    (it would fold the batch dimension into the features). Spliced into a model by sae-lens, it reshapes again."""
+    if getattr(sae, "hook_z_reshaping_mode", False):
+        sae.turn_off_forward_pass_hook_z_reshaping()
+    return sae
 
 
 def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16",
@@ -76,6 +84,8 @@ def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16
     if metadata:
         cfg = json.loads(Path(cfg_path).read_text())
         cfg.setdefault("metadata", {}).update(metadata)
+        if str(metadata.get("hook_name", "")).endswith("hook_z"):  # sae-lens then takes [.., heads, d_head] input
+            cfg["reshape_activations"] = "hook_z"
         Path(cfg_path).write_text(json.dumps(cfg, indent=2))
     return path
 
@@ -217,7 +227,8 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
     """Train a sae-lens SAE on activation batches; return the inference SAE (normalisation folded in).
 
     batches: an [N, d] tensor, a cache directory (with `hook`), or a callable returning an iterator of [b, d]
-    tensors (re-called when exhausted). wandb is never used; nothing is read from a hub.
+    tensors (re-called when exhausted). Rows with more dimensions (`attn.hook_z`: heads × d_head) are flattened, so
+    d_in is their product. wandb is never used; nothing is read from a hub.
 
     Data-parallel when world > 1 (rank/world default to interp.distributed.rank_world(); the process group must be
     initialised): `batch_size` is per rank and `training_tokens` global, so W ranks follow the trajectory of one
@@ -264,6 +275,7 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
             got = False
             for b in make_iter():
                 got = True
+                b = b.reshape(b.shape[0], -1)  # per-head hooks (attn.hook_z [n, heads, d_head]) train flattened
                 for s in range(0, b.shape[0] - batch_size + 1, batch_size):
                     yield b[s:s + batch_size].float()
             if not got:

@@ -5,7 +5,8 @@
 
 Sweep on `blocks.L.hook_resid_post`: TopK at 4×, 8×, 16×, 32× d_model and JumpReLU (quadratic L0 penalty around the
 same target L0) at 2×, 4×, 8×, 16× (32× JumpReLU does not fit the 8 MB budget); plus one 4× TopK SAE each for the
-previous residual stream, the MLP output and the attention output of layer L. Weights are stored in float16.
+previous residual stream, the MLP output and the attention heads (`attn.hook_z`, flattened) of layer L. Weights are
+stored in float16.
 Training text is the embedded suite's (regenerated) training split, never the held-out corpus the analysis reads.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from analyses.dark_matter.data import component_hooks, middle_layer
+from analyses.dark_matter.data import COMPONENTS, component_hooks, middle_layer
 from interp.results import atomic_write_bytes
 
 
@@ -37,7 +39,7 @@ class BuildConfig:
     topk_expansions: list[int] = field(default_factory=lambda: [4, 8, 16, 32])
     jumprelu_expansions: list[int] = field(default_factory=lambda: [2, 4, 8, 16])
     component_expansion: int = 4
-    components: list[str] = field(default_factory=lambda: ["prev_resid", "mlp_out", "attn_out"])
+    components: list[str] = field(default_factory=lambda: ["prev_resid", "mlp_out", "attn_z"])
     k: int = 16                                # TopK k = JumpReLU target L0
     tokens: int = 600_000                      # tokens extracted for training (per hook)
     training_tokens: int = 1_200_000           # samples seen per SAE (2 epochs of the cache)
@@ -66,7 +68,6 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
 
     model = model if model is not None else load(cfg.model, step=cfg.checkpoint)
     layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)
-    d = int(model.cfg.d_model)
     hooks = component_hooks(layer)
     out = Path(cfg.out) if cfg.out else Path(data_dir()) / "saes" / Path(cfg.model).name
     out.mkdir(parents=True, exist_ok=True)
@@ -77,17 +78,19 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
     with tempfile.TemporaryDirectory(prefix="dm_cache_") as tmp:
         cache = Path(cfg.cache) if cfg.cache else Path(tmp) / "cache"
         t0 = time.time()
+        needed = sorted({hooks[c] for c, _, _ in plan})
         if not cfg.cache:
             extract(ExtractConfig(out=str(cache), model=cfg.model, checkpoint=cfg.checkpoint,
-                                  hooks=list(hooks.values()), data=texts or _train_texts(cfg.tokens),
+                                  hooks=needed, data=texts or _train_texts(cfg.tokens),
                                   tokens=cfg.tokens, ctx=cfg.ctx, positions=cfg.positions), model=model, progress=False)
-        print(f"extracted {cfg.tokens} tokens x {len(hooks)} hooks in {time.time() - t0:.0f}s", flush=True)
+        print(f"extracted {cfg.tokens} tokens x {len(needed)} hooks in {time.time() - t0:.0f}s", flush=True)
         from interp.cache import open_cache
 
         reader = open_cache(cache, allow_incomplete=bool(cfg.cache))
         for comp, arch, exp in plan:
             hook = hooks[comp]
             name = f"L{layer}_{comp}_{arch}_x{exp}"
+            d = math.prod(reader.manifest.hooks[hook]["shape"])  # flattened row width (heads × d_head for hook_z)
             t1 = time.time()
             n_train = cfg.training_tokens if comp == "resid" else cfg.component_training_tokens
             extra = {"l0_coefficient": cfg.jumprelu_l0_coefficient,
@@ -95,7 +98,7 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
             sae = train_sae(str(cache), hook=hook, d_sae=d * exp, architecture=arch, k=cfg.k, target_l0=cfg.k,
                             training_tokens=n_train, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                             allow_incomplete=bool(cfg.cache), **extra)
-            x = reader.read(hook, 0, min(reader.n_rows, 32_768)).float()
+            x = reader.read(hook, 0, min(reader.n_rows, 32_768)).float().reshape(-1, d)
             save_sae(sae, out / name, storage_dtype=cfg.storage_dtype,
                      metadata={"hook_name": hook, "model_name": cfg.model})
             from interp.saes import load_sae
@@ -120,7 +123,7 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
 def write_index(out: Path, model: str, checkpoint: int | None, layer: int, hooks: dict[str, str]) -> dict:
     """Assemble index.json from every `<sae>/entry.json` under `out` (safe with several builders at once)."""
     entries = [json.loads(p.read_text()) for p in sorted(out.glob("*/entry.json"))]
-    order = {"resid": 0, "prev_resid": 1, "mlp_out": 2, "attn_out": 3}
+    order = {c: i for i, c in enumerate(COMPONENTS)}
     entries.sort(key=lambda e: (order.get(e["component"], 9), e["architecture"], e["d_sae"]))
     index = {"model": model, "checkpoint": checkpoint, "layer": layer, "hooks": hooks, "saes": entries,
              "total_bytes": sum(e["bytes"] for e in entries),
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{key.replace('_', '-')}", type=type(getattr(defaults, key)), default=getattr(defaults, key))
     p.add_argument("--checkpoint", type=int, default=None)
     p.add_argument("--component-expansion", type=int, default=defaults.component_expansion)
-    p.add_argument("--components", nargs="*", default=["prev_resid", "mlp_out", "attn_out"])
+    p.add_argument("--components", nargs="*", default=defaults.components, choices=COMPONENTS[1:])
     p.add_argument("--topk", type=int, nargs="*", default=defaults.topk_expansions)
     p.add_argument("--jumprelu", type=int, nargs="*", default=defaults.jumprelu_expansions)
     a = p.parse_args(argv)

@@ -1,8 +1,9 @@
-"""Activations for the study: the four hooks around one layer as flattened `[N, d]` rows, plus token ids and loss.
+"""Activations for the study: the hooks around one layer as flattened `[N, d]` rows, plus token ids and loss.
 
 Hooks (transformer-lens names): the target residual stream `blocks.L.hook_resid_post`, the previous layer's
-`blocks.{L-1}.hook_resid_post`, and the same layer's `hook_mlp_out` and `hook_attn_out` (the attention output
-in the residual basis; the paper's `attn.hook_z` is the per-head pre-projection version).
+`blocks.{L-1}.hook_resid_post`, the same layer's `hook_mlp_out` and the attention heads' outputs before W_O,
+`attn.hook_z` flattened over heads (the paper's attention component, §7). `hook_attn_out` (the attention output in
+the residual basis) is available as component "attn_out" for SAE folders trained on it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import torch
 
 from interp.errors import ConfigError
 
-COMPONENTS = ("resid", "prev_resid", "mlp_out", "attn_out")
+COMPONENTS = ("resid", "prev_resid", "mlp_out", "attn_z", "attn_out")
 
 
 def component_hooks(layer: int) -> dict[str, str]:
     """Component name -> hook name around residual layer `layer` (prev_resid is resid_pre of layer 0 at L=0)."""
     prev = f"blocks.{layer - 1}.hook_resid_post" if layer > 0 else "blocks.0.hook_resid_pre"
     return {"resid": f"blocks.{layer}.hook_resid_post", "prev_resid": prev,
-            "mlp_out": f"blocks.{layer}.hook_mlp_out", "attn_out": f"blocks.{layer}.hook_attn_out"}
+            "mlp_out": f"blocks.{layer}.hook_mlp_out", "attn_z": f"blocks.{layer}.attn.hook_z",
+            "attn_out": f"blocks.{layer}.hook_attn_out"}
 
 
 @dataclass
@@ -54,12 +56,12 @@ def per_token_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int
     return torch.cat(out)
 
 
-def collect(model: torch.nn.Module, cfg, layer: int) -> Activations:
-    """Capture (or read from cfg.cache) the four component hooks at the selected positions, with token ids/loss."""
+def collect(model: torch.nn.Module, cfg, layer: int, components: tuple[str, ...] = COMPONENTS) -> Activations:
+    """Capture (or read from cfg.cache) the components' hooks at the selected positions, with token ids/loss."""
     from interp.capture import capture
     from interp.positions import Positions
 
-    hooks = component_hooks(layer)
+    hooks = {c: h for c, h in component_hooks(layer).items() if c in components}
     if cfg.cache:
         return _from_cache(cfg.cache, hooks, model, cfg)
     from interp.sources import token_blocks

@@ -79,8 +79,10 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     if not sweep:
         raise ConfigError(f"no SAE for {hooks['resid']} in the index",
                           hint="train them with python -m analyses.dark_matter.build_saes --layer N")
-    log.info("dark_matter: collecting activations (%.0fs)", time.time() - t0)
-    data = collect(model, cfg, layer)
+    used = tuple(c for c, h in hooks.items() if c == "resid" or any(e["hook"] == h for e in entries))
+    hooks = {c: hooks[c] for c in used}
+    log.info("dark_matter: collecting activations of %s (%.0fs)", ", ".join(used), time.time() - t0)
+    data = collect(model, cfg, layer, used)
     x = data.acts["resid"]
     split = make_split(x.shape[0], train_frac=cfg.train_frac, seed=cfg.seed)
     kw = {"fit_intercept": cfg.fit_intercept, "ridge": cfg.ridge, "convention": cfg.r2_convention}
@@ -201,15 +203,13 @@ def _pursuit(cfg: Config, x, split, sweep, saes, decs, l0s, kw) -> list[dict]:
 
 
 def _cross(cfg: Config, data, entries, hooks, split, ref_dec, ref_rec, kw) -> dict:
-    """§7 / Fig. 10b: regress the reference SAE's three errors on other components' SAE outputs."""
+    """§7 / Fig. 10b: regress the reference SAE's three errors on other components' SAE outputs (and their
+    activations and errors); the paper's sources are the previous residual, the MLP output and attn.hook_z."""
     targets = {"sae_error": ref_dec.sae_error, "linear_error": ref_dec.linear_error,
                "nonlinear_error": ref_dec.nonlinear_error}
     sources: dict[str, torch.Tensor] = {}
-    for comp in ("prev_resid", "mlp_out", "attn_out"):
-        comp_entries = [e for e in entries if e["hook"] == hooks[comp]]
-        if not comp_entries:
-            continue
-        e = comp_entries[0]
+    for comp in (c for c in hooks if c != "resid"):  # the components that have an SAE in the index
+        e = next(e for e in entries if e["hook"] == hooks[comp])
         xs = data.acts[comp]
         rec, _ = reconstruct(load_sae(e["abs_path"]), xs)
         d = decompose_sae_error(xs, rec, split=split, **kw)
@@ -237,7 +237,8 @@ def _synthetic(cfg: Config, x, sae) -> dict:
         clean = clean.float()
     D, b = effective_decoder(sae)
     out = introduced_error_grid(codes, D, b, sigmas=tuple(cfg.synthetic_sigmas), ablate_frac=cfg.synthetic_ablate,
-                                seed=cfg.seed, x=clean, feature_means=feats.float().mean(0))
+                                seed=cfg.seed, x=clean, feature_means=feats.float().mean(0),
+                                fit_intercept=cfg.fit_intercept)
     scale = float(clean.std())
     return {**out, "activation_std": scale}
 

@@ -79,17 +79,21 @@ def introduced_error(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tens
 def introduced_error_grid(codes: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor | None = None, *,
                           sigmas: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0), ablate_frac: float = 0.5,
                           seed: int = 0, x: torch.Tensor | None = None,
-                          feature_means: torch.Tensor | None = None) -> dict[str, object]:
+                          feature_means: torch.Tensor | None = None, fit_intercept: bool = True
+                          ) -> dict[str, object]:
     """The 5×5 (σ_act, σ_rec) grid and Table 1: Pearson r of {act, rec noise} with {linear, nonlinear} estimates.
 
     Estimated linear error = FVU(rec) − FVU(rec + linear); estimated nonlinear error = FVU(rec + linear)
-    (the reference's flattened-R² convention). x, feature_means: as in `ablated_parts`.
+    (the reference's flattened-R² convention). x, feature_means: as in `ablated_parts`. Every cell scales the same
+    two N(0, I) draws (common random numbers), so the cells differ by σ alone and the 25-cell correlations carry no
+    sampling noise between cells; the reference draws afresh per cell. fit_intercept=False is the reference's fit.
     """
     rows = []
     parts = ablated_parts(codes, W_dec, b_dec, ablate_frac, x=x, feature_means=feature_means)
     for sa in sigmas:
         for sr in sigmas:
-            m = introduced_error(codes, W_dec, b_dec, sigma_act=sa, sigma_rec=sr, seed=seed, parts=parts)
+            m = introduced_error(codes, W_dec, b_dec, sigma_act=sa, sigma_rec=sr, seed=seed, parts=parts,
+                                 fit_intercept=fit_intercept)
             rows.append({"sigma_act": sa, "sigma_rec": sr, **m,
                          "est_linear": m["fvu_rec_flat"] - m["fvu_linear_sum_flat"],
                          "est_nonlinear": m["fvu_linear_sum_flat"]})

@@ -21,7 +21,7 @@ def _model() -> torch.nn.Module:
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast.from_pretrained(str(TOKENIZER.parent))
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=len(tok),
+    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=8, d_mlp=64, d_vocab=len(tok),
                                   n_ctx=128, act_fn="gelu", normalization_type="LN", seed=0, device="cpu",
                                   positional_embedding_type="rotary", rotary_dim=8, default_prepend_bos=False)
     return HookedTransformer(cfg, tokenizer=tok).eval()
@@ -47,7 +47,9 @@ def test_build_index(built) -> None:
 
     index = json.loads((built["out"] / "index.json").read_text())
     names = {e["name"] for e in index["saes"]}
-    assert {"L1_resid_topk_x1", "L1_resid_topk_x4", "L1_resid_jumprelu_x2", "L1_attn_out_topk_x1"} <= names
+    assert {"L1_resid_topk_x1", "L1_resid_topk_x4", "L1_resid_jumprelu_x2", "L1_attn_z_topk_x1"} <= names
+    z = next(e for e in index["saes"] if e["component"] == "attn_z")  # hook_z [heads=2, d_head=8], flattened
+    assert z["hook"] == "blocks.1.attn.hook_z" and z["d_in"] == z["d_sae"] == 16
     assert all(e["l0_train"] <= 4 + 1e-6 for e in index["saes"] if e["architecture"] == "topk")
 
 
@@ -68,7 +70,7 @@ def test_run_end_to_end(built, tmp_path) -> None:
     dl = res.details["downstream_loss"]
     assert math.isfinite(dl["clean"]) and dl["n_scored"] == 4 * 61
     assert len(res.details["introduced_error"]["grid"]) == 9
-    assert {"prev_resid:sae_recon", "mlp_out:sae_recon", "attn_out:sae_recon"} <= set(
+    assert {"prev_resid:sae_recon", "mlp_out:sae_recon", "attn_z:sae_recon"} <= set(
         res.details["cross_component"]["r2"])
     assert len(res.details["pursuit"]) == 4 and len(res.details["trace_tokens"]) == 40
     assert len(res.details["claims"]) == 2

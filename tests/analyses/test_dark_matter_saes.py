@@ -71,6 +71,32 @@ def test_save_load_roundtrip(tiny, tmp_path) -> None:
     assert torch.equal(reconstruct(full, x)[0], reconstruct(sae, x)[0])
 
 
+def test_hook_z_sae_flattened_rows_equal_sae_lens_own_reshaping(tiny, tmp_path) -> None:
+    """A hook_z SAE is saved for sae-lens' [.., heads, d_head] splicing, while interp feeds it flattened rows."""
+    import json
+
+    from sae_lens import SAE
+
+    out = save_sae(tiny["topk"], tmp_path / "z", storage_dtype="float32",
+                   metadata={"hook_name": "blocks.0.attn.hook_z"})
+    assert json.loads((out / "cfg.json").read_text())["reshape_activations"] == "hook_z"
+    native = SAE.load_from_disk(str(out))  # reshaping on, as sae-lens splices it into a model
+    heads = tiny["x"][:64].reshape(64, 4, 4)  # d_in 16 = 4 heads x 4
+    rec, _ = reconstruct(load_sae(out), tiny["x"][:64])
+    assert torch.allclose(rec, native(heads).reshape(64, 16), atol=1e-6)
+
+
+def test_train_sae_flattens_per_head_rows(tiny) -> None:
+    """Rows [n, heads, d_head] (a cache of attn.hook_z) train an SAE of d_in = heads·d_head, seeing the same data."""
+    x = tiny["x"][:4096]
+    flat = train_sae(x, d_sae=32, architecture="topk", k=3, training_tokens=2048, batch_size=256, seed=0)
+    heads = train_sae(x.reshape(-1, 4, 4), d_sae=32, architecture="topk", k=3, training_tokens=2048,
+                      batch_size=256, seed=0)
+    assert heads.cfg.d_in == 16
+    for name, p in flat.state_dict().items():
+        assert torch.equal(heads.state_dict()[name], p), name
+
+
 def test_load_errors(tmp_path, monkeypatch) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError):
