@@ -31,15 +31,21 @@ def layer_outputs(model: torch.nn.Module, tokens: torch.Tensor, hook: str = "res
     return torch.stack([acts[n] for n in names])
 
 
-def median_abs(h: torch.Tensor) -> torch.Tensor:
-    """Median of |h| over the last two dims (S·d entries), averaging the two middle values like numpy: [...]."""
-    a = h.abs().flatten(-2).to(torch.float64)
+def median_last(a: torch.Tensor) -> torch.Tensor:
+    """Median over the last dim in float64, averaging the two middle values like numpy (torch.median takes the
+    lower one): [...]."""
+    a = a.to(torch.float64)
     n = a.shape[-1]
     lo = torch.kthvalue(a, (n + 1) // 2, dim=-1).values
     if n % 2:
         return lo
     hi = torch.kthvalue(a, n // 2 + 1, dim=-1).values
     return 0.5 * (lo + hi)
+
+
+def median_abs(h: torch.Tensor) -> torch.Tensor:
+    """Median of |h| over the last two dims (S·d entries), numpy's convention: [...]."""
+    return median_last(h.abs().flatten(-2))
 
 
 def massive_stats(h: torch.Tensor, k: int = 3) -> dict[str, np.ndarray]:
@@ -99,8 +105,8 @@ def _candidates(h: torch.Tensor, c: DetectionCriteria) -> dict[str, torch.Tensor
     L, S, d = h.shape
     flat = h.to(torch.float64).flatten(-2)  # [L, S·d]
     med_abs = median_abs(h)  # [L]
-    med_signed = flat.median(-1).values  # [L]
-    mad = (flat - med_signed[..., None]).abs().median(-1).values.clamp_min(1e-300)
+    med_signed = median_last(flat)  # [L]
+    mad = median_last((flat - med_signed[..., None]).abs()).clamp_min(1e-300)
     k = min(c.candidates, S * d)
     vals, idx = flat.abs().topk(k, dim=-1)  # [L, k]
     signed = torch.gather(flat, -1, idx)

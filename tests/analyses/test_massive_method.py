@@ -35,6 +35,16 @@ def test_massive_median_matches_numpy_and_aggregates_brute_force():
     np.testing.assert_allclose(median_abs(x).numpy(), np.median(np.abs(x.numpy()).reshape(3, -1), axis=1))
     x = torch.randn(3, 7, 9, dtype=torch.float64)  # odd count 63
     np.testing.assert_allclose(median_abs(x).numpy(), np.median(np.abs(x.numpy()).reshape(3, -1), axis=1))
+    from analyses.massive.method import _candidates
+
+    h = torch.randn(2, 4, 6, dtype=torch.float64)  # even S·d = 24: numpy's median averages the middle pair
+    h[1, 2, 3] = 40.0
+    c = _candidates(h, DetectionCriteria(mode="relative", candidates=1))
+    flat = h.numpy().reshape(2, -1)
+    med = np.median(flat, axis=1, keepdims=True)
+    mad = np.median(np.abs(flat - med), axis=1, keepdims=True)
+    top = np.take_along_axis(flat, np.abs(flat).argmax(1)[:, None], 1)
+    np.testing.assert_allclose(c["mad_score"].numpy(), np.abs(top - med) / mad, rtol=1e-12)
     top1, med = np.array([[10.0, 30.0]]), np.array([[1.0, 2.0]])
     agg = aggregate_ratio(top1, med)
     assert agg["ratio_of_means"][0] == pytest.approx(20 / 1.5)
