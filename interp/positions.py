@@ -55,7 +55,8 @@ class Positions:
                 return Positions("range", start=start, stop=stop)
         except ValueError:
             pass
-        raise ConfigError(f"unknown position selector '{spec}'", hint="use all, last, drop:K or range:A:B")
+        raise ConfigError(f"unknown position selector '{spec}'",
+                          hint="use all, last, drop:K (K ≥ 0) or range:A:B (0 ≤ A < B; range:A: runs to the end)")
 
     def spec(self) -> str:
         """The selector as a string for manifests (masks are described, not stored)."""
