@@ -158,7 +158,8 @@ def _one_run(a, n: int, data: Path, out: Path, env: dict) -> dict:
         raise SystemExit(f"run with {n} processes failed")
     timing = json.loads((out / "timing.json").read_text())
     timing["wall_with_startup"] = time.perf_counter() - t0
-    timing["ranks"] = [json.loads(p.read_text()) for p in sorted(out.glob("timing.rank*.json"))]
+    ranked = sorted(out.glob("timing.rank*.json"), key=lambda p: int(p.stem.removeprefix("timing.rank")))
+    timing["ranks"] = [json.loads(p.read_text()) for p in ranked]
     return timing
 
 
@@ -191,9 +192,29 @@ def _report(a, runs: dict[int, list[dict]], identical: bool) -> None:
     for n in a.gpus:
         lines.append(f"| {n} | " + " | ".join(f"{max(t.get(p, 0.0) for t in median[n]['ranks']):.2f}"
                                           for p in PHASES) + " |")
+    widest = max(a.gpus)
+    lines += ["", f"Every rank of the median {widest}-process run (a slow rank or an uneven split shows here):", "",
+              "| rank | " + " | ".join(PHASES) + " |", "|---|" + "---|" * len(PHASES)]
+    for r, t in enumerate(median[widest]["ranks"]):
+        lines.append(f"| {r} | " + " | ".join(f"{t.get(p, 0.0):.2f}" for p in PHASES) + " |")
+    if len(a.gpus) >= 2:
+        w = [float(n) for n in a.gpus]
+        per, fixed = _fit_fixed_cost(w, [median[n]["seconds"] for n in a.gpus])
+        lines += ["", f"Least-squares fit T(w) = C / w + F over the medians: C = {per:.2f} s of work that divides "
+                  f"over the ranks, F = {fixed:.2f} s that every run pays whatever its size (F caps the efficiency "
+                  f"at w ranks at C / (C + w·F))."]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _fit_fixed_cost(world: list[float], seconds: list[float]) -> tuple[float, float]:
+    """(C, F) minimising Σ (C / w + F − T(w))²: the divisible work and the fixed cost of a run."""
+    import numpy as np
+
+    A = np.stack([1.0 / np.asarray(world), np.ones(len(world))], 1)
+    (c, f), *_ = np.linalg.lstsq(A, np.asarray(seconds), rcond=None)
+    return float(c), float(f)
 
 
 def _digests(folder: Path) -> dict[str, str]:
