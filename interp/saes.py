@@ -37,7 +37,7 @@ def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: st
     if path.is_dir():
         if not (path / "cfg.json").is_file():
             raise ModelNotFoundError(f"{path} has no cfg.json", hint="point at a folder written by sae.save_model()")
-        return _flat_rows(SAE.load_from_disk(str(path), device=device, dtype=dtype))
+        return SAE.load_from_disk(str(path), device=device, dtype=dtype)
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
@@ -52,18 +52,27 @@ def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: st
         raise HubUnavailableError(f"loading release '{name}' needs the Hugging Face hub, which is switched off",
                                   hint="unset HF_HUB_OFFLINE or download the SAE and pass its local folder")
     try:
-        return _flat_rows(SAE.from_pretrained(name, sae_id, device=device, dtype=dtype))
+        return SAE.from_pretrained(name, sae_id, device=device, dtype=dtype)
     except (OSError, ConnectionError) as e:  # network or missing files
         raise HubUnavailableError(f"could not fetch '{name}/{sae_id}' from the hub: {e}",
                                   hint="check the connection, or pass a local SAE folder") from e
 
 
-def _flat_rows(sae: Any) -> Any:
-    """interp hands SAEs flattened [N, d_in] rows; a hook_z SAE's own [.., heads, d_head] reshaping is switched off
-    (it would fold the batch dimension into the features). Spliced into a model by sae-lens, it reshapes again."""
-    if getattr(sae, "hook_z_reshaping_mode", False):
+@contextlib.contextmanager
+def flat_rows(sae: Any) -> Iterator[Any]:
+    """Within the block the SAE takes and returns flattened [N, d_in] rows, as every interp function hands it.
+
+    A hook_z SAE (`reshape_activations: hook_z`) otherwise expects [.., heads, d_head] and would fold a 2-D batch
+    into its features; its mode is restored afterwards, so sae-lens can still splice it into a model per head.
+    """
+    on = bool(getattr(sae, "hook_z_reshaping_mode", False))
+    if on:
         sae.turn_off_forward_pass_hook_z_reshaping()
-    return sae
+    try:
+        yield sae
+    finally:
+        if on:
+            sae.turn_on_forward_pass_hook_z_reshaping()
 
 
 def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16",
@@ -98,11 +107,12 @@ def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tupl
                           hint="pass [N, d_in] activations from the hook the SAE was trained on")
     recons, l0s = [], []
     dtype = next(sae.parameters()).dtype
-    for s in range(0, acts.shape[0], batch_size):
-        x = acts[s:s + batch_size].to(dtype)
-        f = sae.encode(x)
-        recons.append(sae.decode(f).float())
-        l0s.append((f != 0).sum(-1).float())
+    with flat_rows(sae):
+        for s in range(0, acts.shape[0], batch_size):
+            x = acts[s:s + batch_size].to(dtype)
+            f = sae.encode(x)
+            recons.append(sae.decode(f).float())
+            l0s.append((f != 0).sum(-1).float())
     return torch.cat(recons), torch.cat(l0s)
 
 
@@ -115,8 +125,9 @@ def effective_decoder(sae: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.
     """
     n = int(sae.cfg.d_sae)
     dtype = next(sae.parameters()).dtype
-    b = sae.decode(torch.zeros(1, n, dtype=dtype)).float()[0]
-    rows = [sae.decode(torch.eye(n, dtype=dtype)[s:s + chunk]).float() - b for s in range(0, n, chunk)]
+    with flat_rows(sae):
+        b = sae.decode(torch.zeros(1, n, dtype=dtype)).float()[0]
+        rows = [sae.decode(torch.eye(n, dtype=dtype)[s:s + chunk]).float() - b for s in range(0, n, chunk)]
     return torch.cat(rows), b
 
 

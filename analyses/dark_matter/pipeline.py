@@ -26,7 +26,7 @@ from analyses.dark_matter.scaling import fit_saturating_power_law
 from analyses.dark_matter.splice import downstream_loss
 from analyses.dark_matter.synthetic import introduced_error_grid
 from interp.errors import ConfigError
-from interp.saes import effective_decoder, load_sae, reconstruct
+from interp.saes import effective_decoder, flat_rows, load_sae, reconstruct
 
 _ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ def _synthetic(cfg: Config, x, sae) -> dict:
     if not cfg.synthetic_tokens:
         return {}
     xs = x[: cfg.synthetic_tokens]
-    with torch.no_grad():
+    with torch.no_grad(), flat_rows(sae):
         feats = sae.encode(xs)
         clean = sae.decode(feats)
         codes = sae.encode(clean).float()

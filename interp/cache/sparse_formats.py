@@ -130,7 +130,9 @@ def _latents(x: torch.Tensor, spec: dict) -> torch.Tensor:
             raise ConfigError(f"SAE {spec['sae']} has d_in={int(sae.cfg.d_in)}, but the activations it should "
                               f"encode have width {x.shape[1]}", hint="pass activations of the hook the SAE was "
                               "trained on")
-        with torch.no_grad():
+        from interp.saes import flat_rows
+
+        with torch.no_grad(), flat_rows(sae):
             return sae.encode(x.to(sae.W_enc.dtype))
     return x
 

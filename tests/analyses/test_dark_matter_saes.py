@@ -8,7 +8,7 @@ import torch
 from analyses.dark_matter.method import decompose_sae_error, per_token_width_predictability
 from analyses.dark_matter.synthetic import sparse_feature_data
 from interp.errors import ConfigError, HubUnavailableError, ModelNotFoundError
-from interp.saes import load_sae, reconstruct, save_sae, train_sae
+from interp.saes import effective_decoder, load_sae, reconstruct, save_sae, train_sae
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +75,19 @@ def test_hook_z_sae_flattened_rows_equal_sae_lens_own_reshaping(tiny, tmp_path) 
     """A hook_z SAE is saved for sae-lens' [.., heads, d_head] splicing, while interp feeds it flattened rows."""
     import json
 
-    from sae_lens import SAE
 
     out = save_sae(tiny["topk"], tmp_path / "z", storage_dtype="float32",
                    metadata={"hook_name": "blocks.0.attn.hook_z"})
     assert json.loads((out / "cfg.json").read_text())["reshape_activations"] == "hook_z"
-    native = SAE.load_from_disk(str(out))  # reshaping on, as sae-lens splices it into a model
+    sae = load_sae(out)  # reshaping on, as sae-lens splices it into a model
     heads = tiny["x"][:64].reshape(64, 4, 4)  # d_in 16 = 4 heads x 4
-    rec, _ = reconstruct(load_sae(out), tiny["x"][:64])
-    assert torch.allclose(rec, native(heads).reshape(64, 16), atol=1e-6)
+    native = sae(heads)
+    rec, _ = reconstruct(sae, tiny["x"][:64])  # interp's flattened rows
+    assert torch.allclose(rec, native.reshape(64, 16), atol=1e-6)
+    D, b = effective_decoder(sae)
+    assert sae.hook_z_reshaping_mode and torch.equal(sae(heads), native)  # mode restored after interp's calls
+    with torch.no_grad():
+        assert torch.allclose(sae.encode(heads).reshape(64, -1) @ D + b, rec, atol=1e-5)
 
 
 def test_train_sae_flattens_per_head_rows(tiny) -> None:

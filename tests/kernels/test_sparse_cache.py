@@ -82,6 +82,30 @@ def test_sae_latents_cached_sparsely_reconstruct(sparse_cache, tiny_model, text_
     assert ratio >= D_SAE * 2 / (K * 6)
 
 
+def test_hook_z_sae_latents_cached(tmp_path, tiny_model, text_file):
+    """An SAE on attn.hook_z saved for sae-lens' per-head splicing (reshape_activations hook_z) caches the latents
+    that sae-lens computes from [.., heads, d_head] activations."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    from interp.saes import load_sae, save_sae
+
+    hook = "blocks.0.attn.hook_z"
+    blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=512)
+    z = capture(tiny_model, blocks, hooks=[hook], positions="all")[hook]
+    z = z.reshape(-1, *z.shape[-2:])  # [rows, heads, d_head]
+    torch.manual_seed(1)
+    sae = TopKSAE(TopKSAEConfig(d_in=z[0].numel(), d_sae=64, k=4))
+    path = save_sae(sae, tmp_path / "z", storage_dtype="float32", metadata={"hook_name": hook})
+    hooks, formats = sparse_hook_formats(tiny_model, ["blocks.*.hook_resid_post"], None, sae=str(path))
+    assert hooks == [hook]  # the SAE's own hook
+    extract(ExtractConfig(out=str(tmp_path / "c"), model="tiny", data=str(text_file), tokens=512, ctx=32,
+                          batch_size=8, hooks=hooks, formats=formats), model=tiny_model, progress=False)
+    with torch.no_grad():
+        want = load_sae(path).encode(z)  # sae-lens' own per-head reshaping
+    got = read_sparse(open_cache(tmp_path / "c"), hook).to_dense(torch.float32)
+    assert want.shape == (512, 64) and torch.equal(got, want.bfloat16().float())
+
+
 def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file):
     hooks, formats = sparse_hook_formats(tiny_model, ["blocks.0.hook_resid_post"], "threshold", threshold=0.8)
     cfg = ExtractConfig(out=str(tmp_path / "c"), model="tiny", data=str(text_file), tokens=512, ctx=32,
