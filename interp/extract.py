@@ -88,6 +88,8 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError("--resume and --overwrite contradict each other", hint="pass one of them")
     if cfg.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
+    if not STORAGE[dtype_name(cfg.dtype)][0].is_floating_point:  # would truncate or wrap activations silently
+        raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
 
 
 def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:

@@ -142,12 +142,25 @@ def _ids(idx: torch.Tensor, spec: dict) -> np.ndarray:
     return idx.to(torch.int32).to(dt).contiguous().numpy()
 
 
+def _stored_values(val: torch.Tensor, spec: dict) -> np.ndarray:
+    """Values in the storage dtype, refusing NaN/inf after the cast (float16 overflows past 65504; an SAE can
+    emit NaN) as dense hooks are refused, before anything of the shard is written."""
+    v = val.to(STORAGE[spec["dtype"]][0])
+    if not bool(torch.isfinite(v).all()):
+        kind = "NaN" if bool(torch.isnan(v).any()) else "inf"
+        raise CacheError(f"{kind} in the {spec['format']} values stored as {spec['dtype']} (largest |value| "
+                         f"{float(val.abs().nan_to_num(0).max()):.4g}); nothing of this shard was written",
+                         hint="store values as bfloat16 or float32, or check the model / SAE; earlier shards stay "
+                         "valid")
+    return to_storage(v, spec["dtype"])
+
+
 def _topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
     a = _latents(x, spec)
     score = a.abs() if spec.get("by") == "abs" else a
     idx = torch.topk(score, spec["k"], dim=-1, sorted=False).indices
     val = a.gather(1, idx)
-    return {"idx": _ids(idx, spec), "val": to_storage(val, spec["dtype"])}
+    return {"idx": _ids(idx, spec), "val": _stored_values(val, spec)}
 
 
 def _topk_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
@@ -161,7 +174,7 @@ def _csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
     crow = torch.zeros(a.shape[0] + 1, dtype=torch.int64)
     torch.cumsum(mask.sum(1), 0, out=crow[1:])
     _, cols = mask.nonzero(as_tuple=True)
-    return {"crow": crow.numpy(), "idx": _ids(cols, spec), "val": to_storage(a[mask], spec["dtype"])}
+    return {"crow": crow.numpy(), "idx": _ids(cols, spec), "val": _stored_values(a[mask], spec)}
 
 
 def _csr_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:

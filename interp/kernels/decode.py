@@ -36,7 +36,9 @@ def decode(s: SparseActs, W_dec: Tensor, bias: Tensor | None = None, *, backend:
         w = W_dec if W_dec.stride(1) == 1 else W_dec.contiguous()
         out = torch.empty(s.n_rows, W_dec.shape[1], dtype=out_dtype, device=s.device)
         idx = s.flat_idx().contiguous()  # int32/int64/uint16 ids are all loaded natively
-        return triton_kernels().decode(idx, s.flat_val().contiguous(), s.crow, w, bias, out, config)
+        crow = s.crow.contiguous() if s.crow is not None else None  # the kernels index with unit strides
+        b = bias.contiguous() if bias is not None else None
+        return triton_kernels().decode(idx, s.flat_val().contiguous(), crow, w, b, out, config)
     if be == "embedding_bag":
         # embedding_bag needs per-sample weights in the table dtype and int32/int64 ids
         idx = s.flat_idx().to(torch.int64)

@@ -31,7 +31,8 @@ def gather_features(s: SparseActs, latent_ids: Tensor | list[int], *, backend: s
     out = torch.zeros(s.n_rows, uniq.numel(), dtype=s.val.dtype, device=s.device)
     flat_idx = s.flat_idx()
     if be == "triton":
-        triton_kernels().gather_features(flat_idx.contiguous(), s.flat_val().contiguous(), s.crow, pos, out)
+        crow = s.crow.contiguous() if s.crow is not None else None  # the kernel indexes with unit strides
+        triton_kernels().gather_features(flat_idx.contiguous(), s.flat_val().contiguous(), crow, pos, out)
     else:
         p = pos[flat_idx.long()]
         hit = p >= 0

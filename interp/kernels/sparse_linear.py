@@ -57,6 +57,7 @@ def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, thre
                           hint="convert once with interp.kernels.to_column_major(weight)")
     wt = weight.t()  # [in, out] with unit column stride
     x2 = x2.contiguous()
+    bias = bias.contiguous() if bias is not None else None  # the kernel reads bias with unit stride
     tk = triton_kernels()
     parts = [tk.sparse_gemv(x2[i:i + MAX_KERNEL_BATCH], wt, bias, t, config)
              for i in range(0, x2.shape[0], MAX_KERNEL_BATCH)]

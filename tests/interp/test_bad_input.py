@@ -126,6 +126,33 @@ def test_wrong_dtype_and_positions(tmp_path, tiny_neox_dir, text_file):
         extract(_cfg(tmp_path / "d", tiny_neox_dir, text_file, dtype="int8"), progress=False)
     with pytest.raises(ConfigError, match="unknown position selector"):
         extract(_cfg(tmp_path / "p", tiny_neox_dir, text_file, positions="every-other"), progress=False)
+    for integer in ("int32", "uint8"):  # known storage dtypes, but they would truncate or wrap the activations
+        with pytest.raises(ConfigError, match=f"--dtype {integer} cannot hold activations"):
+            extract(_cfg(tmp_path / integer, tiny_neox_dir, text_file, dtype=integer), progress=False)
+        assert not (tmp_path / integer).exists()
+
+
+@pytest.mark.parametrize("kind", ["topk", "threshold"])
+def test_sparse_float16_overflow_refused(tmp_path, tiny_neox_dir, text_file, kind):
+    """Sparse values past float16's range are refused like dense NaN/inf, not stored as inf; earlier shards stay."""
+    from interp.cache.sparse_formats import sparse_spec
+
+    model = load(tiny_neox_dir)
+    calls = {"n": 0}
+
+    def blow_up(x, hook):
+        calls["n"] += 1
+        return x * 1e6 if calls["n"] >= 6 else x  # the probe and the first stream batches are fine
+
+    hook = "blocks.0.hook_resid_post"
+    model.add_hook(hook, blow_up)
+    spec = sparse_spec(kind, k=4, threshold=0.5, d=model.cfg.d_model, value_dtype="float16")
+    with pytest.raises(CacheError, match=f"inf in the {kind} values stored as float16"):
+        extract(_cfg(tmp_path / kind, tiny_neox_dir, text_file, hooks=[hook], formats={hook: spec}, batch_size=2),
+                model=model, progress=False)
+    listed = Manifest.load(tmp_path / kind).shards
+    assert listed and open_cache(tmp_path / kind, allow_incomplete=True).verify_all() == []
+    assert bool(torch.isfinite(open_cache(tmp_path / kind, allow_incomplete=True).read(hook)).all())
 
 
 class _Exploit:

@@ -111,3 +111,19 @@ def test_triton_missing_falls_back_with_message(monkeypatch):
     with pytest.warns(RuntimeWarning, match="Triton backend unavailable"):
         out = decode(s, w, backend="triton")
     torch.testing.assert_close(out, decode_reference(s, w).float())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decode_strided_bias_and_crow(backend):
+    """A bias that is a column of a matrix and a CSR offset array that is a strided view decode like contiguous ones
+    (the Triton kernels index with unit strides, so the wrappers must make them contiguous)."""
+    g = torch.Generator().manual_seed(5)
+    dense = torch.randn(6, 40, generator=g).relu() * (torch.rand(6, 40, generator=g) < 0.3)
+    csr = threshold_from_dense(dense, 0.0)
+    crow2 = torch.stack([csr.crow, torch.zeros_like(csr.crow)], 1)[:, 0]  # same values, stride 2
+    s = SparseActs(csr.idx, csr.val, 40, crow2)
+    w = torch.randn(40, 24, generator=g)
+    bias = torch.randn(24, 3, generator=g)[:, 1]
+    assert not bias.is_contiguous() and not s.crow.is_contiguous()
+    ref = decode_reference(csr, w, bias.contiguous())
+    assert _relerr(decode(s, w, bias, backend=backend), ref) < 1e-6

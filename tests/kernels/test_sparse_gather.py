@@ -97,3 +97,15 @@ def test_latent_stats_match_brute_force(fmt, backend):
         torch.testing.assert_close(st.top_vals[j, :n].double(), vals[:n])
         assert set(st.top_rows[j, :n].tolist()) == set(rows[:n].tolist()) or n == 0
         assert bool((st.top_rows[j, n:] == -1).all())
+
+
+@pytest.mark.parametrize("backend", GATHER)
+def test_gather_features_strided_crow(backend):
+    """A CSR whose offsets are a strided view gathers the same columns as its contiguous twin."""
+    from interp.kernels import SparseActs
+
+    s = _caches()["csr"]
+    strided = SparseActs(s.idx, s.val, s.d_sae, torch.stack([s.crow, s.crow], 1)[:, 0])
+    assert not strided.crow.is_contiguous()
+    ids = torch.tensor([3, 250, 17])
+    assert torch.equal(gather_features(strided, ids, backend=backend), s.to_dense()[:, ids])

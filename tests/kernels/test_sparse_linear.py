@@ -152,3 +152,15 @@ def test_dot_kernel_matches_float64(sparsity, dtype, tol, dense_above):
         assert torch.equal(y, torch.zeros_like(y))
     else:
         assert _rel(y, F.linear(x.double() * (x.abs() > t), w.double())) < tol
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_linear_strided_bias(backend):
+    """A bias that is a strided view (a column of a matrix) gives F.linear's result on every backend."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(1, 64, generator=g)
+    w = to_column_major(torch.randn(48, 64, generator=g))
+    bias = torch.randn(48, 2, generator=g)[:, 0]
+    assert not bias.is_contiguous()
+    y = sparse_linear(x, w, bias, threshold=0.3, backend=backend)
+    assert _rel(y, F.linear(x.double() * (x.abs() > 0.3), w.double(), bias.double())) < 1e-6
