@@ -72,9 +72,12 @@ class Capturer:
         def grab(name: str, value: torch.Tensor) -> None:
             if isinstance(value, tuple):
                 value = value[0]
-            store[name] = value.detach()
             remaining.discard(name)
-            if self.stop_early and not remaining:
+            last = self.stop_early and not remaining
+            # a plain module may overwrite this output in place later in the forward (ReLU(inplace=True)):
+            # keep a copy unless the forward stops right here (transformer-lens hook outputs are not reused so)
+            store[name] = value.detach() if last or self.transformer else value.detach().clone()
+            if last:
                 raise _StopForward
 
         try:

@@ -212,7 +212,11 @@ def _is_token_file(source) -> bool:
 
 
 def _bos_id(tokenizer) -> int:
-    return getattr(tokenizer, "bos_token_id", None) or getattr(tokenizer, "eos_token_id", None) or 0
+    """The tokenizer's BOS id, else its EOS id (Pythia's convention), else 0; an id of 0 is a real id."""
+    for attr in ("bos_token_id", "eos_token_id"):
+        if (tid := getattr(tokenizer, attr, None)) is not None:
+            return int(tid)
+    return 0
 
 
 class TokenFile:

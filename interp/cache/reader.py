@@ -140,8 +140,11 @@ class CacheReader:
     def __getitem__(self, key: tuple[str, int | slice | np.ndarray | torch.Tensor]) -> torch.Tensor:
         """reader[hook, i], reader[hook, a:b] or reader[hook, index_array] (random access by row)."""
         hook, idx = key
-        if isinstance(idx, int):
-            return self.read(hook, idx, idx + 1)[0]
+        if (i := _scalar_row(idx)) is not None:
+            j = i + self.n_rows if i < 0 else i  # reader[hook, -1] is the last row, as in Python
+            if not 0 <= j < self.n_rows:
+                raise ConfigError(f"row {i} is out of range [0, {self.n_rows})")
+            return self.read(hook, j, j + 1)[0]
         if isinstance(idx, slice):
             if idx.step not in (None, 1):
                 raise ConfigError("slices with a step are not supported", hint="read a range and slice the tensor")
@@ -149,8 +152,17 @@ class CacheReader:
         return self.gather(hook, idx)
 
     def gather(self, hook: str, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Arbitrary rows (any order, repeats allowed) as `[len(rows), *shape]`."""
-        rows = np.asarray(rows, dtype=np.int64)
+        """Arbitrary rows (any order, repeats allowed) as `[len(rows), *shape]`; a bool mask over all rows selects
+        its True rows."""
+        rows = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
+        if rows.dtype == np.bool_:
+            if rows.shape != (self.n_rows,):
+                raise ConfigError(f"a row mask must have shape ({self.n_rows},), got {rows.shape}")
+            rows = np.nonzero(rows)[0]
+        if rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+            raise ConfigError(f"row indices must be a 1-D integer array, got {rows.dtype} {rows.shape}",
+                              hint="flatten them (rows.reshape(-1)) and reshape the result")
+        rows = rows.astype(np.int64, copy=False)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_rows):
             raise ConfigError(f"row index out of range [0, {self.n_rows})")
         spec = self.spec(hook)
@@ -270,3 +282,15 @@ class CacheReader:
 def open_cache(path: str | Path, verify: str = "lazy", allow_incomplete: bool = False) -> CacheReader:
     """Open a cache folder for reading (see CacheReader)."""
     return CacheReader(path, verify=verify, allow_incomplete=allow_incomplete)
+
+
+def _scalar_row(idx) -> int | None:
+    """A Python/numpy integer or a 0-d integer array/tensor (argmax's result) as int; None for anything else."""
+    if isinstance(idx, bool):
+        return None
+    if isinstance(idx, (int, np.integer)):
+        return int(idx)
+    if isinstance(idx, (np.ndarray, torch.Tensor)) and idx.ndim == 0:
+        as_np = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else idx
+        return int(as_np) if np.issubdtype(as_np.dtype, np.integer) else None
+    return None

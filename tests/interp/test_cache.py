@@ -52,6 +52,19 @@ def test_index_iteration_and_gather_agree(cache_dir):
     assert torch.equal(reader.gather(hook, idx), full[idx])
     assert torch.equal(reader[hook, 700:1300], full[700:1300])
     assert torch.equal(reader[hook, 5], full[5])
+    # integer scalars as numpy/torch give them (argmax), negative rows as in Python, bool masks, tensors of rows
+    for i in (np.int64(7), torch.tensor(7), np.array(7)):
+        assert torch.equal(reader[hook, i], full[7])
+    assert torch.equal(reader[hook, -1], full[-1])
+    mask = np.zeros(reader.n_rows, dtype=bool)
+    mask[[3, 900, 1400]] = True
+    assert torch.equal(reader.gather(hook, mask), full[[3, 900, 1400]])
+    assert torch.equal(reader[hook, torch.tensor([1400, 2])], full[[1400, 2]])
+    for bad in (np.array([[1, 500], [3, 4]]), np.array([1.5, 2.0]), mask[:10]):  # refused, never cast silently
+        with pytest.raises(ConfigError):
+            reader.gather(hook, bad)
+    with pytest.raises(ConfigError, match="out of range"):
+        reader[hook, reader.n_rows]
     shuffled = torch.cat(list(reader.iter_batches(hook, 256, shuffle=True, seed=3)))
     assert torch.equal(shuffled.sort(0).values, full.sort(0).values)
     halves = [torch.cat(list(reader.iter_batches(hook, 256, rank=r, world=2))) for r in (0, 1)]

@@ -81,3 +81,16 @@ def test_attention_pattern_rows_are_query_positions(tiny_model, tokens):
     full = capture(tiny_model, tokens, hooks=name)[name]  # [batch, head, q, k]
     rows = capture(tiny_model, tokens, hooks=name, positions="last")[name]
     assert torch.equal(rows, full[:, :, -1, :])
+
+
+def test_module_output_changed_in_place_later_is_captured_as_computed():
+    """ReLU(inplace=True) after a hooked Linear must not change what was captured for the Linear, whichever other
+    hooks keep the forward pass running."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(inplace=True), torch.nn.Linear(6, 3))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        linear = net[0](x)
+    assert bool((linear < 0).any())
+    for hooks in (["0"], ["0", "2"]):
+        assert torch.equal(capture(net, x, hooks=hooks)["0"], linear)

@@ -116,3 +116,20 @@ def test_block_reader_take_and_skip_follow_the_stream(tmp_path, tok, prepend_bos
         assert reader.take(5).shape == (0, 16) and reader.skip(5) == 0
         if reader.file is not None:
             assert type(reader.file.flat) is np.ndarray
+
+
+def test_prepend_bos_uses_a_bos_id_of_zero(tmp_path):
+    """BART/XGLM-style tokenizers have BOS 0 and EOS 2: id 0 is a real BOS, not a missing one."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from interp.sources import _bos_id
+
+    assert _bos_id(SimpleNamespace(bos_token_id=0, eos_token_id=2)) == 0
+    assert _bos_id(SimpleNamespace(bos_token_id=None, eos_token_id=2)) == 2  # Pythia: EOS doubles as BOS
+    assert _bos_id(SimpleNamespace()) == 0
+    np.save(tmp_path / "ids.npy", np.arange(5, 5 + 64, dtype=np.int64))
+    blocks = token_blocks(str(tmp_path / "ids.npy"), SimpleNamespace(bos_token_id=0, eos_token_id=2), ctx=16,
+                          prepend_bos=True)
+    assert bool((blocks[:, 0] == 0).all()) and int(blocks[0, 1]) == 5
