@@ -94,8 +94,13 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
     from apps.config_args import add_config_options, config_from_args
-    from apps.registry import analysis_module
+    from apps.registry import ANALYSES, analysis_module
 
+    if a.name is None:  # `interp analyze --help`, or no name: list what there is
+        asked = bool({"-h", "--help"} & set(rest))
+        print("usage: interp analyze NAME [--out DIR] [options]  (options: interp analyze NAME --help)\n"
+              "analyses: " + ", ".join(ANALYSES), file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     module = analysis_module(a.name)
     p = argparse.ArgumentParser(prog=f"interp analyze {a.name}", description=(module.__doc__ or "").strip())
     p.add_argument("--out", default=None, help=f"result folder (default: results/{a.name})")
@@ -112,11 +117,14 @@ def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from apps.report import build_report
+    from apps.report.builder import build_report_pages
 
-    index = build_report([Path(p) for p in a.results], Path(a.out))
+    index, pages = build_report_pages([Path(p) for p in a.results], Path(a.out))
     print(f"wrote {index}")
-    return 0
+    broken = [p for p in pages if p.errors]
+    for p in broken:  # the pages show them too; a script or CI must see them in the exit code
+        print(f"interp: problem in {p.source}: {p.errors[0].splitlines()[0]}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -146,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize_cmd.add_parser(sub)
     sub.add_parser("models", help="list the embedded model suites")
     an = sub.add_parser("analyze", help="run one analysis (options: interp analyze NAME --help)", add_help=False)
-    an.add_argument("name", help="dark-matter, lib, obsprop, massive, hashcodes")
+    an.add_argument("name", nargs="?", help="dark-matter, lib, obsprop, massive, hashcodes")
     r = sub.add_parser("report", help="build the HTML report from result folders")
     r.add_argument("results", nargs="+", help="result folders (or one folder holding them)")
     r.add_argument("--out", required=True)
@@ -178,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interp: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file where a folder should be, no permission, disk full: one line, not a traceback
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"interp: error: {e.strerror or e}{where}", file=sys.stderr)
+        print("  hint: check the path (--out must be a folder you can write) and the free space", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interp: interrupted (an extraction can continue with --resume)", file=sys.stderr)

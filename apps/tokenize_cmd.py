@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 def cmd_tokenize(a: argparse.Namespace) -> int:
     """Write `[n_blocks, ctx]` token ids (int32 when the vocabulary allows) atomically to --out."""
     from interp.errors import ConfigError
+    from interp.fileio import atomic_write_bytes
     from interp.models import DEFAULT_MODEL, load_tokenizer
-    from interp.results import atomic_write_bytes
     from interp.sources import token_blocks
 
     out = Path(a.out)

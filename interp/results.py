@@ -7,16 +7,18 @@ by the report builder), and `_repr_html_` shows the headline table in a notebook
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from interp.fileio import atomic_write_bytes
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -40,23 +42,6 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return {k: to_jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
     return value
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, rename: readers see the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -87,7 +72,8 @@ class Result:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in self.arrays.items()}
-        atomic_write_bytes(out / "arrays.safetensors", st_save(arrays) if arrays else st_save({}))
+        blob = st_save(arrays)
+        atomic_write_bytes(out / "arrays.safetensors", blob)
         doc = {
             "schema_version": RESULT_SCHEMA_VERSION,
             "analysis": self.analysis,
@@ -97,6 +83,8 @@ class Result:
             "config": to_jsonable(self.config),
             "provenance": to_jsonable(self.provenance),
             "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+            # ties result.json to this arrays file: a save killed between the two renames is found on load
+            "arrays_sha256": hashlib.sha256(blob).hexdigest(),
         }
         atomic_write_bytes(out / "result.json", json.dumps(doc, indent=2, sort_keys=False).encode())
         return out
@@ -104,22 +92,24 @@ class Result:
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> Result:
         """Restore a saved result (no recomputation). Calling on the base class returns the base type."""
-        from safetensors.numpy import load_file
-
         from interp.errors import InterpError
 
         out = Path(out_dir)
         path = out / "result.json"
         if not path.is_file():
             raise InterpError(f"no result.json in {out}", hint="point at the folder an analysis wrote with --out")
-        doc = json.loads(path.read_text())
+        try:
+            doc = json.loads(path.read_bytes())
+        except ValueError as e:  # JSON or UTF-8 errors
+            raise _damaged(path, f"{type(e).__name__}: {e}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("arrays", {}), dict):
+            raise _damaged(path, "not a result document")
         if cls.analysis != "result" and doc.get("analysis") != cls.analysis:
             raise InterpError(
                 f"{path} holds a '{doc.get('analysis')}' result, not '{cls.analysis}'",
                 hint=f"load it with the {doc.get('analysis')} analysis' Result class",
             )
-        arrays_path = out / "arrays.safetensors"
-        arrays = dict(load_file(str(arrays_path))) if arrays_path.is_file() else {}
+        arrays = _load_arrays(out / "arrays.safetensors", doc, path)
         return cls(
             summary=doc.get("summary", {}),
             details=doc.get("details", {}),
@@ -162,6 +152,39 @@ class Result:
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v}" for k, v in self.summary_rows()[:8])
         return f"{type(self).__name__}({body})"
+
+
+def _damaged(path: Path, why: str) -> Exception:
+    from interp.errors import InterpError
+
+    return InterpError(f"{path} is damaged: {why}", hint="re-run the analysis that wrote it")
+
+
+def _load_arrays(path: Path, doc: dict, result_path: Path) -> dict[str, np.ndarray]:
+    """The arrays that result.json lists, checked against its names, shapes, dtypes and (when recorded) the file's
+    sha256: a missing file or one from another run (a save cut short between its two renames) is refused."""
+    from safetensors.numpy import load as st_load
+
+    listed = doc.get("arrays", {})
+    if not path.is_file():
+        if listed:
+            raise _damaged(result_path, f"its arrays file {path.name} is missing ({len(listed)} arrays listed)")
+        return {}
+    blob = path.read_bytes()
+    want = doc.get("arrays_sha256")
+    if want is not None and hashlib.sha256(blob).hexdigest() != want:
+        raise _damaged(result_path, f"{path.name} is not the file saved with it (sha256 differs)")
+    try:
+        arrays = dict(st_load(blob))
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise _damaged(result_path, f"{path.name} cannot be read ({type(e).__name__}: {e})") from None
+    for name, meta in listed.items():
+        a = arrays.get(name)
+        if a is None or list(a.shape) != list(meta.get("shape", [])) or str(a.dtype) != meta.get("dtype"):
+            got = "missing" if a is None else f"{a.dtype} {list(a.shape)}"
+            raise _damaged(result_path, f"array '{name}' is {got}, result.json says {meta.get('dtype')} "
+                                        f"{meta.get('shape')}")
+    return arrays
 
 
 def _format_value(v: Any) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from analyses.dark_matter.data import COMPONENTS, component_hooks, middle_layer
-from interp.results import atomic_write_bytes
+from interp.fileio import atomic_write_bytes
 
 
 @dataclass

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from interp.errors import ConfigError
-from interp.results import atomic_write_bytes, to_jsonable
+from interp.fileio import atomic_write_bytes
+from interp.results import to_jsonable
 
 Metric = Callable[[torch.nn.Module, int], dict]
 

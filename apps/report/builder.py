@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from interp.errors import InterpError
-from interp.results import Result, atomic_write_bytes
+from interp.fileio import atomic_write_bytes
+from interp.results import Result
 
 from . import render
 from .provenance import provenance_rows
@@ -60,10 +61,15 @@ def find_result_dirs(results: str | os.PathLike | Sequence[str | os.PathLike]) -
     found: list[Path] = []
     for item in items:
         path = Path(item)
+        if path.name == "result.json" and path.is_file():
+            path = path.parent  # a result's own file stands for its folder
         if (path / "result.json").is_file():
             found.append(path)
         elif path.is_dir():
             found += sorted(p.parent for p in path.rglob("result.json"))
+        elif path.exists():
+            raise ReportError(f"{path} is a file, not a result folder",
+                              hint="pass a result folder (written by --out), its parent, or its result.json")
         else:
             raise ReportError(f"{path} does not exist", hint="pass a result folder (written by --out) or its parent")
     seen: set[Path] = set()
@@ -207,6 +213,13 @@ def build_report(results: str | os.PathLike | Sequence[str | os.PathLike], out_d
     registry: extra/overriding analysis -> Result subclass (or module path) entries (tests, plug-in analyses)
     progress: show a tqdm bar over the results
     """
+    return build_report_pages(results, out_dir, registry=registry, title=title, progress=progress)[0]
+
+
+def build_report_pages(results: str | os.PathLike | Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                       registry: Mapping[str, Entry] | None = None, title: str = "interp report",
+                       progress: bool = False) -> tuple[Path, list[PageInfo]]:
+    """`build_report`, also returning every page's PageInfo (its `errors` list the result's problems)."""
     sources = find_result_dirs(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +246,7 @@ def build_report(results: str | os.PathLike | Sequence[str | os.PathLike], out_d
     pages.sort(key=lambda p: (order.get(normalize(p.analysis), len(order)), p.analysis, str(p.source)))
     atomic_write_bytes(index, _index(pages, title, nonce).encode())
     _remove_stale(out, {f"{p.slug}.html" for p in pages} | {INDEX})
-    return index
+    return index, pages
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.errors import CacheError
-from interp.results import atomic_write_bytes
+from interp.fileio import atomic_write_bytes
 
 FORMAT = "interp-activation-cache"
 SCHEMA_VERSION = 1

@@ -7,15 +7,14 @@ the manifest records the logical dtype.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from interp.errors import CacheCorruptError, CacheError
+from interp.fileio import atomic_file
 
 STORAGE = {  # logical dtype -> (torch dtype, numpy storage dtype)
     "float32": (torch.float32, np.dtype("<f4")),
@@ -75,20 +74,9 @@ class _HashingWriter:
 def write_npy_atomic(path: Path, array: np.ndarray) -> dict:
     """Write `array` to `path` via temp file + fsync + rename; return {"sha256", "bytes"} of the file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            hw = _HashingWriter(f)
-            np.lib.format.write_array(hw, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        hw = _HashingWriter(f)
+        np.lib.format.write_array(hw, np.ascontiguousarray(array), allow_pickle=False)
     return {"sha256": hw.sha.hexdigest(), "bytes": hw.size}
 
 

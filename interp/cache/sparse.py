@@ -20,8 +20,8 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from interp.errors import CacheCorruptError, CacheError, ConfigError
+from interp.fileio import atomic_write_bytes
 from interp.kernels.types import FeatureMajor, SparseActs
-from interp.results import atomic_write_bytes
 
 FORMAT_TOPK = "interp.sparse.topk"
 FORMAT_CSR = "interp.sparse.csr"

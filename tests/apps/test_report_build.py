@@ -141,6 +141,40 @@ def test_bad_input_is_a_typed_error(tmp_path):
         build_report(tmp_path, tmp_path / "out")
     with pytest.raises(ReportError, match="does not exist"):
         build_report(tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ReportError, match="is a file, not a result folder"):
+        build_report(tmp_path / "notes.txt", tmp_path / "out")
+
+
+def test_cli_report_takes_result_json_and_fails_on_broken_pages(tmp_path, capsys, monkeypatch):
+    """`interp report` accepts a result.json path, exits 1 naming each broken result (CI must notice), and turns
+    OS errors (--out is a file) into one line with exit 2."""
+    from apps.cli import main
+    from interp.results import Result
+
+    monkeypatch.setattr("apps.report.builder.result_class", lambda analysis, registry=None: Result)
+    Result(summary={"n": 1}, arrays={"x": __import__("numpy").zeros(3)}).save(tmp_path / "good")
+    assert main(["report", str(tmp_path / "good" / "result.json"), "--out", str(tmp_path / "r1")]) == 0
+    assert (tmp_path / "r1" / "index.html").is_file()
+    Result(summary={"n": 2}, arrays={"x": __import__("numpy").zeros(3)}).save(tmp_path / "bad")
+    (tmp_path / "bad" / "arrays.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err
+    assert f"problem in {tmp_path / 'bad'}" in err and "arrays.safetensors is missing" in err and "good" not in err
+    (tmp_path / "afile").write_text("x")
+    assert main(["report", str(tmp_path / "good"), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("interp: error: ") and str(tmp_path / "afile") in err and "Traceback" not in err
+
+
+def test_cli_analyze_help_lists_the_analyses(capsys):
+    from apps.cli import main
+
+    assert main(["analyze", "--help"]) == 0
+    assert "dark-matter" in capsys.readouterr().out
+    assert main(["analyze"]) == 2
+    assert "hashcodes" in capsys.readouterr().err
 
 
 def test_registry_resolves_lazily_and_reports_missing():

@@ -1,0 +1,47 @@
+"""Atomic file writes: a temporary file in the target's folder, fsync, rename. Readers see the old file or the new
+one, never a half-written one; a write cut short leaves only a `.NAME.*.tmp` that interp removes later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+@functools.cache
+def _file_mode() -> int:
+    """0o666 less the process umask: what open() would give. mkstemp's own 0o600 would make reports and shared
+    caches unreadable to other users. Read once (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """`with atomic_file(p) as f: f.write(...)`: p appears complete on success, unchanged on any error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
