@@ -1,5 +1,9 @@
 """`make demo` / `interp demo`: extract activations from the embedded model, run every analysis, write the report.
 
+The extraction caches the hooks the dark-matter study needs and that study reads them from the cache (model ->
+capture -> cache -> analysis -> result -> report); the other analyses capture their own inputs (checkpoint sweeps,
+toy models).
+
 One failing analysis does not stop the others: its error is printed and the report shows what did run.
 """
 
@@ -24,13 +28,20 @@ QUICK: dict[str, dict] = {
 }
 
 
-def _extract(out: Path, quick: bool) -> None:
+def _extract(out: Path, quick: bool) -> Path:
+    """model -> capture -> cache: the hooks the dark-matter study reads, whole sequences of the held-out text."""
+    from analyses.dark_matter import Config as DarkMatterConfig
+    from analyses.dark_matter.pipeline import cache_hooks
     from interp.extract import ExtractConfig, extract
+    from interp.models import DEFAULT_MODEL, load
 
-    cfg = ExtractConfig(out=str(out / "cache"), tokens=8_192 if quick else 65_536, ctx=128, batch_size=16,
-                        hooks=["blocks.*.hook_resid_post"], overwrite=True)
-    summary = extract(cfg, progress=not quick)
+    model = load(DEFAULT_MODEL)
+    dm = DarkMatterConfig(**(QUICK["dark-matter"] if quick else {}))
+    cfg = ExtractConfig(out=str(out / "cache"), model=DEFAULT_MODEL, tokens=dm.n_tokens, ctx=dm.ctx, batch_size=16,
+                        hooks=cache_hooks(dm, model.cfg.n_layers), data=dm.data, overwrite=True)
+    summary = extract(cfg, model=model, progress=not quick)
     print(f"[extract] {summary.line()}")
+    return Path(cfg.out)
 
 
 def run_demo(out: Path, quick: bool = False, only: list[str] | None = None) -> int:
@@ -42,13 +53,14 @@ def run_demo(out: Path, quick: bool = False, only: list[str] | None = None) -> i
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     t0 = time.perf_counter()
-    _extract(out, quick)
+    cache = _extract(out, quick)
+    reads_cache = {"dark-matter": {"cache": str(cache)}}  # the others capture what they need themselves
     result_dirs = []
     for name in names:
         start = time.perf_counter()
         try:
             module = analysis_module(name)
-            config = module.Config(**(QUICK.get(name, {}) if quick else {}))
+            config = module.Config(**(QUICK.get(name, {}) if quick else {}), **reads_cache.get(name, {}))
             result = module.run(config)
             result_dirs.append(result.save(out / name))
             head = ", ".join(f"{k}={v}" for k, v in result.summary_rows()[:4])

@@ -82,18 +82,44 @@ def collect(model: torch.nn.Module, cfg, layer: int, components: tuple[str, ...]
 
 
 def _from_cache(cache_dir: str, hooks: dict[str, str], model: torch.nn.Module, cfg) -> Activations:
+    """The components' rows from an interp cache. A cache of whole sequences (positions "all") gives back its token
+    blocks, so the position selection, per-token loss and spliced-loss study run as on captured activations;
+    other caches give their stored rows as they are (no blocks, no loss)."""
     from interp.cache import open_cache
+    from interp.models import model_id
+    from interp.positions import Positions
 
     reader = open_cache(cache_dir)
     missing = [h for h in hooks.values() if h not in reader.hooks]
     if missing:
         raise ConfigError(f"cache {cache_dir} lacks hooks {missing}",
                           hint=f"extract them: interp extract --hooks {' '.join(hooks.values())}")
-    n = min(reader.n_rows, cfg.n_tokens)
-    acts = {name: reader.read(h, 0, n).float().reshape(n, -1) for name, h in hooks.items()}
-    tokens = reader.tokens[:n]
-    return Activations(acts=acts, token_ids=tokens[:, 0], seq_pos=tokens[:, 1:3], blocks=None, row_mask=None,
-                       token_loss=None, source=f"cache:{cache_dir}")
+    ident = reader.manifest.identity
+    if ident.get("model") not in (None, model_id(model)):
+        raise ConfigError(f"cache {cache_dir} was extracted from {ident['model']}, the analysis runs "
+                          f"{model_id(model)}", hint="pass the cache's model and checkpoint, or re-extract")
+    ctx = int(ident.get("ctx", 0))
+    if reader.manifest.layout.get("rows_per_block") != ctx:  # a position selection was applied at extraction
+        n = min(reader.n_rows, cfg.n_tokens)
+        acts = {name: reader.read(h, 0, n).float().reshape(n, -1) for name, h in hooks.items()}
+        tokens = reader.tokens[:n]
+        return Activations(acts=acts, token_ids=tokens[:, 0], seq_pos=tokens[:, 1:3], blocks=None, row_mask=None,
+                           token_loss=None, source=f"cache:{cache_dir}")
+    if ctx != cfg.ctx:
+        raise ConfigError(f"cache {cache_dir} holds blocks of {ctx} tokens, the analysis asks for ctx={cfg.ctx}",
+                          hint=f"pass ctx={ctx} (and positions for that length)")
+    n_blocks = min(reader.n_rows, cfg.n_tokens) // ctx
+    if n_blocks == 0:
+        raise ConfigError(f"cache {cache_dir} holds fewer than one block of {ctx} tokens", hint="extract more")
+    n = n_blocks * ctx
+    blocks = reader.tokens[:n, 0].reshape(n_blocks, ctx)
+    mask = Positions.parse(cfg.positions).row_mask(n_blocks, ctx)
+    keep = mask.reshape(-1)
+    acts = {name: reader.read(h, 0, n).float().reshape(n, -1)[keep] for name, h in hooks.items()}
+    seq, p = torch.nonzero(mask, as_tuple=True)
+    return Activations(acts=acts, token_ids=blocks[mask], seq_pos=torch.stack([seq, p], 1), blocks=blocks,
+                       row_mask=mask, token_loss=per_token_loss(model, blocks, cfg.batch_size)[mask],
+                       source=f"cache:{cache_dir}")
 
 
 def load_index(folder: str | Path) -> dict:

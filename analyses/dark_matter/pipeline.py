@@ -39,6 +39,18 @@ def default_sae_dir(model: str) -> Path:
     return Path(data_dir()) / "saes" / Path(str(model)).name
 
 
+def components_in_use(hooks: dict[str, str], entries: list[dict]) -> dict[str, str]:
+    """The target residual stream and every component that has an SAE in the index: component -> hook."""
+    return {c: h for c, h in hooks.items() if c == "resid" or any(e["hook"] == h for e in entries)}
+
+
+def cache_hooks(config: Config, n_layers: int) -> list[str]:
+    """The hooks `run(config)` reads, for extracting a cache it can take (Config.cache) from a model of n_layers."""
+    layer = config.layer if config.layer >= 0 else n_layers // 2
+    index = load_index(config.saes or default_sae_dir(config.model))
+    return list(components_in_use(component_hooks(layer), index["saes"]).values())
+
+
 def _pick_reference(entries: list[dict], name: str) -> dict:
     if name:
         for e in entries:
@@ -79,8 +91,8 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     if not sweep:
         raise ConfigError(f"no SAE for {hooks['resid']} in the index",
                           hint="train them with python -m analyses.dark_matter.build_saes --layer N")
-    used = tuple(c for c, h in hooks.items() if c == "resid" or any(e["hook"] == h for e in entries))
-    hooks = {c: hooks[c] for c in used}
+    hooks = components_in_use(hooks, entries)
+    used = tuple(hooks)
     log.info("dark_matter: collecting activations of %s (%.0fs)", ", ".join(used), time.time() - t0)
     data = collect(model, cfg, layer, used)
     x = data.acts["resid"]

@@ -107,3 +107,25 @@ def test_config_errors(tmp_path) -> None:
         Config(train_frac=1.5).validate()
     with pytest.raises(ConfigError):
         run(Config(saes=str(tmp_path)), model=_model())
+
+
+def test_run_from_a_cache_of_whole_sequences_equals_captured(built, tmp_path) -> None:
+    """model -> extract -> cache -> analysis: a positions-'all' cache of the same tokens gives the captured run's
+    numbers, with the position selection, per-token loss and spliced-loss study intact."""
+    from analyses.dark_matter.data import collect, component_hooks
+    from interp.extract import ExtractConfig, extract
+
+    model = built["model"]
+    hooks = [h for c, h in component_hooks(1).items() if c != "attn_out"]
+    extract(ExtractConfig(out=str(tmp_path / "c"), model="random", data="embedded", tokens=1024, ctx=64,
+                          batch_size=8, hooks=hooks), model=model, progress=False)
+    kw = dict(n_tokens=1024, ctx=64, positions="range:2:63", layer=1, batch_size=8)
+    captured = collect(model, Config(**kw), 1, ("resid", "prev_resid", "mlp_out", "attn_z"))
+    cached = collect(model, Config(cache=str(tmp_path / "c"), **kw), 1, ("resid", "prev_resid", "mlp_out", "attn_z"))
+    assert cached.source.startswith("cache:") and torch.equal(cached.blocks, captured.blocks)
+    assert torch.equal(cached.row_mask, captured.row_mask) and torch.equal(cached.seq_pos, captured.seq_pos)
+    for name, x in captured.acts.items():
+        assert torch.allclose(cached.acts[name], x, rtol=1e-5, atol=1e-6), name
+    assert torch.allclose(cached.token_loss, captured.token_loss, equal_nan=True)
+    with pytest.raises(ConfigError, match="blocks of 64 tokens"):
+        collect(model, Config(cache=str(tmp_path / "c"), **{**kw, "ctx": 32}), 1, ("resid",))
