@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     debug = "--debug" in argv
+    argv = [x for x in argv if x != "--debug"]  # accepted anywhere: `interp analyze lib --debug` too
     try:
         args, rest = parser.parse_known_args(argv)
         if args.cmd == "analyze":

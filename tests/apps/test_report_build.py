@@ -175,6 +175,8 @@ def test_cli_analyze_help_lists_the_analyses(capsys):
     assert "dark-matter" in capsys.readouterr().out
     assert main(["analyze"]) == 2
     assert "hashcodes" in capsys.readouterr().err
+    with pytest.raises(Exception, match="unknown analysis"):  # --debug after the subcommand: the traceback shows
+        main(["analyze", "nope", "--debug"])
 
 
 def test_registry_resolves_lazily_and_reports_missing():
