@@ -104,7 +104,8 @@ def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
     module = analysis_module(a.name)
     p = argparse.ArgumentParser(prog=f"interp analyze {a.name}", description=(module.__doc__ or "").strip())
     p.add_argument("--out", default=None, help=f"result folder (default: results/{a.name})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a Config field (JSON value)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a Config field (lists: comma-separated or JSON)")
     add_config_options(p, module.Config)
     opts = p.parse_args(rest)
     config = config_from_args(module.Config, opts, opts.set)

@@ -49,21 +49,118 @@ def _converter(tp):
     return str
 
 
+def _type_name(tp: Any) -> str:
+    """How an annotated type reads in an error message (`int`, `list of float`, `int or None`)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0]) if args else 'str'} (comma-separated or JSON)"
+    return getattr(tp, "__name__", str(tp))
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_EXAMPLES = {int: "10", float: "0.5", bool: "true", str: "text"}
+
+
+def _example(tp: Any) -> str:
+    """A value of the annotated type as it is written after `--set key=` (for the error's hint)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return next((_example(a) for a in typing.get_args(tp) if a is not type(None)), "none")
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        return {int: "1,2", float: "0.5,1.0", bool: "true,false"}.get(args[0] if args else str, "a,b")
+    return _EXAMPLES.get(tp, "'{\"key\": 1}'")
+
+
+def _scalar(value: Any, tp: Any) -> Any:
+    """One value (a string from the command line, or an item of a JSON list) as int, float, bool or str.
+
+    Raises ValueError when it does not convert: the caller names the field and the expected type.
+    """
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(value)
+    if tp is int:
+        if isinstance(value, bool) or isinstance(value, float):
+            raise ValueError(value)
+        return int(value)  # int("1.5") and int("abc") raise ValueError
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    if tp is str:
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                return str(json.loads(value))  # a JSON string literal: --set model='"name"'
+            except json.JSONDecodeError:
+                return value
+        return value if isinstance(value, str) else json.dumps(value)
+    # dicts and other structures: JSON
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _coerce(raw: str, tp: Any) -> Any:
+    """The `--set` value `raw` as the field's annotated type (Optional, list[...] from commas or JSON, scalars).
+
+    Raises ValueError (or TypeError) when it does not convert.
+    """
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and raw.strip().lower() in ("none", "null"):
+            return None
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(raw, a)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(raw)
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        args = typing.get_args(tp)
+        elem = args[0] if args else str
+        text = raw.strip()
+        if text.startswith("["):
+            items = json.loads(text)
+            if not isinstance(items, list):
+                raise ValueError(raw)
+        else:
+            items = [t.strip() for t in text.split(",")] if text else []
+        return [_scalar(v, elem) for v in items]
+    return _scalar(raw, tp)
+
+
 def config_from_args(config_cls: type, args: argparse.Namespace, overrides: list[str] | None = None):
-    """Build the Config from parsed options (unset ones keep their defaults) and `key=value` overrides."""
+    """Build the Config from parsed options (unset ones keep their defaults) and `key=value` overrides.
+
+    Each override is converted to its field's annotated type here, so a bad value is a one-line ConfigError
+    naming the field rather than a TypeError deep inside the analysis.
+    """
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
               if getattr(args, f.name, None) is not None}
     names = {f.name for f in dataclasses.fields(config_cls)}
+    hints = typing.get_type_hints(config_cls)
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in names:
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not of the form KEY=VALUE",
+                              hint=f"write --set {key or 'KEY'}=VALUE (e.g. --set n_inputs=10)")
+        if key not in names:
             raise ConfigError(f"--set {item!r} does not name a {config_cls.__name__} field",
                               hint=f"fields: {', '.join(sorted(names))}")
+        tp = hints.get(key, str)
         try:
-            values[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key] = raw
+            values[key] = _coerce(raw, tp)
+        except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+            raise ConfigError(f"--set {key}={raw!r}: expected {_type_name(tp)}",
+                              hint=f"e.g. --set {key}={_example(tp)}") from e
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp.errors import DataSourceError
+from interp.errors import ConfigError, DataSourceError
 
 EMBEDDED = "embedded"
 
@@ -301,8 +301,15 @@ class BlockReader:
 
 def token_blocks(source, tokenizer, ctx: int = 128, n_tokens: int | None = None, text_column: str = "text",
                  prepend_bos: bool = False) -> torch.Tensor:
-    """LongTensor `[n_blocks, ctx]` of consecutive tokens from the source (n_tokens // ctx blocks, or all)."""
-    max_blocks = None if n_tokens is None else max(1, n_tokens // ctx)
+    """LongTensor `[n_blocks, ctx]` of consecutive tokens from the source (n_tokens // ctx blocks, or all).
+
+    n_tokens must cover at least one block: a smaller or non-positive size is a ConfigError, not a silent block.
+    """
+    _check_ctx(ctx)
+    if n_tokens is not None and n_tokens < ctx:
+        what = "must be positive" if n_tokens <= 0 else f"is less than one block of ctx={ctx} tokens"
+        raise ConfigError(f"n_tokens={n_tokens} {what}", hint=f"ask for at least ctx={ctx} tokens (n_tokens >= {ctx})")
+    max_blocks = None if n_tokens is None else n_tokens // ctx
     blocks = list(iter_blocks(source, tokenizer, ctx, max_blocks, text_column, prepend_bos))
     if not blocks:
         raise DataSourceError(f"the source holds fewer than {ctx} tokens", hint="use a smaller --ctx or more text")

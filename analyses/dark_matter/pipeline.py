@@ -75,13 +75,16 @@ def _claims(r2_norm: float, r2_vec: float) -> list[dict]:
 
 def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -> DarkMatterResult:
     """Decompose the SAE error of every SAE in the sweep and run the paper's follow-up studies."""
-    from interp.models import load
+    from interp.models import load, resolved_step
     from interp.provenance import environment
 
     cfg = (config or Config()).validate()
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    model = model if model is not None else load(cfg.model, step=cfg.checkpoint, device=cfg.device)
+    user_model = model is not None
+    model = model if user_model else load(cfg.model, step=cfg.checkpoint, device=cfg.device)
+    # the step that ran (checkpoint None means the final one); a user's model names its own step or none
+    step = resolved_step(None, None, model) if user_model else resolved_step(cfg.model, cfg.checkpoint, model)
     layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)
     hooks = component_hooks(layer)
     index = load_index(cfg.saes or default_sae_dir(cfg.model))
@@ -186,8 +189,9 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
         "sae_index": {k: v for k, v in index.items() if k != "saes"},
         "reference": {"name": ref["name"], **{k: v for k, v in ref_dec.shrinkage.items()}},
     }
-    provenance = {**environment(), "model": cfg.model, "checkpoint": cfg.checkpoint, "tokens_source": data.source,
-                  "positions": cfg.positions, "fit_intercept": cfg.fit_intercept, "r2_convention": cfg.r2_convention,
+    provenance = {**environment(), "model": cfg.model, "checkpoint": step, "tokens_source": data.source,
+                  "n_tokens": int(x.shape[0]), "positions": cfg.positions, "fit_intercept": cfg.fit_intercept,
+                  "r2_convention": cfg.r2_convention,
                   "sae_dir": str(cfg.saes or default_sae_dir(cfg.model))}
     return DarkMatterResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
                             provenance=provenance)

@@ -107,6 +107,9 @@ class Config:
             raise ConfigError(f"unknown lr_solver '{cfg.lr_solver}'", hint="use 'lbfgs' or 'newton-cholesky'")
         if cfg.k < 1 or cfg.depth < 1:
             raise ConfigError("k and depth must be >= 1", hint="use k=9, depth=1")
+        if cfg.lm and (cfg.lm_ctx < 2 or cfg.lm_tokens < cfg.lm_ctx):
+            raise ConfigError(f"lm_tokens={cfg.lm_tokens} must cover one block of lm_ctx={cfg.lm_ctx} >= 2",
+                              hint="use lm_ctx=64, lm_tokens=4096")
         return cfg
 
     def as_dict(self) -> dict:

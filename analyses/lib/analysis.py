@@ -65,7 +65,8 @@ def _load(cfg: Config) -> dict[str, Any]:
     ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx) if cfg.n_edge_eval_samples else None
     edge_eval = (x_tr[:ne], y_tr[:ne]) if cfg.edge_eval_set == "train" else (x_te[:ne], y_te[:ne])
     return {"lm": lm, "graph_inputs": x_tr, "eval": (x_te, y_te), "edge_eval": edge_eval,
-            "grid": None, "p": None, "provenance": {"model": cfg.model, "step": step}}
+            "grid": None, "p": None,  # the step that ran: cfg.step -1 means the final one
+            "provenance": {"model": cfg.model, "step": models.resolved_step(cfg.model, step, model)}}
 
 
 def _node_results(lm: LIBModel, layers: list[LIBLayer], x: Tensor, y: Tensor, cfg: Config) -> dict:

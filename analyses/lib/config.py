@@ -55,3 +55,6 @@ class Config:
             raise ConfigError(f"unknown edge_eval_set '{self.edge_eval_set}'", hint="use test or train")
         if not 0 < self.node_fraction <= 1:
             raise ConfigError("node_fraction must be in (0, 1]", hint="e.g. 0.99")
+        if self.lm_blocks < 1 or self.lm_ctx < 1:
+            raise ConfigError(f"lm_blocks={self.lm_blocks} and lm_ctx={self.lm_ctx} must be >= 1",
+                              hint="use lm_blocks=8, lm_ctx=8")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from interp.errors import ConfigError
+
 
 @dataclass
 class Config:
@@ -32,3 +34,13 @@ class Config:
     predictor_table: str = ""  # user .json/.csv of fitted parameters (rows with layer, n_layers, d_model, ...)
     seed: int = 0
     device: str = "cpu"
+
+    def validate(self) -> Config:
+        """Raise ConfigError on sizes the sweep cannot run with (they used to be clamped to one block silently)."""
+        for k, least in (("n_inputs", 1), ("ctx", 2), ("top_k", 1)):
+            if getattr(self, k) < least:
+                raise ConfigError(f"{k} must be >= {least}, got {getattr(self, k)}",
+                                  hint=f"set {k} to an integer >= {least} (default {getattr(Config, k)})")
+        if self.aggregate not in ("ratio_of_means", "mean_of_ratios"):
+            raise ConfigError(f"unknown aggregate {self.aggregate!r}", hint="use ratio_of_means or mean_of_ratios")
+        return self

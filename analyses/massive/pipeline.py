@@ -131,9 +131,7 @@ def run(config: Config | None = None) -> MassiveResult:
     from interp.provenance import environment
     from interp.sources import describe_source
 
-    cfg = config or Config()
-    if cfg.aggregate not in ("ratio_of_means", "mean_of_ratios"):
-        raise ConfigError(f"unknown aggregate {cfg.aggregate!r}", hint="use ratio_of_means or mean_of_ratios")
+    cfg = (config or Config()).validate()
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     tokens, tok = _tokens(cfg)

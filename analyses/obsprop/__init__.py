@@ -47,6 +47,9 @@ def run(config: Config | None = None, model=None) -> ObsPropResult:
     summary, details, arrays, prov = run_tasks(cfg, m)
     from interp import models
 
+    # the step that ran (cfg.step -1 means the final one); a user's model names its own step or none
+    step = (models.resolved_step(cfg.model or models.DEFAULT_MODEL, cfg.step, m) if model is None
+            else models.resolved_step(None, None, m))
     prov = {**prov, "model": cfg.model or (models.DEFAULT_MODEL if model is None else summary["model"]),
-            "step": cfg.step, "environment": environment()}
+            "step": step, "environment": environment()}
     return ObsPropResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(), provenance=prov)

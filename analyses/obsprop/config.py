@@ -52,6 +52,9 @@ class Config:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}", hint=f"set {k} to a positive int")
         if self.ctx < 8:
             raise ConfigError(f"ctx must be >= 8, got {self.ctx}", hint="use ctx=128")
+        if not self.cache and self.score_tokens < self.ctx:
+            raise ConfigError(f"score_tokens={self.score_tokens} is less than one block of ctx={self.ctx}",
+                              hint=f"set score_tokens >= {self.ctx}")
         return self
 
     def to_dict(self) -> dict:

@@ -49,8 +49,9 @@ def build_figures(summary: dict, details: dict, arrays: dict) -> dict[str, Any]:
                           xaxis_title="coupling coefficient", yaxis_title="best-fit slope")
         figs["coupling_vs_slope"] = fig
     if "scatter_s1" in arrays:
-        fig = go.Figure(go.Scattergl(x=arrays["scatter_s1"], y=arrays["scatter_s2"], mode="markers",
-                                     marker={"size": 3, "opacity": 0.4}))
+        # SVG, not Scattergl: a few thousand points draw fast, and without WebGL a Scattergl plot is blank
+        fig = go.Figure(go.Scatter(x=arrays["scatter_s1"], y=arrays["scatter_s2"], mode="markers",
+                                   marker={"size": 3, "opacity": 0.4}))
         fig.update_layout(title=f"feature scores on held-out tokens at {summary.get('top_subj_head', '')}",
                           xaxis_title="subject-pronoun score", yaxis_title="object-pronoun score")
         figs["score_scatter"] = fig

@@ -17,7 +17,7 @@ _KNOWN: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("model", "model_id", "model_name", "model_source")),
     ("checkpoint", ("checkpoint", "step", "checkpoints", "steps")),
     ("hooks", ("hooks", "hook", "hook_names")),
-    ("token source", ("token_source", "source", "data", "dataset", "corpus")),
+    ("token source", ("token_source", "tokens_source", "source", "data", "dataset", "corpus")),
     ("token count", ("n_tokens", "n_heldout_tokens", "tokens", "token_count")),
 ]
 _CACHE_KEYS = ("cache", "cache_dir", "cache_path", "activation_cache")

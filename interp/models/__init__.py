@@ -11,12 +11,13 @@ transformer-lens stays behind this package: a move to TransformerBridge changes 
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 
 import torch
 
-from interp.errors import ModelNotFoundError
+from interp.errors import InterpError, ModelNotFoundError
 from interp.models.embedded import (
     DEFAULT_MODEL,
     data_dir,
@@ -32,7 +33,7 @@ from interp.models.hub import hub_checkpoints, load_hub_model, official_name
 
 __all__ = [
     "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
-    "suite_info", "data_dir", "is_transformer",
+    "suite_info", "data_dir", "is_transformer", "resolved_step",
 ]
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
@@ -129,3 +130,24 @@ def model_id(model: torch.nn.Module) -> str:
     if cfg is not None and getattr(cfg, "model_name", None):
         return str(cfg.model_name)
     return type(model).__name__
+
+
+def resolved_step(name: str | Path | None, step: int | None = None,
+                  loaded: torch.nn.Module | None = None) -> int | None:
+    """The training step a result really came from, for provenance (configs say None or -1 for "the final one").
+
+    The step tag of the loaded model's name (`suite@stepN`) wins, then an explicit step >= 0, then the final
+    checkpoint of the suite `name`; None when there is no step to name (a local folder, a user's module).
+    """
+    tag = re.search(r"@step(\d+)$", model_id(loaded)) if loaded is not None else None
+    if tag:
+        return int(tag.group(1))
+    if step is not None and int(step) >= 0:
+        return int(step)
+    if name is None:
+        return None
+    try:
+        steps = checkpoints(str(name))
+    except InterpError:  # not a suite (local folder), or the hub listing is unreachable
+        return None
+    return steps[-1] if steps else None

@@ -46,6 +46,19 @@ def test_config_validation():
         run(Config(), model=torch.nn.Linear(2, 2))
 
 
+def test_score_scatter_is_svg_not_webgl():
+    """The score scatter must draw without WebGL (a Scattergl plot is blank there); n_scatter is ~3000 points."""
+    import numpy as np
+
+    from analyses.obsprop.figures import build_figures
+
+    rng = np.random.default_rng(0)
+    figs = build_figures({"top_subj_head": "L1H2"}, {}, {"scatter_s1": rng.normal(size=3000),
+                                                         "scatter_s2": rng.normal(size=3000)})
+    trace = figs["score_scatter"].data[0]
+    assert trace.type == "scatter" and len(trace.x) == 3000
+
+
 @pytest.fixture(scope="module")
 def rand_model():
     """A random float64 GPT-NeoX-shaped TL model with the embedded tokenizer."""

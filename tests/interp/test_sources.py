@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import CORPUS, tiny_tokenizer
-from interp.errors import DataSourceError
+from interp.errors import ConfigError, DataSourceError
 from interp.sources import BlockReader, iter_texts, token_blocks
 
 
@@ -72,6 +72,13 @@ def test_bad_sources(tmp_path, tok):
         list(iter_texts(str(tmp_path / "bad.jsonl"), text_column="content"))
     with pytest.raises(DataSourceError, match="only .* tokens"):
         token_blocks(["tiny"], tok, ctx=4, n_tokens=400)
+
+
+@pytest.mark.parametrize("n_tokens", [0, -64, 15])
+def test_fewer_tokens_than_one_block_are_refused(tok, n_tokens):
+    """A non-positive or sub-block size used to be clamped to one block silently."""
+    with pytest.raises(ConfigError, match=f"n_tokens={n_tokens} "):
+        token_blocks(CORPUS[:10], tok, ctx=16, n_tokens=n_tokens)
 
 
 def test_pretokenized_npy(tmp_path, tok):

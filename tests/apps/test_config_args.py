@@ -1,0 +1,64 @@
+"""`interp analyze NAME --set KEY=VALUE`: values are converted to the field's type, bad ones are one-line errors."""
+
+import argparse
+
+import pytest
+
+from analyses import dark_matter, massive
+from apps.cli import main
+from apps.config_args import config_from_args
+from interp.errors import ConfigError
+
+
+def _config(config_cls, *overrides):
+    return config_from_args(config_cls, argparse.Namespace(), list(overrides))
+
+
+def test_set_values_take_the_field_type():
+    cfg = _config(massive.Config, "steps=512", "n_inputs=4", "fit=false", "abs_thresh=1e3", "model=123",
+                  "predictor_suites=a,b")
+    assert cfg.steps == [512] and cfg.n_inputs == 4 and cfg.fit is False
+    assert cfg.abs_thresh == 1000.0 and cfg.model == "123" and cfg.predictor_suites == ["a", "b"]
+    assert _config(massive.Config, "steps=0,8,512").steps == [0, 8, 512]
+    assert _config(massive.Config, "steps=[0, 8]").steps == [0, 8]
+    assert _config(massive.Config, "steps=").steps == []
+    dm = _config(dark_matter.Config, "checkpoint=3000", "synthetic_sigmas=0,1.5")
+    assert dm.checkpoint == 3000 and dm.synthetic_sigmas == [0.0, 1.5]
+    assert _config(dark_matter.Config, "checkpoint=none").checkpoint is None
+
+
+@pytest.mark.parametrize("item, message", [
+    ("n_inputs=abc", "--set n_inputs='abc': expected int"),
+    ("n_inputs=1.5", "--set n_inputs='1.5': expected int"),
+    ("steps=0,8,x", "--set steps='0,8,x': expected list of int"),
+    ("steps={\"a\": 1}", "--set steps='{\"a\": 1}': expected list of int"),
+    ("fit=maybe", "--set fit='maybe': expected bool"),
+    ("steps", "--set 'steps' is not of the form KEY=VALUE"),
+    ("nope=1", "--set 'nope=1' does not name a Config field"),
+])
+def test_bad_set_values_are_one_line_exit_2(capsys, item, message):
+    rc = main(["analyze", "massive", "--set", item])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2
+    assert err[0].startswith(f"interp: error: {message}")
+    assert len(err) == 2 and err[1].startswith("  hint:") and "Traceback" not in "\n".join(err)
+
+
+def test_bad_set_value_error_names_the_fix():
+    with pytest.raises(ConfigError) as e:
+        _config(massive.Config, "steps=512,x")
+    assert e.value.hint == "e.g. --set steps=1,2"
+
+
+@pytest.mark.parametrize("kw", [{"n_inputs": -3}, {"n_inputs": 0}, {"top_k": 0}])
+def test_massive_refuses_non_positive_sizes(kw):
+    cfg = massive.Config(steps=[512], fit=False, intervene=False, compare_alternatives=False, **kw)
+    with pytest.raises(ConfigError, match=f"{next(iter(kw))} must be >= 1"):
+        massive.run(cfg)
+
+
+def test_negative_n_inputs_on_the_cli_is_exit_2(tmp_path, capsys):
+    rc = main(["analyze", "massive", "--n-inputs", "-3", "--steps", "512", "--no-fit", "--no-intervene",
+               "--out", str(tmp_path / "r")])
+    assert rc == 2 and capsys.readouterr().err.startswith("interp: error: n_inputs must be >= 1, got -3")
+    assert not (tmp_path / "r").exists()
