@@ -131,6 +131,16 @@ def effective_decoder(sae: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.
     return torch.cat(rows), b
 
 
+def _rank_samples(total: int, batch_size: int, world: int) -> int:
+    """Samples per rank so that W ranks of batch b take the steps of one process of batch W·b over `total`:
+    sae-lens steps while seen < total (ceil(total / (W·b)) steps) and sizes its lr schedule by
+    total // (W·b); T // W alone gives one step fewer when total % (W·b) is below W."""
+    if world == 1:
+        return total
+    full, rest = divmod(total, batch_size * world)
+    return full * batch_size + (1 if rest else 0)
+
+
 def tensor_batches(acts: torch.Tensor, batch_size: int, *, seed: int = 0) -> Iterator[torch.Tensor]:
     """Endless shuffled minibatches [batch_size, d] from an in-memory [N, d] tensor (new permutation each epoch)."""
     if acts.shape[0] < batch_size:
@@ -299,7 +309,8 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
                           l1_coefficient=l1_coefficient, **arch_kwargs)
     sae_cls = {"topk": TopKTrainingSAE, "jumprelu": JumpReLUTrainingSAE, "standard": StandardTrainingSAE}
     sae = sae_cls[architecture](cfg)
-    tcfg = SAETrainerConfig(total_training_samples=int(training_tokens) // world, train_batch_size_samples=batch_size,
+    tcfg = SAETrainerConfig(total_training_samples=_rank_samples(int(training_tokens), batch_size, world),
+                            train_batch_size_samples=batch_size,
                             lr=lr, lr_end=lr / 10, lr_scheduler_name="cosineannealing", lr_warm_up_steps=0,
                             device=device, logger=LoggingConfig(log_to_wandb=False), n_batches_for_norm_estimate=20,
                             dead_feature_window=200, feature_sampling_window=500)

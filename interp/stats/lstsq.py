@@ -180,8 +180,8 @@ class StreamingLstsq:
             mx, my = self.sx / self.n, self.sy / self.n  # means of the shifted data
             A = self.xtx - self.n * torch.outer(mx, mx)
             B = self.xty - self.n * torch.outer(mx, my)
-        else:
-            A, B = self.xtx, self.xty
+        else:  # through the origin: the raw sums ΣxxᵀΣ, Σxyᵀ (merge/all_reduce leave the sums shifted to the means)
+            _, _, A, B = self._raw()
         if self.ridge > 0:
             A = A + self.ridge * torch.eye(self.d_in, dtype=_F64, device=self.device)
         W = _solve_psd(A, B)

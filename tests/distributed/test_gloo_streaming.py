@@ -10,7 +10,7 @@ from helpers import extract_config, spawn_ranks
 H0, H1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"
 B, STEPS = 64, 40  # per-rank batch and training steps: 40 steps of 2 x 64 rows (past one epoch of 4096 rows)
 SAE_KW = {"hook": H1, "d_sae": 64, "architecture": "standard", "l1_coefficient": 1.0, "lr": 3e-3, "seed": 0,
-          "training_tokens": STEPS * 2 * B}
+          "training_tokens": STEPS * 2 * B + 1}  # not a multiple of 2B: one process takes a 41st step, so must DP
 
 
 def _worker(rank: int, world: int, init_file: str, cache: str, sae_dir: str, out: str) -> None:
@@ -118,3 +118,17 @@ def test_world_without_process_group_is_refused() -> None:
         data_split(1, 2)
     with pytest.raises(ConfigError, match="is not in a world"):
         data_split(2, 2)
+
+
+def test_rank_samples_give_the_single_process_step_count() -> None:
+    """sae-lens steps while seen < total and sizes its schedule by total // batch: for every total, W ranks of
+    batch b must match one process of batch W·b on both counts (brute force over small sizes)."""
+    from interp.saes import _rank_samples
+
+    for world in (2, 3, 4):
+        for b in (2, 3, 8):
+            for total in range(1, 200):
+                s = _rank_samples(total, b, world)
+                assert -(-s // b) == -(-total // (world * b)), (world, b, total)  # steps taken (ceil)
+                assert s // b == total // (world * b), (world, b, total)  # schedule length (floor)
+

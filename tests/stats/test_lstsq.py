@@ -63,12 +63,18 @@ def test_ridge_closed_form_and_rank_deficient() -> None:
     assert torch.allclose(sd.predict(Xd), Xd @ Wr, rtol=1e-8, atol=1e-8)
 
 
-def test_merge_equals_single_pass() -> None:
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_merge_equals_single_pass(fit_intercept: bool) -> None:
+    """Merging (what all_reduce does across ranks) re-centres the sums on the common means; a fit through the
+    origin must still solve the uncentred problem (the float64 reference below)."""
     X, Y = _data()
-    a = StreamingLstsq(12, 5).update(X[:1000], Y[:1000])
-    b = StreamingLstsq(12, 5).update(X[1000:], Y[1000:])
-    whole = StreamingLstsq(12, 5).update(X, Y).solve()
+    kw = {"fit_intercept": fit_intercept}
+    a = StreamingLstsq(12, 5, **kw).update(X[:1000], Y[:1000])
+    b = StreamingLstsq(12, 5, **kw).update(X[1000:], Y[1000:])
+    whole = StreamingLstsq(12, 5, **kw).update(X, Y).solve()
     merged = a.merge(b).solve()
+    W, _ = _ref(X, Y, fit_intercept)
+    assert torch.allclose(merged.W, W.to(merged.W.dtype), rtol=1e-8, atol=1e-10)
     assert torch.allclose(merged.W, whole.W, rtol=1e-9, atol=1e-12)
     assert torch.allclose(merged.b, whole.b, rtol=1e-9, atol=1e-9)
     assert merged.n == X.shape[0]
