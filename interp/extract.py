@@ -107,17 +107,25 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     if has_cache and not cfg.resume:
         raise CacheError(f"{out} already holds a cache",
                          hint="pass --resume to continue it or --overwrite to replace it")
-    if (out / manifest_name).is_file():
-        old = Manifest.load(out, manifest_name)
-    elif (out / MANIFEST).is_file():
-        old = Manifest.load(out, MANIFEST)  # resuming a single-process cache under torchrun, or vice versa
-    else:
+    # every manifest in the folder: this rank's, the merged one and other ranks' (the world size may differ from
+    # the run that started it: one process resuming a torchrun cache, or 2 ranks resuming 3); done = their union
+    names = dict.fromkeys([manifest_name, MANIFEST, *sorted(p.name for p in out.glob("manifest.rank*.json"))])
+    found = [Manifest.load(out, n) for n in names if (out / n).is_file()]
+    if not found:
         return None, False
-    diff = identity_mismatch(old.identity, identity)
-    if diff:
-        detail = "; ".join(f"{k}: {old.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
-        raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
-                         hint="repeat the original options, or pass --overwrite to start again")
+    for m in found:
+        diff = identity_mismatch(m.identity, identity)
+        if diff:
+            detail = "; ".join(f"{k}: {m.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
+            raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
+                             hint="repeat the original options, or pass --overwrite to start again")
+    old = found[0]
+    listed = {s.index for s in old.shards}
+    for m in found[1:]:
+        for s in m.shards:
+            if s.index not in listed:
+                old.shards.append(s)
+                listed.add(s.index)
     return old, False
 
 

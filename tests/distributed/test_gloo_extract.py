@@ -163,3 +163,52 @@ def test_distributed_streaming_regression_equals_single(tmp_path):
     got = torch.load(out, weights_only=True)
     assert (got["W"] - sol.W).abs().max().item() < 1e-10
     assert (got["b"] - sol.b).abs().max().item() < 1e-10
+
+
+def _ranks_in_turn(monkeypatch, cfg, world: int) -> dict[int, tuple[int, int]]:
+    """Each rank of a `world`-rank extraction run one after another in this process (RANK/WORLD_SIZE, no process
+    group, so barriers are no-ops); rank 0 last, as it merges. Returns rank -> (written, resumed)."""
+    from interp.extract import extract
+
+    out = {}
+    for rank in [*range(1, world), 0]:
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", str(world))
+        s = extract(cfg, progress=False)
+        out[rank] = (s.shards_written, s.shards_resumed)
+    return out
+
+
+def _keep_first_shards(manifest: Path, keep: int) -> None:
+    """What a kill leaves: the manifest lists only its first `keep` shards (the others' files may be there)."""
+    doc = json.loads(manifest.read_text())
+    doc["shards"], doc["status"] = doc["shards"][:keep], "in_progress"
+    doc["n_shards"], doc["n_rows"] = keep, sum(s["rows"][1] - s["rows"][0] for s in doc["shards"])
+    manifest.write_text(json.dumps(doc))
+
+
+def test_resume_with_another_world_size_redoes_only_missing_shards(tmp_path, tiny_neox_dir, tokens_npy, monkeypatch):
+    """Shards listed by any rank's manifest count as done whatever the new world size: 2 ranks killed with 2 shards
+    listed each, resumed by 3 ranks and, separately, by one process, write only the missing shards, bit-identical."""
+    import shutil
+
+    from helpers import extract_config
+    from interp.extract import extract
+
+    kw = {"tokens": 1024, "ctx": 32, "batch_size": 4, "shard_mb": 0.01}
+    ref = tmp_path / "ref"
+    n = extract(extract_config(ref, tiny_neox_dir, tokens_npy, **kw), progress=False).n_shards
+    two = tmp_path / "two"  # (in turn, rank 0 sees rank 1's cache: resume=True starts it or continues it)
+    _ranks_in_turn(monkeypatch, extract_config(two, tiny_neox_dir, tokens_npy, resume=True, **kw), 2)
+    (two / "manifest.json").unlink()
+    for r in (0, 1):
+        _keep_first_shards(two / f"manifest.rank{r}.json", 2)
+    done = {s["index"] for r in (0, 1) for s in json.loads((two / f"manifest.rank{r}.json").read_text())["shards"]}
+    assert 2 <= len(done) < n
+    for world, name in ((3, "three"), (1, "one")):
+        out = tmp_path / name
+        shutil.copytree(two, out)
+        counts = _ranks_in_turn(monkeypatch, extract_config(out, tiny_neox_dir, tokens_npy, resume=True, **kw), world)
+        assert sum(w for w, _ in counts.values()) == n - len(done), (world, counts)
+        assert shard_digests(out) == shard_digests(ref)
+        assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
