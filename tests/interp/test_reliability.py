@@ -156,3 +156,55 @@ def test_stale_lock_from_dead_process_is_taken_over(tmp_path, tiny_neox_dir, tex
     (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
     summary = extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), progress=False)
     assert summary.n_rows == 256 and not (out / ".lock").exists()
+
+
+def test_single_writer_and_torchrun_ranks_exclude_each_other(tmp_path, tiny_neox_dir, text_file):
+    """`interp extract --overwrite` during a torchrun job (a live .lock.rankN) is refused and deletes nothing; a
+    rank is refused while a single-process writer holds .lock; locks of dead processes do not count."""
+    out = tmp_path / "mixed"
+    extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), progress=False)
+    before = sorted(p.name for p in out.iterdir())
+    with CacheLock(out, owner="rank1"):
+        with pytest.raises(CacheLockedError, match=r"\(\.lock\.rank1\)"):
+            extract(_cfg(out, tiny_neox_dir, text_file, tokens=256, overwrite=True), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == before  # nothing wiped, no lock left behind
+    with CacheLock(out):
+        with pytest.raises(CacheLockedError, match=r"\(\.lock\)"):
+            CacheLock(out, owner="rank0").acquire()
+    assert not (out / ".lock.rank0").exists()  # the refused rank released its own lock
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".lock.rank3").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with CacheLock(out):
+        pass
+
+
+def test_breaking_a_stale_lock_never_steals_a_live_one(tmp_path, monkeypatch):
+    """B judges the lock stale; before B moves it aside, A breaks it and takes the lock. B must put A's live lock
+    back and be refused, not hold the lock too (the interleaving of two processes, replayed in one)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    a, b = CacheLock(tmp_path), CacheLock(tmp_path)
+    original = CacheLock._break_stale
+
+    def a_gets_in_first(self, holder):
+        if self is b and not a.held:
+            a.acquire()
+        return original(self, holder)
+
+    monkeypatch.setattr(CacheLock, "_break_stale", a_gets_in_first)
+    with pytest.raises(CacheLockedError):
+        b.acquire()
+    assert a.held and not b.held and json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def test_empty_lock_file_is_a_write_in_progress_until_old(tmp_path):
+    """A lock file created but not yet written is not stale at once (its writer may be between open and write)."""
+    (tmp_path / ".lock").write_text("")
+    with pytest.raises(CacheLockedError):
+        CacheLock(tmp_path).acquire()
+    old = time.time() - 60
+    os.utime(tmp_path / ".lock", (old, old))
+    with CacheLock(tmp_path) as lock:
+        assert lock.held
