@@ -70,20 +70,63 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         tokenizer = load_hf_tokenizer(path)
     _quiet_transformers()
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True).eval()
-    cfg_dict = loading.convert_hf_model_config(str(path))
-    cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype)
+    cfg_dict = _tl_config(path, hf_model.config)
+    cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype,
+                    tokenizer_name=str(path) if tokenizer is not None else None)  # None: no hub look-up
     if processing:
         cfg_dict["normalization_type"] = "LNPre" if cfg_dict.get("normalization_type") == "LN" else \
             cfg_dict.get("normalization_type")
-    cfg = HookedTransformerConfig(**cfg_dict)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
-    model.load_and_process_state_dict(
-        state, fold_ln=processing, center_writing_weights=processing, center_unembed=processing,
-        fold_value_biases=processing,
-    )
+    try:
+        cfg = HookedTransformerConfig(**cfg_dict)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+        state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
+        model.load_and_process_state_dict(
+            state, fold_ln=processing, center_writing_weights=processing, center_unembed=processing,
+            fold_value_biases=processing,
+        )
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:  # shapes transformer-lens lacks
+        raise ModelNotFoundError(f"{path} ({arch}) has a configuration transformer-lens cannot convert "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
+                                 hint="load it with transformers directly and capture with interp's nn.Module "
+                                      "hooks (module paths as hook names)") from None
     if str(device) != "cpu":
         model = model.to(device)
     return (model if dtype == torch.float32 else model.to(dtype)).eval()
+
+
+def _tl_config(path: Path, hf_config) -> dict:
+    """transformer-lens' config for a local folder, read through a neutrally named copy of config.json and patched
+    where its converter ignores the folder's own values.
+
+    The converter picks the architecture from substrings of the path ("llama", "gemma" anywhere in it) before it
+    reads config.json, so the real path could override the model; and it drops GPT-NeoX's rope theta, GPT-2's
+    n_inner (and needs n_ctx, which newer transformers no longer write) and Llama's explicit head_dim.
+    """
+    import tempfile
+
+    from transformer_lens import loading_from_pretrained as loading
+
+    doc = json.loads((path / "config.json").read_text())
+    kind = getattr(hf_config, "model_type", "")
+    if kind == "gpt2":
+        doc.setdefault("n_ctx", hf_config.n_positions)
+    with tempfile.TemporaryDirectory() as tmp:
+        neutral = Path(tmp) / "model"
+        neutral.mkdir()
+        (neutral / "config.json").write_text(json.dumps(doc))
+        try:
+            cfg = loading.convert_hf_model_config(str(neutral))
+        except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
+            raise ModelNotFoundError(f"{path}: transformer-lens cannot read its config.json "
+                                     f"({type(e).__name__}: {e})", hint="check the folder's config.json") from None
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    if kind == "gpt_neox":
+        cfg["rotary_base"] = rope.get("rope_theta", getattr(hf_config, "rotary_emb_base", 10000))
+    if kind == "gpt2" and getattr(hf_config, "n_inner", None):
+        cfg["d_mlp"] = int(hf_config.n_inner)
+    if kind == "llama" and getattr(hf_config, "head_dim", None):
+        cfg["d_head"] = int(hf_config.head_dim)
+        cfg["rotary_dim"] = int(hf_config.head_dim)
+    return cfg

@@ -49,3 +49,59 @@ def test_hub_name_offline_is_one_clear_error(monkeypatch):
 def test_local_folder_rejects_step(tiny_neox_dir):
     with pytest.raises(ModelNotFoundError, match="no training steps"):
         models.load(tiny_neox_dir, step=3)
+
+
+def _hf_variant(kind: str):
+    """Tiny random HF models for the config paths transformer-lens' converter handles badly on its own."""
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTNeoConfig,
+        GPTNeoForCausalLM,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    torch.manual_seed(0)
+    if kind == "neox_rope_theta_500":  # the converter dropped rope theta: logits silently wrong
+        cfg = GPTNeoXConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64, max_position_embeddings=64, rotary_pct=1.0, rope_theta=500.0,
+                            tie_word_embeddings=False)
+        return GPTNeoXForCausalLM(cfg)
+    if kind == "gpt2_n_inner":  # no n_ctx written by newer transformers; an MLP width other than 4·d
+        cfg = GPT2Config(vocab_size=300, n_embd=32, n_layer=2, n_head=4, n_positions=64, n_inner=48)
+        return GPT2LMHeadModel(cfg)
+    if kind == "llama_gqa_head_dim":  # grouped-query attention and head_dim != hidden / heads
+        cfg = LlamaConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=16, intermediate_size=64, max_position_embeddings=64)
+        return LlamaForCausalLM(cfg)
+    cfg = GPTNeoConfig(vocab_size=300, hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=64,
+                       attention_types=[[["global", "local"], 1]], window_size=5)  # sequences exceed the window
+    return GPTNeoForCausalLM(cfg)
+
+
+@pytest.mark.parametrize("kind", ["neox_rope_theta_500", "gpt2_n_inner", "llama_gqa_head_dim", "gpt_neo_local"])
+def test_more_architectures_match_hf_even_under_a_misleading_path(tmp_path, kind):
+    """Logits equal the HF model's for each config path; the folder sits under 'llama_runs/gemma', names that
+    transformer-lens' converter would otherwise take for the architecture."""
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path / "llama_runs" / "gemma" / kind
+    _hf_variant(kind).save_pretrained(path, safe_serialization=True)
+    ht = models.load(path)
+    hf = AutoModelForCausalLM.from_pretrained(path).eval()
+    toks = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (ht(toks) - hf(toks).logits).abs().max().item() < 1e-4
+
+
+def test_unconvertible_config_is_a_typed_error(tmp_path):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                        intermediate_size=64, attention_bias=False)
+    GPTNeoXForCausalLM(cfg).save_pretrained(tmp_path / "m", safe_serialization=True)
+    with pytest.raises(ModelNotFoundError, match="cannot convert"):
+        models.load(tmp_path / "m")
