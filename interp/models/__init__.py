@@ -104,12 +104,12 @@ def checkpoint_path(model: str = DEFAULT_MODEL, step: int | None = None) -> Path
 def load_tokenizer(model: str | Path = DEFAULT_MODEL):
     """The tokenizer of an embedded suite, a local folder, or a transformer-lens model (hub)."""
     name = str(model)
-    if is_embedded(name):
-        return load_hf_tokenizer(embedded_tokenizer_dir(name))
-    if is_hf_folder(name):
-        tok = load_hf_tokenizer(name)
+    folder = embedded_tokenizer_dir(name) if is_embedded(name) else Path(name) if is_hf_folder(name) else None
+    if folder is not None:
+        tok = load_hf_tokenizer(folder)
         if tok is None:
-            raise ModelNotFoundError(f"{name} has no tokenizer files", hint="save the tokenizer beside the model")
+            raise ModelNotFoundError(f"{folder} has no tokenizer files",
+                                     hint="save the tokenizer beside the model (data/tokenizer for the suites)")
         return tok
     if official_name(name) is not None:
         return load_hub_model(name).tokenizer

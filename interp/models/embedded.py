@@ -43,7 +43,26 @@ def is_embedded(name: str) -> bool:
 
 @lru_cache(maxsize=32)
 def _suite_info_cached(path: str, mtime: float) -> dict:
-    return json.loads(Path(path).read_text())
+    """suite.json, checked: an object whose "steps" (optional) are non-negative integers and whose "tokenizer"
+    (optional) is a path string; anything else is one typed error naming the file."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except ValueError as e:  # JSON or UTF-8
+        raise _damaged(path, f"{type(e).__name__}: {e}") from None
+    if not isinstance(info, dict):
+        raise _damaged(path, "not a JSON object")
+    steps = info.get("steps")
+    if steps is not None and not (isinstance(steps, list) and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in steps)):
+        raise _damaged(path, f'"steps" must be a list of non-negative integers, got {steps!r:.80}')
+    if not isinstance(info.get("tokenizer", ""), str):
+        raise _damaged(path, f'"tokenizer" must be a folder path, got {info["tokenizer"]!r:.80}')
+    return info
+
+
+def _damaged(path: str, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"{path} is damaged: {why}", hint="restore it from git (data/ is versioned) or retrain "
+                              "the suite: interp toy train")
 
 
 def suite_info(name: str) -> dict:
@@ -71,6 +90,8 @@ def embedded_checkpoint_path(name: str, step: int | None = None) -> Path:
     steps = embedded_checkpoints(name)
     if not steps:
         raise ModelNotFoundError(f"embedded suite '{name}' has no checkpoints", hint="retrain it: interp toy train")
+    if step is not None and (isinstance(step, bool) or int(step) != step):
+        raise ModelNotFoundError(f"checkpoint step {step!r} is not an integer", hint=f"e.g. step={steps[-1]}")
     step = steps[-1] if step is None else int(step)
     if step not in steps:
         near = min(steps, key=lambda s: abs(s - step))

@@ -105,3 +105,27 @@ def test_unconvertible_config_is_a_typed_error(tmp_path):
     GPTNeoXForCausalLM(cfg).save_pretrained(tmp_path / "m", safe_serialization=True)
     with pytest.raises(ModelNotFoundError, match="cannot convert"):
         models.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "JSONDecodeError"), ("", "JSONDecodeError"), ("[1, 2]", "not a JSON object"),
+    ('{"steps": ["a", 1]}', "list of non-negative integers"), ('{"steps": 5}', "list of non-negative integers"),
+    ('{"steps": [-5, 0]}', "list of non-negative integers"), ('{"steps": [0], "tokenizer": 5}', "folder path"),
+])
+def test_damaged_suite_json_is_one_typed_error(tmp_path, monkeypatch, text, message):
+    (tmp_path / "models" / "s").mkdir(parents=True)
+    (tmp_path / "models" / "s" / "suite.json").write_text(text)
+    monkeypatch.setenv("INTERP_DATA", str(tmp_path))
+    for call in (lambda: models.checkpoints("s"), lambda: models.checkpoint_path("s"), lambda: models.load("s")):
+        with pytest.raises(ModelNotFoundError, match=message):
+            call()
+
+
+def test_fractional_step_and_missing_tokenizer_refused(tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFoundError, match="not an integer"):
+        models.checkpoint_path(models.DEFAULT_MODEL, 2.7)
+    (tmp_path / "models" / "s" / "step0").mkdir(parents=True)
+    (tmp_path / "models" / "s" / "suite.json").write_text('{"steps": [0]}')
+    monkeypatch.setenv("INTERP_DATA", str(tmp_path))  # no data/tokenizer there
+    with pytest.raises(ModelNotFoundError, match="has no tokenizer files"):
+        models.load_tokenizer("s")
