@@ -174,6 +174,9 @@ def _paper_start(tn: np.ndarray, yn: np.ndarray) -> list[float]:
 def _check_series(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(t, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if t.shape != y.shape or t.ndim != 1:
+        raise ConfigError(f"steps {t.shape} and values {y.shape} must be 1-D of one length",
+                          hint="one value per checkpoint step")
     ok = np.isfinite(t) & np.isfinite(y)
     t, y = t[ok], y[ok]
     if t.size < 6:
@@ -181,6 +184,9 @@ def _check_series(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
                           hint="sweep more checkpoints (steps 0, 1, 2, 4, …)")
     if np.any(t < 0):
         raise ConfigError("training steps must be ≥ 0", hint="pass checkpoint step numbers")
+    if np.unique(t).size < 6:
+        raise ConfigError(f"a five-parameter fit needs ≥ 6 distinct steps, got {np.unique(t).size}",
+                          hint="pass one value per checkpoint (average repeated steps first)")
     return t, y
 
 

@@ -50,6 +50,8 @@ def r2_score(y: np.ndarray, yhat: np.ndarray) -> float:
     """Coefficient of determination 1 − SSE/SST (NaN when y is constant)."""
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
+    if y.shape != yhat.shape:
+        raise ConfigError(f"shapes differ: {y.shape} vs {yhat.shape}", hint="pass matching arrays")
     sst = float(np.sum((y - y.mean()) ** 2))
     sse = float(np.sum((y - yhat) ** 2))
     return float("nan") if sst == 0 else 1.0 - sse / sst

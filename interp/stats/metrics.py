@@ -6,6 +6,8 @@ Conventions for a multi-output target Y [n, d] and prediction Ŷ:
     "flat"            1 − Σ(Y − Ŷ)² / Σ(Y − mean(Y))² one scalar mean over all entries (`calculate_r_squared_torch`)
     "pooled"          1 − Σ_j SS_res_j / Σ_j SS_tot_j (variance-weighted; equals 1 − FVU)
 FVU(x, x̂) = Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (per-dimension mean over rows), i.e. 1 − R²_pooled.
+A column that is constant over the rows has no R² (NaN per column) and is left out of "mean_over_dims" (sklearn
+counts it as 1 or 0). NaN/inf inputs and mismatched shapes are refused.
 """
 
 from __future__ import annotations
@@ -23,9 +25,19 @@ def _2d(t: torch.Tensor) -> torch.Tensor:
     return t[:, None] if t.dim() == 1 else t
 
 
+def _pair(y: torch.Tensor, yhat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as float64 [n, d]; refuses mismatched shapes and NaN/inf (which would drop out of the means)."""
+    y, yhat = _2d(y), _2d(yhat)
+    if y.shape != yhat.shape:
+        raise ConfigError(f"shapes differ: {tuple(y.shape)} vs {tuple(yhat.shape)}", hint="pass matching tensors")
+    if not (bool(torch.isfinite(y).all()) and bool(torch.isfinite(yhat).all())):
+        raise ConfigError("targets or predictions contain NaN/inf", hint="drop or fix those rows first")
+    return y, yhat
+
+
 def r2_per_dim(y: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
     """Per-column R² [d] with SS_tot around the rows' own column means (NaN for a constant column)."""
-    y, yhat = _2d(y), _2d(yhat)
+    y, yhat = _pair(y, yhat)
     ss_res = ((y - yhat) ** 2).sum(0)
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
     return torch.where(ss_tot > 0, 1 - ss_res / ss_tot.clamp_min(1e-300), torch.full_like(ss_tot, float("nan")))
@@ -33,9 +45,7 @@ def r2_per_dim(y: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
 
 def r2(y: torch.Tensor, yhat: torch.Tensor, convention: str = "mean_over_dims") -> float:
     """R² of a prediction under one of CONVENTIONS (see module docstring)."""
-    y, yhat = _2d(y), _2d(yhat)
-    if y.shape != yhat.shape:
-        raise ConfigError(f"shapes differ: {tuple(y.shape)} vs {tuple(yhat.shape)}", hint="pass matching tensors")
+    y, yhat = _pair(y, yhat)
     if convention == "mean_over_dims":
         return float(torch.nanmean(r2_per_dim(y, yhat)))
     if convention == "flat":
@@ -48,13 +58,13 @@ def r2(y: torch.Tensor, yhat: torch.Tensor, convention: str = "mean_over_dims") 
 
 def fvu(x: torch.Tensor, xhat: torch.Tensor) -> float:
     """Fraction of variance unexplained Σ‖x − x̂‖² / Σ‖x − x̄‖² over all rows and dims."""
-    x, xhat = _2d(x), _2d(xhat)
+    x, xhat = _pair(x, xhat)
     return float(((x - xhat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
 
 
 def normalized_mse(x: torch.Tensor, xhat: torch.Tensor) -> float:
     """Mean over rows of ‖x̂ − x‖² / ‖x‖² (Engels et al.'s alternative y-axis)."""
-    x, xhat = _2d(x), _2d(xhat)
+    x, xhat = _pair(x, xhat)
     return float((((xhat - x) ** 2).sum(1) / (x ** 2).sum(1).clamp_min(1e-300)).mean())
 
 
@@ -74,6 +84,7 @@ class StreamingR2:
         if y.shape != yhat.shape or y.shape[1] != self.d:
             raise ConfigError(f"batch shapes {tuple(y.shape)}, {tuple(yhat.shape)} do not match d={self.d}",
                               hint="pass [n, d] targets and predictions")
+        y, yhat = _pair(y, yhat)
         if y.shape[0] == 0:
             return self
         if self.shift is None:
@@ -96,6 +107,8 @@ class StreamingR2:
 
     def r2(self, convention: str = "mean_over_dims") -> float:
         """R² under a convention of CONVENTIONS."""
+        if self.n == 0:
+            raise ConfigError("no rows accumulated", hint="update() with at least one batch first")
         if convention == "mean_over_dims":
             return float(torch.nanmean(self.r2_per_dim()))
         if convention == "pooled":

@@ -76,3 +76,7 @@ def test_massive_fit_log_increase_reports_lambda_zero():
 def test_massive_fit_rejects_short_series():
     with pytest.raises(ConfigError):
         fit_ma_curve(np.arange(4.0), np.arange(4.0))
+    with pytest.raises(ConfigError, match="distinct steps"):  # used to divide by zero inside the fit
+        fit_ma_curve(np.full(8, 5.0), np.arange(8.0))
+    with pytest.raises(ConfigError, match="one length"):
+        fit_ma_curve(np.arange(8.0), np.arange(7.0))

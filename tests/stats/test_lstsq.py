@@ -111,3 +111,20 @@ def test_r2_conventions_and_fvu() -> None:
     assert abs(acc.fvu() - fvu(y, yhat)) < 1e-10
     with pytest.raises(ConfigError):
         r2(y, yhat, "bogus")
+
+
+def test_metrics_refuse_nan_and_mismatched_shapes() -> None:
+    """A NaN used to drop its column out of the mean R² silently, and fvu broadcast [1, d] against [n, d]."""
+    from interp.errors import ConfigError
+    from interp.stats.curvefit import r2_score
+    from interp.stats.metrics import StreamingR2, fvu, normalized_mse, r2
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(50, 4, generator=g)
+    bad = y.clone()
+    bad[3, 1] = float("nan")
+    for call in (lambda: r2(bad, y), lambda: r2(y, bad, "flat"), lambda: fvu(y, bad),
+                 lambda: StreamingR2(4).update(bad, y), lambda: fvu(y, y[:1]), lambda: normalized_mse(y, y[:1]),
+                 lambda: r2_score([5.0], [1.0, 1.0]), lambda: StreamingR2(4).r2("flat")):
+        with pytest.raises(ConfigError):
+            call()
