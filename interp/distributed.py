@@ -50,6 +50,29 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
+def agree(error: BaseException | None) -> None:
+    """A barrier that fails on every rank when one rank failed: raises this rank's `error`, or a CacheError naming
+    the failed ranks on the others, instead of leaving them at the next barrier until the process-group timeout
+    (which, across hosts, nothing else cuts short)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        if error is not None:
+            raise error
+        return
+    from interp.errors import CacheError
+
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    failed = torch.zeros(dist.get_world_size(), device=device)
+    failed[dist.get_rank()] = float(error is not None)
+    dist.all_reduce(failed, op=dist.ReduceOp.SUM)
+    if error is not None:
+        raise error
+    ranks = [int(r) for r in torch.nonzero(failed.cpu()).flatten()]
+    if ranks:
+        raise CacheError(f"rank(s) {', '.join(map(str, ranks))} failed to start (their error is in their log); "
+                         "this rank stops too", hint="fix what the failed rank reports, then rerun the same command")
+
+
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over ranks in place (a no-op in a single process); returns it."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -21,7 +21,7 @@ from interp.cache.manifest import MANIFEST, Manifest, identity_mismatch
 from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
 from interp.cache.writer import ShardWriter
 from interp.capture import Capturer
-from interp.errors import CacheError, ConfigError
+from interp.errors import CacheError, ConfigError, InterpError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
@@ -173,10 +173,14 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     manifest_name = MANIFEST if world == 1 else f"manifest.rank{rank}.json"
     out.mkdir(parents=True, exist_ok=True)
     lock = CacheLock(out, owner="" if world == 1 else f"rank{rank}")
-    lock.acquire()
+    failure: InterpError | None = None
     try:
+        lock.acquire()
         old, wipe = _prepare_dir(out, cfg, identity, manifest_name)
-        distributed.barrier()  # every rank has looked at the folder before anything in it is removed
+    except InterpError as e:  # a held lock, a resume that does not match: every rank stops, none waits forever
+        failure = e
+    try:
+        distributed.agree(failure)  # every rank has looked at the folder before anything in it is removed
         if rank == 0:
             _clear(out, wipe)
         distributed.barrier()  # and nothing is written before the removal is over

@@ -212,3 +212,39 @@ def test_resume_with_another_world_size_redoes_only_missing_shards(tmp_path, tin
         assert sum(w for w, _ in counts.values()) == n - len(done), (world, counts)
         assert shard_digests(out) == shard_digests(ref)
         assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def _start_worker(rank: int, world: int, init_file: str, out: str, model_dir: str, data: str, report: str) -> None:
+    """Extract under a 2-rank gloo group and write what happened (ok or the error's type and message)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from helpers import extract_config
+    from interp.extract import extract
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=30))  # bounds the old behaviour (a wait at the barrier)
+    try:
+        extract(extract_config(out, model_dir, data, tokens=512), progress=False)
+        Path(f"{report}.{rank}").write_text("ok")
+    except Exception as e:  # noqa: BLE001 - the test reads it
+        Path(f"{report}.{rank}").write_text(f"{type(e).__name__}: {e}")
+    dist.destroy_process_group()
+
+
+def test_a_rank_that_cannot_start_stops_every_rank(tmp_path, tiny_neox_dir, tokens_npy):
+    """Rank 1 finds its lock held by a live process: it reports that, and rank 0 stops at once with an error naming
+    rank 1 instead of waiting at the barrier until the process-group timeout (across hosts nothing else stops it)."""
+    out = tmp_path / "c"
+    out.mkdir()
+    (out / ".lock.rank1").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    t0 = time.time()
+    spawn_ranks(_start_worker, (2, str(tmp_path / "init"), str(out), str(tiny_neox_dir), str(tokens_npy),
+                                str(tmp_path / "report")))
+    reports = [(tmp_path / f"report.{r}").read_text() for r in (0, 1)]
+    assert reports[1].startswith("CacheLockedError") and f"pid {os.getpid()}" in reports[1]
+    assert reports[0].startswith("CacheError") and "rank(s) 1 failed" in reports[0], reports[0]
+    assert time.time() - t0 < 25
+    assert sorted(p.name for p in out.iterdir()) == [".lock.rank1"]  # nothing written, the live lock kept
