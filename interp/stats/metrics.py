@@ -7,7 +7,8 @@ Conventions for a multi-output target Y [n, d] and prediction Ŷ:
     "pooled"          1 − Σ_j SS_res_j / Σ_j SS_tot_j (variance-weighted; equals 1 − FVU)
 FVU(x, x̂) = Σ‖x − x̂‖² / Σ‖x − mean(x)‖² (per-dimension mean over rows), i.e. 1 − R²_pooled.
 A column that is constant over the rows has no R² (NaN per column) and is left out of "mean_over_dims" (sklearn
-counts it as 1 or 0). NaN/inf inputs and mismatched shapes are refused.
+counts it as 1 or 0); a target with no variance at all gives NaN under every convention and for FVU. NaN/inf
+inputs and mismatched shapes are refused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def _pair(y: torch.Tensor, yhat: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return y, yhat
 
 
+def _one_minus(ss_res: torch.Tensor, ss_tot: torch.Tensor) -> float:
+    """1 − SS_res / SS_tot, NaN when the target has no variance (as a constant column's R² is)."""
+    return float(1 - ss_res / ss_tot) if float(ss_tot) > 0 else float("nan")
+
+
 def r2_per_dim(y: torch.Tensor, yhat: torch.Tensor) -> torch.Tensor:
     """Per-column R² [d] with SS_tot around the rows' own column means (NaN for a constant column)."""
     y, yhat = _pair(y, yhat)
@@ -50,7 +56,7 @@ def r2(y: torch.Tensor, yhat: torch.Tensor, convention: str = "mean_over_dims") 
         return float(torch.nanmean(r2_per_dim(y, yhat)))
     if convention == "flat":
         ss_tot = ((y - y.mean()) ** 2).sum()
-        return float(1 - ((y - yhat) ** 2).sum() / ss_tot)
+        return _one_minus(((y - yhat) ** 2).sum(), ss_tot)
     if convention == "pooled":
         return 1.0 - fvu(y, yhat)
     raise ConfigError(f"unknown R² convention '{convention}'", hint=f"use one of {', '.join(CONVENTIONS)}")
@@ -59,7 +65,7 @@ def r2(y: torch.Tensor, yhat: torch.Tensor, convention: str = "mean_over_dims") 
 def fvu(x: torch.Tensor, xhat: torch.Tensor) -> float:
     """Fraction of variance unexplained Σ‖x − x̂‖² / Σ‖x − x̄‖² over all rows and dims."""
     x, xhat = _pair(x, xhat)
-    return float(((x - xhat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    return 1.0 - _one_minus(((x - xhat) ** 2).sum(), ((x - x.mean(0)) ** 2).sum())
 
 
 def normalized_mse(x: torch.Tensor, xhat: torch.Tensor) -> float:
@@ -121,9 +127,9 @@ class StreamingR2:
                 + self.n * ((self.shift - shift_mean) ** 2).sum()
             mean_dev = (self.sy.sum() / n_el)
             tot = tot_raw - n_el * mean_dev ** 2
-            return float(1 - self.sres.sum() / tot)
+            return _one_minus(self.sres.sum(), tot)
         raise ConfigError(f"unknown R² convention '{convention}'", hint=f"use one of {', '.join(CONVENTIONS)}")
 
     def fvu(self) -> float:
         """Σ SS_res / Σ SS_tot over all columns."""
-        return float(self.sres.sum() / self.ss_tot().sum())
+        return 1.0 - _one_minus(self.sres.sum(), self.ss_tot().sum())

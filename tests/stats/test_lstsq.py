@@ -128,3 +128,8 @@ def test_metrics_refuse_nan_and_mismatched_shapes() -> None:
                  lambda: r2_score([5.0], [1.0, 1.0]), lambda: StreamingR2(4).r2("flat")):
         with pytest.raises(ConfigError):
             call()
+    const = torch.ones(20, 3)  # no variance: NaN under every convention, as a constant column's own R²
+    for value in (r2(const, const * 0.5, "flat"), r2(const, const * 0.5, "pooled"), fvu(const, const * 0.5),
+                  StreamingR2(3).update(const, const * 0.5).r2("flat"), StreamingR2(3).update(const, const).fvu()):
+        assert value != value
+
