@@ -16,9 +16,13 @@ from typing import BinaryIO
 @functools.cache
 def _file_mode() -> int:
     """0o666 less the process umask: what open() would give. mkstemp's own 0o600 would make reports and shared
-    caches unreadable to other users. Read once (os.umask can only be read by setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    caches unreadable to other users. Read once, from /proc where it can be read without setting it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)  # os.umask only reads by setting: a brief window, once per process
+        os.umask(mask)
     return 0o666 & ~mask
 
 

@@ -104,7 +104,7 @@ class CacheLock:
             os.replace(self.path, grave)
         except FileNotFoundError:
             return
-        if CacheLock._read(grave) != holder and CacheLock._read(grave) is not None:
+        if CacheLock._read(grave) != holder:  # another holder (or one mid-write): not ours to remove
             try:
                 os.link(grave, self.path)  # put the live lock back (fails if a third process got in: it holds)
             except FileExistsError:
