@@ -119,14 +119,18 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
             detail = "; ".join(f"{k}: {m.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
             raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
                              hint="repeat the original options, or pass --overwrite to start again")
-    old = found[0]
-    listed = {s.index for s in old.shards}
-    for m in found[1:]:
+    return _union(found[0], found[1:]), False
+
+
+def _union(base: Manifest, others) -> Manifest:
+    """`base` with every shard that one of `others` lists and it does not (shards are identified by index)."""
+    listed = {s.index for s in base.shards}
+    for m in others:
         for s in m.shards:
             if s.index not in listed:
-                old.shards.append(s)
+                base.shards.append(s)
                 listed.add(s.index)
-    return old, False
+    return base
 
 
 def _clear(out: Path, wipe: bool) -> None:
@@ -336,13 +340,8 @@ def _merge_rank_manifests(out: Path, world: int, rows: int, wait_s: float = 60.0
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            merged = Manifest.load(out, "manifest.rank0.json")
-            seen = {s.index for s in merged.shards}
-            for r in range(1, world):
-                for s in Manifest.load(out, f"manifest.rank{r}.json").shards:
-                    if s.index not in seen:
-                        merged.shards.append(s)
-                        seen.add(s.index)
+            merged = _union(Manifest.load(out, "manifest.rank0.json"),
+                            [Manifest.load(out, f"manifest.rank{r}.json") for r in range(1, world)])
             problem = None if merged.n_rows == rows else f"merged cache has {merged.n_rows} rows, expected {rows}"
         except CacheError as e:  # a rank's manifest not visible yet, or caught mid-replace
             problem = str(e)
