@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import report_support
@@ -153,10 +154,10 @@ def test_cli_report_takes_result_json_and_fails_on_broken_pages(tmp_path, capsys
     from interp.results import Result
 
     monkeypatch.setattr("apps.report.builder.result_class", lambda analysis, registry=None: Result)
-    Result(summary={"n": 1}, arrays={"x": __import__("numpy").zeros(3)}).save(tmp_path / "good")
+    Result(summary={"n": 1}, arrays={"x": np.zeros(3)}).save(tmp_path / "good")
     assert main(["report", str(tmp_path / "good" / "result.json"), "--out", str(tmp_path / "r1")]) == 0
     assert (tmp_path / "r1" / "index.html").is_file()
-    Result(summary={"n": 2}, arrays={"x": __import__("numpy").zeros(3)}).save(tmp_path / "bad")
+    Result(summary={"n": 2}, arrays={"x": np.zeros(3)}).save(tmp_path / "bad")
     (tmp_path / "bad" / "arrays.safetensors").unlink()
     capsys.readouterr()
     assert main(["report", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(tmp_path / "r2")]) == 1
