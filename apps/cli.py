@@ -34,6 +34,8 @@ def _extract_parser(sub) -> None:
     p.add_argument("--positions", default="all", help="all, last, drop:K, range:A:B")
     p.add_argument("--prepend-bos", action="store_true", help="start every sequence with the end-of-text token")
     p.add_argument("--shard-mb", type=float, default=64.0, help="target size of one shard across hooks (MiB)")
+    p.add_argument("--writer-threads", type=int, default=0,
+                   help="threads hashing and writing shards (0: one per four cores, at most four)")
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
@@ -46,6 +48,13 @@ def _extract_parser(sub) -> None:
     p.add_argument("--timings", action="store_true", help="also print this rank's seconds by phase")
 
 
+def extract_options(a: argparse.Namespace) -> dict:
+    """The ExtractConfig fields that `interp extract` takes straight from its flags (dense and sparse alike)."""
+    names = ("out", "checkpoint", "data", "text_column", "tokens", "ctx", "batch_size", "dtype", "positions",
+             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads")
+    return {n: getattr(a, n) for n in names}
+
+
 def cmd_extract(a: argparse.Namespace) -> int:
     from interp.extract import ExtractConfig, extract
     from interp.models import DEFAULT_MODEL
@@ -54,10 +63,7 @@ def cmd_extract(a: argparse.Namespace) -> int:
         from apps.sparse_extract import sparse_extract  # wired once the sparse formats land
 
         return sparse_extract(a)
-    cfg = ExtractConfig(out=a.out, model=a.model or DEFAULT_MODEL, checkpoint=a.checkpoint, hooks=a.hooks,
-                        data=a.data, text_column=a.text_column, tokens=a.tokens, ctx=a.ctx, batch_size=a.batch_size,
-                        dtype=a.dtype, positions=a.positions, prepend_bos=a.prepend_bos, shard_mb=a.shard_mb,
-                        device=a.device, resume=a.resume, overwrite=a.overwrite)
+    cfg = ExtractConfig(model=a.model or DEFAULT_MODEL, hooks=a.hooks, **extract_options(a))
     from interp import distributed
 
     distributed.init_from_env(a.device)

@@ -7,6 +7,7 @@ import argparse
 
 def sparse_extract(a: argparse.Namespace) -> int:
     """Store SAE latents (or thresholded / top-k activations) sparsely in the cache; print the summary line."""
+    from apps.cli import extract_options
     from interp import distributed
     from interp.cache.sparse_formats import sparse_hook_formats
     from interp.extract import ExtractConfig, extract
@@ -18,10 +19,7 @@ def sparse_extract(a: argparse.Namespace) -> int:
     value_dtype = a.dtype if a.dtype in ("bfloat16", "float16", "bf16", "fp16") else "bfloat16"
     hooks, formats = sparse_hook_formats(model, list(a.hooks), a.sparse, k=a.k, threshold=a.threshold, sae=a.sae,
                                          value_dtype=value_dtype)
-    cfg = ExtractConfig(out=a.out, model=model_name, checkpoint=a.checkpoint, hooks=hooks, data=a.data,
-                        text_column=a.text_column, tokens=a.tokens, ctx=a.ctx, batch_size=a.batch_size,
-                        dtype=a.dtype, positions=a.positions, prepend_bos=a.prepend_bos, shard_mb=a.shard_mb,
-                        device=a.device, resume=a.resume, overwrite=a.overwrite, formats=formats)
+    cfg = ExtractConfig(model=model_name, hooks=hooks, formats=formats, **extract_options(a))
     summary = extract(cfg, model=model, progress=not a.quiet)
     if distributed.rank_world()[0] == 0:
         print(summary.line())

@@ -71,7 +71,7 @@ def worker(a) -> None:
     hook = f"gpt_neox.layers.{n_layers - 1}"
     cfg = ExtractConfig(out=a.out_dir, model=f"random-{a.size}", data=a.data, tokens=a.tokens, ctx=a.ctx,
                         batch_size=a.batch_size, dtype="bfloat16", hooks=[hook], device=device, overwrite=True,
-                        shard_mb=a.shard_mb)
+                        shard_mb=a.shard_mb, writer_threads=a.writer_threads)
     # warm-up on a few blocks (CUDA context, kernels) outside the timed run
     with torch.inference_mode():
         model(torch.zeros(a.batch_size, a.ctx, dtype=torch.long, device=device))
@@ -150,7 +150,7 @@ def _one_run(a, n: int, data: Path, out: Path, env: dict) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
            str(Path(__file__).resolve()), "--worker", "--out-dir", str(out), "--data", str(data),
            "--tokens", str(a.tokens), "--ctx", str(a.ctx), "--batch-size", str(a.batch_size), "--size", a.size,
-           "--shard-mb", str(a.shard_mb), "--device", a.device]
+           "--shard-mb", str(a.shard_mb), "--device", a.device, "--writer-threads", str(a.writer_threads)]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
@@ -173,7 +173,9 @@ def _report(a, runs: dict[int, list[dict]], identical: bool) -> None:
              f"Command: `python {' '.join(sys.argv)}`  ",
              f"Machine: {first['gpu']} x {max(a.gpus)}, torchrun --standalone, {backend}; model random {a.size} "
              f"(GPT-NeoX, {prec}), hook: last layer output, {first['tokens']:,} tokens in blocks of {a.ctx}, "
-             f"batch {a.batch_size} per rank, {a.shard_mb:g} MB shards, cache written to {a.workdir}; input "
+             f"batch {a.batch_size} per rank, {a.shard_mb:g} MB shards, "
+             f"{a.writer_threads or 'automatic (one per four cores, at most four)'} writer thread(s) per rank, "
+             f"cache written to {a.workdir}; input "
              f"{'pre-tokenized (.npy)' if a.pretokenize else 'text tokenized in every rank'}. {a.repeats} "
              "repeat(s), world sizes interleaved; the median run of each size is reported (of an even count, "
              "the faster middle one).", "",
@@ -245,6 +247,7 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--writer-threads", type=int, default=0, help="shard writer threads per rank (0: automatic)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--pretokenize", action=argparse.BooleanOptionalAction, default=True,
                     help="tokenize once into tokens.npy before the timed runs (default) or tokenize in every rank")

@@ -19,7 +19,7 @@ from interp.cache.formats import get as get_format
 from interp.cache.lock import CacheLock
 from interp.cache.manifest import MANIFEST, Manifest, identity_mismatch
 from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
-from interp.cache.writer import ShardWriter
+from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.models import DEFAULT_MODEL, load, model_id
@@ -49,7 +49,8 @@ class ExtractConfig:
     device: str = "cpu"
     resume: bool = False
     overwrite: bool = False
-    max_pending: int = 2
+    max_pending: int = 2  # shards queued for the writer before capture waits
+    writer_threads: int = 0  # threads hashing and writing shards; 0: one per four cores, at most four
     formats: dict[str, dict] = field(default_factory=dict)  # hook -> {"format": "topk", ...}; default dense
 
 
@@ -88,6 +89,8 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError("--resume and --overwrite contradict each other", hint="pass one of them")
     if cfg.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
+    if int(cfg.writer_threads) < 0:
+        raise ConfigError(f"--writer-threads must be 0 (automatic) or more, got {cfg.writer_threads}")
     if not STORAGE[dtype_name(cfg.dtype)][0].is_floating_point:  # would truncate or wrap activations silently
         raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
 
@@ -206,7 +209,8 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     done = {s.index: s for s in old.shards} if old else {}
     manifest = old or Manifest(identity=identity, hooks={}, layout={}, environment=environment())
     specs: dict[str, dict] = dict(manifest.hooks)
-    writer = ShardWriter(out, manifest, manifest_name, max_pending=cfg.max_pending)
+    writer = ShardWriter(out, manifest, manifest_name, max_pending=cfg.max_pending,
+                         threads=cfg.writer_threads or default_writer_threads())
     seq_all, pos_all = capturer.positions.index(cfg.batch_size, cfg.ctx)
     bar = None
     if progress and rank == 0:

@@ -59,7 +59,7 @@ def test_twenty_random_sigkills_then_resume_bit_identical(tmp_path, tiny_neox_di
     out = tmp_path / "c"
     rng = random.Random(0)
     torch.set_num_threads(1)
-    cfg = _cfg(out, tiny_neox_dir, text_file, resume=True)
+    cfg = _cfg(out, tiny_neox_dir, text_file, resume=True, writer_threads=3)  # kills leave gaps in the listing
     # time one uninterrupted run's duration to spread the kills over it
     t0 = time.perf_counter()
     extract(_cfg(tmp_path / "timing", tiny_neox_dir, text_file), model=tiny_model, progress=False)
@@ -124,6 +124,58 @@ def test_disk_full_stops_cleanly_and_resumes(tmp_path, tiny_neox_dir, text_file)
     extract(_cfg(out, tiny_neox_dir, text_file, hooks=resid, resume=True, max_pending=2), progress=False)
     extract(_cfg(tmp_path / "ref", tiny_neox_dir, text_file, hooks=resid), progress=False)
     assert shard_digests(out) == shard_digests(tmp_path / "ref")
+
+
+def test_writer_threads_write_the_same_cache(tmp_path, tiny_neox_dir, text_file, tiny_model, reference):
+    """Several writer threads list shards in any order; the files and the final manifest's shard list are those of
+    one thread."""
+    out = tmp_path / "threads"
+    extract(_cfg(out, tiny_neox_dir, text_file, writer_threads=4, max_pending=4), model=tiny_model, progress=False)
+    assert shard_digests(out) == shard_digests(reference)
+    listing = lambda folder: json.loads((folder / "manifest.json").read_text())["shards"]  # noqa: E731
+    assert listing(out) == listing(reference)
+    assert open_cache(out).verify_all() == []
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_writer_error_is_raised_once_and_later_shards_are_not_written(tmp_path, monkeypatch, threads):
+    """A failed shard stops the writer: it is reported once, shards taken after it are not written, and every
+    listed shard is complete (the disk-full test covers the CLI's message)."""
+    import numpy as np
+
+    from interp.cache import writer as writer_mod
+    from interp.cache.manifest import Manifest
+    from interp.cache.shards import shard_file, write_npy_atomic
+
+    def failing(path, array):
+        if path.name == "h.00002.npy":
+            raise OSError(28, "No space left on device")
+        return write_npy_atomic(path, array)
+
+    monkeypatch.setattr(writer_mod, "write_npy_atomic", failing)
+    w = writer_mod.ShardWriter(tmp_path, Manifest(identity={}, hooks={}, layout={}), max_pending=1, threads=threads)
+    raised = 0
+    for i in range(8):
+        try:
+            w.submit(i, (i, i + 1), (i, i + 1), {shard_file("h", i): np.full((4, 2), i, dtype=np.float32)})
+        except Exception as e:  # noqa: BLE001
+            raised += 1
+            assert "no space left" in str(e)
+            break
+    try:
+        w.close()
+    except Exception as e:  # noqa: BLE001
+        raised += 1
+        assert "no space left" in str(e)
+    w._raise()  # reported once: nothing left to raise
+    assert raised == 1
+    listed = sorted(s.index for s in w.manifest.shards)
+    assert 2 not in listed and listed[:2] == [0, 1]  # shards taken before the failure are finished and listed
+    if threads == 1:  # one thread takes shards in order: nothing after the failed one was written
+        assert listed == [0, 1] and sorted(p.name for p in tmp_path.glob("*.npy")) == ["h.00000.npy", "h.00001.npy"]
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(s["index"] for s in doc["shards"]) == listed
+    _listed_shards_complete(tmp_path)
 
 
 def test_second_writer_refused_with_pid(tmp_path, tiny_neox_dir, text_file):
