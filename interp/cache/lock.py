@@ -1,7 +1,16 @@
-"""A writer lock on a cache folder: one writer at a time; a stale lock from a dead process is taken over."""
+"""A writer lock on a cache folder: one writer at a time; a stale lock from a dead process is taken over.
+
+The lock is a file holding {pid, host}, which names the writer in errors. Where the file system supports it, the
+holder also keeps an exclusive `flock` on the file for as long as it runs: the kernel drops it when the process
+dies, and a dead holder's lock is taken over in place under that flock, so two processes can never both take it.
+Where flock is not supported, a stale lock is moved aside instead (`_break_stale`), which closes the race for two
+processes but not for three arriving at the same instant.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -12,6 +21,33 @@ from interp.errors import CacheLockedError
 
 LOCK = ".lock"
 EMPTY_LOCK_GRACE_S = 10.0  # a lock file without a readable holder is a write in progress for this long
+
+
+def _flock(fd: int) -> bool | None:
+    """Try an exclusive flock without waiting: True if taken, False if another open file holds it, None where the
+    file system does not support flock."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return None
+        raise
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """The open file is still the one at `path` (not a lock that its holder unlinked meanwhile)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _alive(pid: int) -> bool:
@@ -30,25 +66,23 @@ class CacheLock:
     def __init__(self, directory: Path, owner: str = ""):
         self.path = Path(directory) / (LOCK + (f".{owner}" if owner else ""))
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> None:
-        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
-        for _ in range(3):
+        for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+                created = True
             except FileExistsError:
-                holder = self._holder()
-                if self._stale(holder):
-                    self._break_stale(holder)
+                try:
+                    fd = os.open(self.path, os.O_RDWR)
+                except FileNotFoundError:  # released meanwhile: try to create it again
                     continue
-                who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "a writer that is starting"
-                raise CacheLockedError(f"{self.path.parent} is being written by {who}",
-                                       hint=self._hint(holder or {"host": socket.gethostname()})) from None
-            with os.fdopen(fd, "wb") as f:
-                f.write(me)
-                f.flush()
-                os.fsync(f.fileno())
-            self.held = True
+                created = False
+            taken = self._take(fd, created)
+            if taken is None:  # the lock file was replaced meanwhile: look again
+                continue
+            self._fd, self.held = fd, True
             try:
                 self._refuse_other_kind()
             except BaseException:
@@ -56,6 +90,45 @@ class CacheLock:
                 raise
             return
         raise CacheLockedError(f"could not take the lock {self.path}", hint="remove it if no writer is running")
+
+    def _take(self, fd: int, created: bool) -> bool | None:
+        """Make the open lock file ours and write our pid into it; None to retry; raises when a writer holds it."""
+        locked = _flock(fd)
+        for _ in range(20 if created and locked is False else 0):  # a newcomer looks at our fresh file: a moment
+            time.sleep(0.01)
+            if (locked := _flock(fd)) is not False:
+                break
+        try:
+            if locked is None:  # no flock here: the file alone is the lock
+                if not created:
+                    holder = self._holder()
+                    if not self._stale(holder):
+                        self._refuse(holder)
+                    os.close(fd)
+                    self._break_stale(holder)
+                    return None
+            elif not locked or not _same_file(fd, self.path):
+                if not locked:
+                    self._refuse(self._holder())
+                os.close(fd)
+                return None
+            elif not created and not self._stale(self._holder()):
+                self._refuse(self._holder())  # an empty lock still being written, another host's, a live pid
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+            os.fsync(fd)
+            return True
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if created and _same_file(fd, self.path):  # a file we created and could not keep: leave none
+                    os.unlink(self.path)
+                os.close(fd)
+            raise
+
+    def _refuse(self, holder: dict | None) -> None:
+        who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "a writer that is starting"
+        raise CacheLockedError(f"{self.path.parent} is being written by {who}",
+                               hint=self._hint(holder or {"host": socket.gethostname()}))
 
     def _refuse_other_kind(self) -> None:
         """A single-process writer (.lock) and a torchrun job's ranks (.lock.rankN) exclude each other too: an
@@ -112,12 +185,16 @@ class CacheLock:
         os.unlink(grave)
 
     def release(self) -> None:
+        """Unlink the lock file, then drop the flock (closing the file): a process that opened the old file and
+        gets the flock after us sees that it is no longer the file at the path, and retries."""
         if self.held:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            self.held = False
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd, self.held = None, False
 
     def __enter__(self) -> CacheLock:
         self.acquire()

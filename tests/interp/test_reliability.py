@@ -232,11 +232,12 @@ def test_single_writer_and_torchrun_ranks_exclude_each_other(tmp_path, tiny_neox
 
 
 def test_breaking_a_stale_lock_never_steals_a_live_one(tmp_path, monkeypatch):
-    """B judges the lock stale; before B moves it aside, A breaks it and takes the lock. B must put A's live lock
-    back and be refused, not hold the lock too (the interleaving of two processes, replayed in one)."""
+    """Without flock: B judges the lock stale; before B moves it aside, A breaks it and takes the lock. B must put
+    A's live lock back and be refused, not hold the lock too (the interleaving of two processes, replayed in one)."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    monkeypatch.setattr("interp.cache.lock._flock", lambda fd: None)  # a file system without flock
     a, b = CacheLock(tmp_path), CacheLock(tmp_path)
     original = CacheLock._break_stale
 
@@ -249,6 +250,75 @@ def test_breaking_a_stale_lock_never_steals_a_live_one(tmp_path, monkeypatch):
     with pytest.raises(CacheLockedError):
         b.acquire()
     assert a.held and not b.held and json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_processes_racing_for_a_stale_lock_never_both_take_it(tmp_path):
+    """Four processes find the same dead holder's lock at once (each pauses 20 ms after judging it stale, which
+    widens the window): in every round exactly one takes the lock; the others are refused naming it."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = json.dumps({"pid": dead.pid, "host": socket.gethostname()})
+    for rnd in range(8):
+        (tmp_path / ".lock").write_text(stale)
+        go, pids = tmp_path / f"go{rnd}", []
+        for i in range(4):
+            pid = os.fork()
+            if pid == 0:  # child: wait for the start, race for the lock, hold it a while
+                code = 1
+                try:
+                    CacheLock._stale = _slow_judge(CacheLock._stale)
+                    while not go.exists():
+                        time.sleep(0.001)
+                    lock = CacheLock(tmp_path)
+                    try:
+                        lock.acquire()
+                        (tmp_path / f"won.{rnd}.{i}").write_text(str(os.getpid()))
+                        time.sleep(0.3)
+                        lock.release()
+                        code = 0
+                    except CacheLockedError:
+                        code = 7
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        go.write_text("")
+        codes = sorted(os.WEXITSTATUS(os.waitpid(p, 0)[1]) for p in pids)
+        assert codes == [0, 7, 7, 7], (rnd, codes)
+        assert len(list(tmp_path.glob(f"won.{rnd}.*"))) == 1 and not (tmp_path / ".lock").exists()
+    assert not list(tmp_path.glob(".lock*"))
+
+
+def _slow_judge(judge):
+    """A stale-lock judgement that pauses 20 ms after deciding (the window in which racing processes interleave)."""
+    def slow(self, *args):
+        verdict = judge(self, *args)
+        time.sleep(0.02)
+        return verdict
+    return slow
+
+
+def test_a_released_lock_file_is_not_reused_by_a_late_opener(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder released it (unlink, then close) gets a flock
+    on a file no longer at the path; it must notice and take a fresh lock, not hold the deleted file."""
+    a = CacheLock(tmp_path)
+    a.acquire()
+    b = CacheLock(tmp_path)
+    real_open = os.open
+
+    def open_then_release(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if not flags & os.O_EXCL and a.held:
+            a.release()  # the holder lets go between b's open and b's flock
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_release)
+    b.acquire()
+    monkeypatch.undo()
+    assert b.held and json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    st = (tmp_path / ".lock").stat()
+    assert (st.st_dev, st.st_ino) == (os.fstat(b._fd).st_dev, os.fstat(b._fd).st_ino)
+    b.release()
 
 
 def test_empty_lock_file_is_a_write_in_progress_until_old(tmp_path):
