@@ -78,6 +78,12 @@ class CacheLock:
                     fd = os.open(self.path, os.O_RDWR)
                 except FileNotFoundError:  # released meanwhile: try to create it again
                     continue
+                except PermissionError:  # another user's lock: it cannot be taken over from here
+                    holder = self._holder()
+                    who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another user"
+                    raise CacheLockedError(f"{self.path.parent} is locked by {who}, and this user cannot write its "
+                                           f"lock file {self.path}",
+                                           hint="wait for that writer, or ask its owner to remove the lock") from None
                 created = False
             taken = self._take(fd, created)
             if taken is None:  # the lock file was replaced meanwhile: look again
