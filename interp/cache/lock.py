@@ -41,6 +41,18 @@ def _flock(fd: int) -> bool | None:
         raise
 
 
+def _flock_free(path: Path) -> bool:
+    """Nobody holds the flock of the file at `path` (False where that cannot be told: no flock, no such file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return bool(_flock(fd))
+    finally:
+        os.close(fd)  # drops the flock taken just to look
+
+
 def _same_file(fd: int, path: Path) -> bool:
     """The open file is still the one at `path` (not a lock that its holder unlinked meanwhile)."""
     try:
@@ -118,7 +130,7 @@ class CacheLock:
                     self._refuse(self._holder())
                 os.close(fd)
                 return None
-            elif not created and not self._stale(self._holder()):
+            elif not created and not self._stale(self._holder(), unflocked=True):
                 self._refuse(self._holder())  # an empty lock still being written, another host's, a live pid
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
@@ -143,7 +155,7 @@ class CacheLock:
                   if self.path.name == LOCK else [self.path.with_name(LOCK)])
         for other in others:
             holder = CacheLock._read(other)
-            if other.exists() and not self._stale(holder, other):
+            if other.exists() and not self._stale(holder, other, unflocked=_flock_free(other)):
                 who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another writer"
                 raise CacheLockedError(f"{self.path.parent} is being written by {who} ({other.name})",
                                        hint=self._hint(holder or {}, other))
@@ -166,14 +178,18 @@ class CacheLock:
         except (OSError, ValueError):
             return None
 
-    def _stale(self, holder: dict | None, path: Path | None = None) -> bool:
-        """A lock whose process died on this host, or an unreadable one old enough not to be mid-write."""
+    def _stale(self, holder: dict | None, path: Path | None = None, unflocked: bool = False) -> bool:
+        """A lock whose process died on this host, or an unreadable one old enough not to be mid-write. `unflocked`:
+        nobody holds the file's flock, so its holder is gone whatever process now has its pid (a restarted
+        container reuses pids)."""
         if holder is None:
             try:
                 return time.time() - (path or self.path).stat().st_mtime > EMPTY_LOCK_GRACE_S
             except FileNotFoundError:
                 return True
-        return holder.get("host") == socket.gethostname() and not _alive(holder["pid"])
+        if holder.get("host") != socket.gethostname():
+            return False
+        return unflocked or not _alive(holder["pid"])
 
     def _break_stale(self, holder: dict | None) -> None:
         """Move the stale lock aside, then make sure what was moved is the lock judged stale: between the check

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from helpers import pretokenize, run_cli, shard_digests, spawn_ranks
+from interp.cache.lock import CacheLock
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # same threads per process in both runs
@@ -239,12 +240,13 @@ def test_a_rank_that_cannot_start_stops_every_rank(tmp_path, tiny_neox_dir, toke
     rank 1 instead of waiting at the barrier until the process-group timeout (across hosts nothing else stops it)."""
     out = tmp_path / "c"
     out.mkdir()
-    (out / ".lock.rank1").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     t0 = time.time()
-    spawn_ranks(_start_worker, (2, str(tmp_path / "init"), str(out), str(tiny_neox_dir), str(tokens_npy),
-                                str(tmp_path / "report")))
+    with CacheLock(out, owner="rank1"):  # held by this (live) process, flock included
+        spawn_ranks(_start_worker, (2, str(tmp_path / "init"), str(out), str(tiny_neox_dir), str(tokens_npy),
+                                    str(tmp_path / "report")))
+        listing = sorted(p.name for p in out.iterdir())
     reports = [(tmp_path / f"report.{r}").read_text() for r in (0, 1)]
     assert reports[1].startswith("CacheLockedError") and f"pid {os.getpid()}" in reports[1]
     assert reports[0].startswith("CacheError") and "rank(s) 1 failed" in reports[0], reports[0]
     assert time.time() - t0 < 25
-    assert sorted(p.name for p in out.iterdir()) == [".lock.rank1"]  # nothing written, the live lock kept
+    assert listing == [".lock.rank1"]  # nothing written, the live lock kept

@@ -289,10 +289,21 @@ def test_processes_racing_for_a_stale_lock_never_both_take_it(tmp_path):
     assert not list(tmp_path.glob(".lock*"))
 
 
+def test_a_lock_whose_pid_was_reused_is_taken_over(tmp_path):
+    """A restarted container reuses pids: a dead writer's lock may name a live, unrelated process. Nobody holds the
+    file's flock, so it is stale (before, it was refused for good); a lock with a live flock holder is not."""
+    for name in (".lock", ".lock.rank2"):
+        (tmp_path / name).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    with CacheLock(tmp_path) as lock:  # .lock taken over in place; the rank lock's pid is alive but unflocked
+        assert lock.held and json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(CacheLockedError, match=f"pid {os.getpid()}"):
+            CacheLock(tmp_path).acquire()  # a live holder: the flock is held
+
+
 def _slow_judge(judge):
     """A stale-lock judgement that pauses 20 ms after deciding (the window in which racing processes interleave)."""
-    def slow(self, *args):
-        verdict = judge(self, *args)
+    def slow(self, *args, **kwargs):
+        verdict = judge(self, *args, **kwargs)
         time.sleep(0.02)
         return verdict
     return slow
