@@ -44,6 +44,20 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def fmt(value: Any, spec: str = ".3g") -> str:
+    """A number for a label or hover text: `format(value, spec)`, or "n/a" for None/NaN (how result.json stores a
+    NaN) and "±inf" for infinities (stored as strings), so a saved and reloaded result labels its figures too."""
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return value
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "n/a" if value is None else str(value)
+    if math.isnan(x):
+        return "n/a"
+    return format(x, spec) if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
 @dataclass
 class Result:
     """Base of every analysis result.

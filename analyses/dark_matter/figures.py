@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from interp.results import fmt
+
 _COLORS = {"topk": "#1f77b4", "jumprelu": "#d62728", "standard": "#2ca02c"}
 
 
@@ -25,13 +27,14 @@ def _scaling(res) -> Any:
         for q, dash, label in (("fvu_sae", "solid", "FVU(Sae)"), ("fvu_sae_plus_linear", "dot", "FVU(Sae+linear)")):
             fig.add_trace(go.Scatter(x=w, y=[r[q] for r in sel], mode="markers", name=f"{arch} {label}",
                                      marker={"color": col, "symbol": "circle" if dash == "solid" else "diamond"},
-                                     text=[f"{r['name']}<br>L0={r['l0']:.1f}" for r in sel]), 1, 1)
+                                     text=[f"{r['name']}<br>L0={fmt(r['l0'], '.1f')}" for r in sel]), 1, 1)
             fit = (fits.get(arch) or {}).get(q)
             if fit:
                 ws = np.geomspace(w.min() / 2, w.max() * 4, 60)
                 fig.add_trace(go.Scatter(x=ws, y=power_law(ws, fit["c"], fit["a"], fit["m"]), mode="lines",
-                                         line={"color": col, "dash": dash}, name=f"{arch} {label} fit: "
-                                         f"{fit['c']:.3f} + {fit['a']:.3g}·W^-{fit['m']:.2f}"), 1, 1)
+                                         line={"color": col, "dash": dash},
+                                         name=f"{arch} {label} fit: {fmt(fit['c'], '.3f')} + "
+                                         f"{fmt(fit['a'], '.3g')}·W^-{fmt(fit['m'], '.2f')}"), 1, 1)
         for q, sym in (("r2_vec", "circle"), ("r2_norm", "square")):
             fig.add_trace(go.Scatter(x=w, y=[r[q] for r in sel], mode="lines+markers", marker={"symbol": sym},
                                      line={"color": col, "dash": "solid" if q == "r2_vec" else "dash"},
@@ -70,8 +73,8 @@ def _per_token(res) -> dict[str, Any]:
     for arch, names in res.details.get("per_token_names", {}).items():
         m = np.asarray(res.arrays.get(f"per_token_r2_{arch}"))
         gain = np.asarray(res.arrays.get(f"per_token_gain_pct_{arch}"))
-        text = [[f"R²={m[i, j]:.3f}<br>+nonlinear: {gain[i, j]:.1f}% of the rest" for j in range(len(names))]
-                for i in range(len(names))]
+        text = [[f"R²={fmt(m[i, j], '.3f')}<br>+nonlinear: {fmt(gain[i, j], '.1f')}% of the rest"
+                 for j in range(len(names))] for i in range(len(names))]
         fig = go.Figure(go.Heatmap(z=m, x=names, y=names, text=text, hoverinfo="text+x+y", colorscale="Viridis",
                                    zmin=0, zmax=1, colorbar={"title": "R²"}))
         fig.update_layout(title=f"Per-token error-norm predictability across widths ({arch}): "
@@ -122,7 +125,8 @@ def _pursuit(res) -> Any:
                        ("nonlinear_fvu_encoder", "nonlinear FVU encoder"),
                        ("nonlinear_fvu_pursuit", "nonlinear FVU pursuit")):
         fig.add_trace(go.Bar(x=names, y=[r[key] for r in rows], name=label))
-    fig.update_layout(barmode="group", title="Inference-time gradient pursuit vs the SAE encoder", height=400)
+    fig.update_layout(barmode="group", title="Inference-time gradient pursuit vs the SAE encoder", height=400,
+                      xaxis_title="SAE", yaxis_title="FVU (fraction of variance unexplained)")
     return fig
 
 

@@ -88,6 +88,6 @@ def build_figures(arrays: dict, details: dict) -> dict:
         f = go.Figure(tr)
         lm = details.get("lm", {})
         f.update_layout(title=f"LM MLP codes by layer ({lm.get('model', '')})", xaxis_title="layer",
-                        yaxis_title="value", barmode="group")
+                        yaxis_title="redundancy ratio / 9-NN accuracy (fractions)", barmode="group")
         figs["lm_layers"] = f
     return figs

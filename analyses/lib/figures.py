@@ -6,6 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from interp.results import fmt
+
 _COLORS = {"lib": "#1f77b4", "pca": "#ff7f0e"}
 
 
@@ -55,7 +57,7 @@ def interaction_graph_figure(res, n_nodes: int = 12, n_edges: int = 40) -> go.Fi
         idx = np.dstack(np.unravel_index(np.argsort(-w, axis=None)[:n_edges], w.shape))[0]
         for i, j in idx:
             fig.add_trace(go.Scatter(x=[l, l + 1], y=[-j, -i], mode="lines", hoverinfo="text",
-                                     text=f"{names[l]}[{j}] -> {names[l + 1]}[{i}]: {E[i, j]:.3g}",
+                                     text=f"{names[l]}[{j}] -> {names[l + 1]}[{i}]: {fmt(E[i, j], '.3g')}",
                                      line={"width": 0.5 + 6 * float(w[i, j]), "color": "rgba(31,119,180,0.6)"},
                                      showlegend=False))
     for l, name in enumerate(names[: n_sec + 1]):

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from interp.results import fmt
+
 
 def ratio_heatmap(steps: np.ndarray, ratio: np.ndarray, name: str) -> Any:
     """log10 top-1/median ratio, layers × checkpoints."""
@@ -14,7 +16,8 @@ def ratio_heatmap(steps: np.ndarray, ratio: np.ndarray, name: str) -> Any:
     z = np.log10(np.asarray(ratio, dtype=np.float64).T)  # [L, T]
     fig = go.Figure(go.Heatmap(z=z, x=[str(int(s)) for s in steps], y=[f"layer {i}" for i in range(z.shape[0])],
                                colorscale="Viridis", colorbar={"title": "log10 ratio"},
-                               customdata=10**z, hovertemplate="step %{x}<br>%{y}<br>ratio %{customdata:.1f}"))
+                               customdata=10**z,
+                               hovertemplate="step %{x}<br>%{y}<br>ratio %{customdata:.1f}<extra></extra>"))
     fig.update_layout(title=f"top-1 / median |h| ({name})", xaxis_title="checkpoint (step)", yaxis_title="layer")
     fig.update_xaxes(type="category")
     return fig
@@ -35,7 +38,7 @@ def trajectories(steps: np.ndarray, ratio: np.ndarray, grid: np.ndarray, curves:
         if li < len(curves):
             f = fits[li]
             fig.add_trace(go.Scatter(x=np.asarray(grid) + 1, y=curves[li], mode="lines", legendgroup=str(li),
-                                     name=f"fit {li} (R² {f['r2']:.3f}, {f['regime']})",
+                                     name=f"fit {li} (R² {fmt(f['r2'], '.3f')}, {f['regime']})",
                                      line={"color": c, "dash": "dash"}))
     fig.update_layout(title="per-layer top-1/median ratio over training with fitted curves",
                       xaxis_title="step + 1", yaxis_title="top-1 / median |h|")

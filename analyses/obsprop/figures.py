@@ -6,12 +6,17 @@ from typing import Any
 
 import numpy as np
 
+from interp.results import fmt
 
-def _heat(z: np.ndarray, title: str, x: list[str], y: list[str], zmid: float | None = None):
+
+def _heat(z: np.ndarray, title: str, x: list[str], y: list[str], zmid: float | None = None, quantity: str = ""):
+    """A layer × head heatmap whose colour bar and hover text name the quantity."""
     import plotly.graph_objects as go
 
     kw: dict[str, Any] = {"colorscale": "RdBu", "zmid": zmid} if zmid is not None else {"colorscale": "Viridis"}
-    fig = go.Figure(go.Heatmap(z=np.asarray(z), x=x, y=y, **kw))
+    fig = go.Figure(go.Heatmap(z=np.asarray(z), x=x, y=y, colorbar={"title": quantity},
+                               hovertemplate=f"layer %{{y}}, head %{{x}}<br>{quantity} %{{z:.4g}}<extra></extra>",
+                               **kw))
     fig.update_layout(title=title, xaxis_title="head", yaxis_title="layer")
     return fig
 
@@ -28,15 +33,17 @@ def build_figures(summary: dict, details: dict, arrays: dict) -> dict[str, Any]:
         L, H = norms.shape[1:]
         hx, ly = [str(h) for h in range(H)], [str(lay) for lay in range(L)]
         for i, name in enumerate(names):
-            figs[f"norms_{name}"] = _heat(norms[i], f"feature-vector norm per head ({name}, LN approx)", hx, ly)
+            figs[f"norms_{name}"] = _heat(norms[i], f"feature-vector norm per head ({name}, LN approx)", hx, ly,
+                                          quantity="‖y‖")
         if "patch_effect" in arrays:
             for i, name in enumerate(("subj", "obj", "occu")):
                 figs[f"patch_{name}"] = _heat(arrays["patch_effect"][i], f"path-patching effect per head ({name})",
-                                              hx, ly, zmid=0.0)
+                                              hx, ly, zmid=0.0, quantity="Δ observable")
         if "cos_subj_obj_heads" in arrays:
             figs["cos_subj_obj_heads"] = _heat(arrays["cos_subj_obj_heads"],
                                                f"cos(subj, obj) head feature vectors; raw observables "
-                                               f"{summary.get('cos_raw_subj_obj', float('nan')):.3f}", hx, ly, 0.0)
+                                               f"{fmt(summary.get('cos_raw_subj_obj'), '.3f')}", hx, ly, 0.0,
+                                               quantity="cosine")
     if "coupling_pred" in arrays:
         c, s = np.asarray(arrays["coupling_pred"]), np.asarray(arrays["slope_fit"])
         labels = details.get("coupling_labels", [str(i) for i in range(len(c))])
@@ -58,8 +65,10 @@ def build_figures(summary: dict, details: dict, arrays: dict) -> dict[str, Any]:
     for key, title in (("cos_raw", "cosine of raw observables (W_U n)"),
                        ("cos_top_head", f"cosine of feature vectors at {summary.get('top_subj_head', '')}")):
         if key in arrays:
-            fig = go.Figure(go.Heatmap(z=arrays[key], x=names, y=names, colorscale="RdBu", zmid=0, zmin=-1, zmax=1))
-            fig.update_layout(title=title)
+            fig = go.Figure(go.Heatmap(z=arrays[key], x=names, y=names, colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+                                       colorbar={"title": "cosine"},
+                                       hovertemplate="%{y} · %{x}<br>cosine %{z:.3f}<extra></extra>"))
+            fig.update_layout(title=title, xaxis_title="observable", yaxis_title="observable")
             figs[key] = fig
     deb = details.get("debias")
     if deb:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from interp.errors import InterpError
 from interp.fileio import atomic_write_bytes
@@ -144,13 +145,45 @@ def _figures(result: Result, errors: list[str]) -> list[str]:
     blocks = []
     for i, (name, fig) in enumerate(figs.items()):
         try:
+            if not _has_data(fig):  # a blank plot would look like a rendering failure
+                blocks.append(render.note_block(str(name), "nothing to plot: every value of this figure is missing "
+                                                           "(NaN) or the study produced none; see the details below"))
+                continue
             blocks.append(render.figure_block(f"fig-{i}", str(name), fig))
         except Exception as e:
             errors.append(f"figure {name!r} could not be serialised: {_describe(e)}")
     return blocks
 
 
-def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool, nonce: str) -> str:
+def _has_data(fig: Any) -> bool:
+    """Whether any trace of a figure has a finite value to draw: its values (y, heatmap z, pie values) are not all
+    NaN or empty. Tables count with any cell, categorical values count, trace kinds not known here always count."""
+    traces = fig.get("data", []) if isinstance(fig, Mapping) else getattr(fig, "data", ())
+    for trace in traces:
+        get = trace.get if isinstance(trace, Mapping) else (lambda k, t=trace: getattr(t, k, None))
+        if get("type") == "table":
+            cells = get("cells")
+            values = cells.get("values") if isinstance(cells, Mapping) else getattr(cells, "values", None)
+            if values is not None and any(len(c) for c in values):
+                return True
+            continue
+        kind = get("type") or "scatter"
+        key = {"heatmap": "z", "contour": "z", "surface": "z", "pie": "values", "scatterpolar": "r"}.get(kind, "y")
+        if kind == "bar" and get("orientation") == "h":
+            key = "x"
+        v = get(key)
+        if v is None:
+            return True  # a trace kind this check does not know: never hide it
+        try:
+            arr = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            return True  # labels, dates: something to draw
+        if arr.size and np.isfinite(arr).any():
+            return True
+    return False
+
+
+def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool) -> str:
     """The full HTML of one result page."""
     blocks = _figures(result, info.errors) if result is not None and own_class else []
     info.n_figures = len(blocks)
@@ -182,11 +215,11 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool, non
         parts.append(f"<section><details><summary>All details (JSON)</summary>{render.json_pre(details)}"
                      "</details></section>")
     nav = f"<a href='{render.INDEX_LINK}'>← all results</a>"
-    return render.page(f"{info.title} — interp report", "".join(parts), nonce, heading=info.title, nav=nav,
+    return render.page(f"{info.title} — interp report", "".join(parts), heading=info.title, nav=nav,
                        with_plotly=bool(blocks))
 
 
-def _index(pages: list[PageInfo], title: str, nonce: str) -> str:
+def _index(pages: list[PageInfo], title: str) -> str:
     """The index page: one row per result, linking its page, with status and the first headline numbers."""
     rows = []
     for p in pages:
@@ -201,7 +234,7 @@ def _index(pages: list[PageInfo], title: str, nonce: str) -> str:
              f"<th>headline</th><th>folder</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     n_bad = sum(not p.ok for p in pages)
     note = f"{len(pages)} result(s)" + (f", {n_bad} with problems" if n_bad else "")
-    return render.page(title, f"<section><p class='muted'>{render.esc(note)}</p>{table}</section>", nonce)
+    return render.page(title, f"<section><p class='muted'>{render.esc(note)}</p>{table}</section>")
 
 
 def build_report(results: str | os.PathLike | Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
@@ -224,7 +257,6 @@ def build_report_pages(results: str | os.PathLike | Sequence[str | os.PathLike],
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_plotly_js(out)
-    nonce = secrets.token_urlsafe(18)
     taken: set[str] = set()
     pages: list[PageInfo] = []
     iterator: Any = sources
@@ -238,13 +270,13 @@ def build_report_pages(results: str | os.PathLike | Sequence[str | os.PathLike],
         title_text = (result.title if own_class and result is not None else None) or doc.get("title") or analysis
         info = PageInfo(slug=_slug(source, analysis, taken), source=source, analysis=analysis, title=str(title_text),
                         errors=errors)
-        html_text = _page(info, doc, result, own_class, nonce)
+        html_text = _page(info, doc, result, own_class)
         atomic_write_bytes(out / f"{info.slug}.html", html_text.encode())
         pages.append(info)
     index = out / INDEX
     order = {name: i for i, name in enumerate(ANALYSES)}
     pages.sort(key=lambda p: (order.get(normalize(p.analysis), len(order)), p.analysis, str(p.source)))
-    atomic_write_bytes(index, _index(pages, title, nonce).encode())
+    atomic_write_bytes(index, _index(pages, title).encode())
     _remove_stale(out, {f"{p.slug}.html" for p in pages} | {INDEX})
     return index, pages
 

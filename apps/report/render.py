@@ -3,13 +3,15 @@
 Every data-derived string goes through `esc` (html.escape with quotes). Figures travel as plotly JSON inside
 `<script type="application/json">` blocks whose `<`, `>`, `&`, U+2028 and U+2029 are \\u-escaped, so no token or
 model name can close the script element or open a comment. Each page carries a Content-Security-Policy that only
-lets scripts with the page's nonce run (plotly.js and the tiny plotting loop) and forbids every network fetch:
-an injected `<script>` or `onerror=` that slipped past escaping still would not run, and nothing is loaded from
-a CDN.
+lets scripts with the page's nonce (a hash of its content) run (plotly.js and the tiny plotting loop) and forbids
+every network fetch: an injected `<script>` or `onerror=` that slipped past escaping still would not run, and
+nothing is loaded from a CDN.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from collections.abc import Iterable, Sequence
@@ -98,15 +100,26 @@ def figure_block(fig_id: str, name: str, fig: Any) -> str:
             f"<script type='application/json' data-figure='{esc(fig_id)}'>{figure_json(fig)}</script></div>")
 
 
+def note_block(name: str, message: str) -> str:
+    """A titled figure slot that says why there is no plot (escaped)."""
+    return f"<div class='figure'><h3>{esc(name)}</h3><p class='muted'>{esc(message)}</p></div>"
+
+
 def csp(nonce: str) -> str:
     """The pages' Content-Security-Policy: nonce'd scripts only, inline styles (plotly needs them), no network."""
     return (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
             "font-src data:; connect-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")
 
 
-def page(title: str, body: str, nonce: str, *, heading: str = "", nav: str = "", with_plotly: bool = False,
-         plotly_src: str = PLOTLY_JS) -> str:
-    """A complete HTML document; `body` must already be escaped HTML."""
+def page(title: str, body: str, nonce: str | None = None, *, heading: str = "", nav: str = "",
+         with_plotly: bool = False, plotly_src: str = PLOTLY_JS) -> str:
+    """A complete HTML document; `body` must already be escaped HTML.
+
+    The script nonce defaults to a hash of the page's content, so the same results give the same bytes on every
+    build. Injected markup cannot carry it: the nonce would have to be the hash of a page that contains it."""
+    if nonce is None:
+        digest = hashlib.sha256("\0".join((title, heading, nav, body, plotly_src)).encode()).digest()
+        nonce = base64.urlsafe_b64encode(digest[:18]).decode()
     scripts = ""
     if with_plotly:
         scripts = (f"<script nonce='{esc(nonce)}' src='{esc(plotly_src)}'></script>"

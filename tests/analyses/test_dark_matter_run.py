@@ -81,6 +81,9 @@ def test_run_end_to_end(built, tmp_path) -> None:
     assert {"scaling", "norm_prediction", "per_token_r2_topk", "token_trace", "cross_component"} <= set(figs)
     trace = figs["token_trace"].data[0]
     assert len(trace.text) == 40
+    res.details["saes"][0]["l0"] = float("nan")  # saved as null: hover text says n/a instead of failing
+    nan_figs = DarkMatterResult.load(res.save(tmp_path / "nan")).figures()
+    assert set(nan_figs) == set(figs) and "L0=n/a" in nan_figs["scaling"].data[0].text[0]
 
 
 def test_spliced_identity(built) -> None:

@@ -32,6 +32,11 @@ def test_massive_run_subset_save_load_figures_and_resume(tmp_path):
     figs = back.figures()
     assert {"ratio_heatmap", "trajectories", "top_activations"} <= set(figs)
     assert len(figs["trajectories"].data) == 8  # 4 layers + 4 fitted curves
+    # a NaN fit quality (a constant trajectory) is stored as null: the reloaded result still draws every figure
+    r.details["fits"][0]["r2"] = float("nan")
+    nan_back = MassiveResult.load(r.save(tmp_path / "nan"))
+    assert nan_back.details["fits"][0]["r2"] is None
+    assert "R² n/a" in nan_back.figures()["trajectories"].data[1].name
 
 
 @needs_suite

@@ -99,6 +99,9 @@ def test_run_pipeline_on_random_model(tmp_path, rand_model):
     assert back.summary["top_subj_head"] == res.summary["top_subj_head"]
     figs = back.figures()
     assert {"norms_subj", "coupling_vs_slope", "cos_top_head", "debias"} <= set(figs)
+    res.summary["cos_raw_subj_obj"] = float("nan")  # saved as null: labels say n/a instead of failing
+    nan_figs = ObsPropResult.load(res.save(tmp_path / "nan")).figures()
+    assert set(nan_figs) == set(figs) and "n/a" in nan_figs["cos_subj_obj_heads"].layout.title.text
 
 
 @needs_corpus

@@ -135,6 +135,39 @@ def test_rebuild_is_idempotent_and_slugs_unique(tmp_path):
                                                                      "run-2.html", "run.html"]
 
 
+def test_same_results_give_the_same_bytes(tmp_path):
+    """The script nonce is a hash of the page: rebuilding from the same results writes identical files."""
+    from apps.report import build_report
+
+    S.synth_result(["x", "y"]).save(tmp_path / "res" / "run")
+    pages = []
+    for out in ("one", "two"):
+        index = build_report(tmp_path / "res", tmp_path / out, registry=S.REGISTRY)
+        pages.append({p.name: p.read_bytes() for p in index.parent.iterdir()})
+    assert pages[0] == pages[1] and "nonce=" in pages[0]["run.html"].decode()
+
+
+def test_a_figure_without_finite_values_becomes_a_note(tmp_path):
+    """An all-NaN heatmap (and an empty bar chart) is replaced by a note saying so; finite figures still plot."""
+    from apps.report.builder import build_report_pages
+
+    r = S.synth_result(["x", "y"])
+    r.arrays["matrix"] = np.full_like(r.arrays["matrix"], np.nan)
+    r.summary = {}
+    r.save(tmp_path / "res" / "run")
+    index, pages = build_report_pages(tmp_path / "res", tmp_path / "out", registry=S.REGISTRY)
+    text = (index.parent / "run.html").read_text()
+    assert pages[0].n_figures == 4 and not pages[0].errors
+    assert text.count("nothing to plot") == 2 and text.count("data-figure=") == 2  # trace and cloud plot
+
+
+def test_fmt_labels_missing_numbers():
+    from interp.results import fmt
+
+    assert [fmt(0.12345, ".3f"), fmt(None), fmt(float("nan")), fmt("inf"), fmt(float("-inf")), fmt(np.float32(2))] \
+        == ["0.123", "n/a", "n/a", "inf", "-inf", "2"]
+
+
 def test_bad_input_is_a_typed_error(tmp_path):
     from apps.report import ReportError, build_report
 
