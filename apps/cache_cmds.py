@@ -33,7 +33,7 @@ def cache_verify(path: str, repair: bool = False) -> int:
     for line in problems:
         print(f"BAD  {line}")
     if not problems:
-        print(f"ok   {len(reader.shards)} shards, {sum(len(s.files) for s in reader.shards)} files match the manifest")
+        print(f"ok   {len(reader.listed)} shards, {sum(len(s.files) for s in reader.listed)} files match the manifest")
         return 0
     if repair:
         m = reader.manifest

@@ -220,6 +220,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     written = resumed = 0
     timings = dict.fromkeys(("probe", "capture", "encode", "writer_wait", "drain", "finish", "other"), 0.0)
     blocks_per_shard = manifest.layout.get("blocks_per_shard")
+    stopped = True  # until the loop below finishes
     try:
         head = reader.take(0)  # blocks read ahead of their shard: the first batch, when it decides the layout
         if blocks_per_shard is None:  # first batch decides the shard size from the activation widths
@@ -258,11 +259,16 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
             if bar is not None:
                 bar.update((block_stop - block_start) * cfg.ctx)
         written += _submit(in_flight, writer, specs, capturer.positions, rows_per_block, timings)
+        stopped = False
     finally:
         if bar is not None:
             bar.close()
         t = time.perf_counter()
-        writer.close()
+        try:
+            writer.close()  # waits for the queued shards: what was captured before a stop is kept
+        except Exception:
+            if not stopped:
+                raise  # otherwise the error that stopped the loop (Ctrl-C included) is the one to report
         timings["drain"] = time.perf_counter() - t
     seconds = time.perf_counter() - t0
     timings["other"] = max(0.0, seconds - sum(v for k, v in timings.items() if k not in ("finish", "other")))

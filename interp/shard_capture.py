@@ -113,8 +113,9 @@ def land_shard(shard: InFlightShard, specs: dict[str, dict], positions, timings:
         _raise_non_finite(name, shard.rows[name][chunk], shard.tokens[b0: b0 + shard.batch_size],
                           shard.block_start + b0, positions)
     t1 = time.perf_counter()
-    arrays = shard_arrays(shard.rows, specs, shard.index)
+    arrays = shard_arrays(shard.rows, specs, shard.index)  # empties shard.rows as it goes (memory bound)
     arrays[shard_file("tokens", shard.index)] = torch.cat(shard.token_rows).numpy().astype(np.int64)
+    shard.token_rows = []
     if timings is not None:
         timings["capture"] += shard.launch_seconds + t1 - t
         timings["encode"] += time.perf_counter() - t1
@@ -122,11 +123,13 @@ def land_shard(shard: InFlightShard, specs: dict[str, dict], positions, timings:
 
 
 def shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], index: int) -> dict[str, np.ndarray]:
-    """Each hook's rows encoded in its cache format: shard file name -> array."""
+    """Each hook's rows encoded in its cache format: shard file name -> array. Takes the rows out of `rows` hook by
+    hook, so that a hook's batches are freed once they are joined: a shard is held twice only one hook at a time."""
     arrays = {}
-    for hook, chunks in rows.items():
-        spec = specs[hook]
+    for hook in list(rows):
+        spec, chunks = specs[hook], rows.pop(hook)
         x = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one batch per shard: no copy
+        del chunks
         for role, arr in get_format(spec["format"]).encode(x, spec).items():
             stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
             arrays[shard_file(stem, index)] = arr

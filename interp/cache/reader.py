@@ -23,7 +23,10 @@ _MISMATCH = "the manifest does not describe these files; run interp cache verify
 
 
 class CacheReader:
-    """A complete (or in-progress) cache folder. Rows are tokens in extraction order, across all shards."""
+    """A complete (or in-progress) cache folder. Rows are tokens in extraction order, across all shards.
+
+    `allow_incomplete=True` opens an extraction that is still running or was stopped: its rows are those of the
+    shards listed from 0 up to the first one not yet listed (`listed` has every listed shard)."""
 
     def __init__(self, path: str | Path, verify: str = "lazy", allow_incomplete: bool = False):
         if verify not in VERIFY_MODES:
@@ -36,9 +39,17 @@ class CacheReader:
             raise CacheError(f"{self.path} is an unfinished extraction ({len(self.manifest.shards)} shards so far)",
                              hint="finish it with interp extract --resume, or open with allow_incomplete=True")
         self.verify = verify
-        self.shards: list[ShardRecord] = sorted(self.manifest.shards, key=lambda s: s.index)
-        if [s.index for s in self.shards] != list(range(len(self.shards))):
+        # every listed shard (verify checks them all); rows come from shards 0, 1, ... up to the first one missing
+        self.listed: list[ShardRecord] = sorted(self.manifest.shards, key=lambda s: s.index)
+        if len({s.index for s in self.listed}) != len(self.listed):
+            raise CacheError(f"{self.path} lists a shard twice", hint="the manifest is inconsistent; run interp "
+                             "cache verify --repair, then interp extract --resume")
+        prefix = next((k for k, s in enumerate(self.listed) if s.index != k), len(self.listed))
+        if prefix < len(self.listed) and self.manifest.status == "complete":
             raise CacheError(f"{self.path} lists shards with gaps", hint="finish it with interp extract --resume")
+        # an unfinished extraction with several writer threads (or ranks) lists shards out of order: read the
+        # prefix that is contiguous now; later shards join it once the missing ones are written
+        self.shards: list[ShardRecord] = self.listed[:prefix]
         end = 0
         for s in self.shards:  # shard k starts where shard k-1 ends
             if s.rows[0] != end:
@@ -266,7 +277,7 @@ class CacheReader:
     def verify_shards(self) -> dict[int, list[str]]:
         """Check every file's size and sha256 against the manifest: {shard index: problems} for bad shards."""
         bad: dict[int, list[str]] = {}
-        for shard in self.shards:
+        for shard in self.listed:
             for name, record in shard.files.items():
                 try:
                     check_file(self.path / name, record, full=True)

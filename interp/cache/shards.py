@@ -77,7 +77,7 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
     The file is `np.save`'s bytes. The data goes out straight from the array's memory in 4 MiB pieces, each hashed
     and written while it is in cache (numpy's own writer copies every piece through `tobytes` first)."""
     path = Path(path)
-    array = np.ascontiguousarray(array)
+    array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray makes them 1-d)
     plain = not array.dtype.hasobject and array.dtype.names is None
     header = _npy_header(array) if plain else None
     sha, size = hashlib.sha256(), 0
@@ -87,7 +87,7 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
             np.lib.format.write_array(buf, array, allow_pickle=False)
             pieces = [buf.getbuffer()]
         else:
-            data = memoryview(array.reshape(-1)).cast("B")
+            data = array.reshape(-1).view(np.uint8)  # raw bytes of any dtype (datetime64 has no buffer format)
             pieces = [memoryview(header), *(data[i: i + chunk] for i in range(0, len(data), chunk))]
         for piece in pieces:
             sha.update(piece)

@@ -58,6 +58,7 @@ class ShardWriter:
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, max_pending))
         self.error: BaseException | None = None
         self._failed = False  # stays set after the error is raised: nothing queued later is written
+        self._reported = False  # the first error was raised: later ones (the same full disk) are not
         self._listing = threading.Lock()
         self.bytes_written = 0
         self.threads = [threading.Thread(target=self._run, name=f"interp-shard-writer-{i}", daemon=True)
@@ -80,14 +81,15 @@ class ShardWriter:
                     self.manifest.shards.append(ShardRecord(index, rows, blocks, files))
                     self.manifest.save(self.directory, self.manifest_name)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self._failed = True  # at once: no thread takes another shard, even while one is listing
                 with self._listing:
-                    if not self._failed:
-                        self._failed = True
+                    if self.error is None and not self._reported:
                         self.error = _disk_error(e, index, self.directory) if isinstance(e, OSError) else e
 
     def _raise(self) -> None:
         with self._listing:
             err, self.error = self.error, None
+            self._reported = self._reported or err is not None
         if err is not None:
             raise err
 

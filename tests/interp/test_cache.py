@@ -270,7 +270,9 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     np.asfortranarray(np.arange(12, dtype=np.int16).reshape(3, 4)),  # stored C-ordered, as the cache reads it
     np.arange(10, dtype=np.int64)[::3],
     np.zeros((0, 5), dtype=np.uint16),
-    np.array(3.5),
+    np.array(3.5),  # stays 0-d
+    np.array(["2020-01-01", "2021-02-03"], dtype="M8[s]"),  # a dtype without a buffer format
+    np.arange(4, dtype=">f4"),
     np.array([True, False, True]),
     np.zeros((1,) * 64, dtype=np.uint8),
     np.random.default_rng(0).standard_normal((300, 1000)).astype(np.float16),
@@ -283,7 +285,7 @@ def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
     from interp.cache.shards import write_npy_atomic
 
     ref = io.BytesIO()
-    np.save(ref, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(ref, np.require(array, requirements="C"), allow_pickle=False)
     rec = write_npy_atomic(tmp_path / "a.npy", array)
     data = (tmp_path / "a.npy").read_bytes()
     assert data == ref.getvalue()

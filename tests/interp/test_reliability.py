@@ -137,6 +137,63 @@ def test_writer_threads_write_the_same_cache(tmp_path, tiny_neox_dir, text_file,
     assert open_cache(out).verify_all() == []
 
 
+def test_a_cache_with_gaps_is_read_up_to_the_gap_and_verified(tmp_path, reference, capsys):
+    """Several writer threads can leave an unfinished cache listing shards 0, 2, 3: readers that accept unfinished
+    caches see shard 0's rows, verify checks every listed shard, and only a complete cache with gaps is refused."""
+    from apps.cache_cmds import cache_verify
+    from interp.cache.manifest import Manifest
+    from interp.errors import CacheError
+
+    out = tmp_path / "gaps"
+    shutil.copytree(reference, out)
+    m = Manifest.load(out)
+    assert len(m.shards) >= 4
+    m.shards = [sh for sh in m.shards if sh.index != 1]
+    m.status = "in_progress"
+    m.save(out)
+    r = open_cache(out, allow_incomplete=True)
+    first = open_cache(reference).shards[0]
+    assert [sh.index for sh in r.shards] == [0] and len(r) == first.rows[1] - first.rows[0]
+    assert len(r.listed) == len(m.shards) and r.verify_all() == []
+    assert cache_verify(str(out)) == 0 and f"ok   {len(m.shards)} shards" in capsys.readouterr().out
+    (out / next(name for name in m.shards[-1].files)).write_bytes(b"damaged")
+    assert cache_verify(str(out), repair=True) == 1  # a listed shard after the gap is checked (and unlisted)
+    assert len(Manifest.load(out).shards) == len(m.shards) - 1
+    m.status = "complete"
+    m.save(out)
+    with pytest.raises(CacheError, match="gaps"):
+        open_cache(out)
+
+
+def test_ctrl_c_is_not_replaced_by_a_writer_error(tmp_path, tiny_neox_dir, text_file, tiny_model, monkeypatch):
+    """A writer error that arrives while Ctrl-C stops the loop must not replace the KeyboardInterrupt (the CLI's
+    exit 130); the shards written before it stay listed."""
+    import interp.extract as extract_mod
+    from interp.cache import writer as writer_mod
+    from interp.cache.shards import write_npy_atomic
+
+    def slow_then_full(path, array):
+        time.sleep(0.1)
+        if ".00002." in path.name:
+            raise OSError(28, "No space left on device")
+        return write_npy_atomic(path, array)
+
+    launch = extract_mod.launch_shard
+
+    def interrupted(capturer, tokens, batch_size, index, *args, **kw):
+        if index == 4:
+            raise KeyboardInterrupt
+        return launch(capturer, tokens, batch_size, index, *args, **kw)
+
+    monkeypatch.setattr(writer_mod, "write_npy_atomic", slow_then_full)
+    monkeypatch.setattr(extract_mod, "launch_shard", interrupted)
+    out = tmp_path / "c"
+    with pytest.raises(KeyboardInterrupt):
+        extract(_cfg(out, tiny_neox_dir, text_file, writer_threads=1, max_pending=8), model=tiny_model,
+                progress=False)
+    assert _listed_shards_complete(out) == 2
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_writer_error_is_raised_once_and_later_shards_are_not_written(tmp_path, monkeypatch, threads):
     """A failed shard stops the writer: it is reported once, shards taken after it are not written, and every

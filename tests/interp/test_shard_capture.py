@@ -60,3 +60,23 @@ def test_rows_are_read_only_after_the_fence_and_shards_overlap(tmp_path, tiny_ne
     # launch 0, launch 1, land 0, launch 2, land 1, ..., land n-1
     expected = [("launch", 0)] + [e for k in range(1, n) for e in (("launch", k), ("land", k - 1))] + [("land", n - 1)]
     assert log == expected
+
+
+def test_a_landed_shard_lets_go_of_its_rows(tmp_path, tiny_neox_dir, text_file, monkeypatch):
+    """While `submit` waits for the writer, the landed shard holds only its encoded arrays, not also its per-batch
+    rows (which would add a shard to the memory bound); the files are unchanged."""
+    import interp.extract as extract_mod
+
+    kw = {"tokens": 512, "batch_size": 4}
+    extract(extract_config(tmp_path / "a", tiny_neox_dir, text_file, **kw), progress=False)
+    landed = []
+
+    def land(shard, *args, **kwargs):
+        arrays = shard_capture.land_shard(shard, *args, **kwargs)
+        landed.append((sum(len(c) for c in shard.rows.values()), len(shard.token_rows)))
+        return arrays
+
+    monkeypatch.setattr(extract_mod, "land_shard", land)
+    extract(extract_config(tmp_path / "b", tiny_neox_dir, text_file, **kw), progress=False)
+    assert landed and all(n == (0, 0) for n in landed)
+    assert shard_digests(tmp_path / "b") == shard_digests(tmp_path / "a")
