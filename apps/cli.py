@@ -6,6 +6,7 @@ Every user error is one line on stderr and exit code 2 (a traceback only with --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ def _extract_parser(sub) -> None:
     p.add_argument("--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="hook-name globs")
     p.add_argument("--data", default="embedded", help="'embedded', a .txt/.jsonl/.parquet file, a folder, hf:NAME")
     p.add_argument("--text-column", default="text")
-    p.add_argument("--tokens", type=int, default=65_536, help="number of input tokens")
+    p.add_argument("--tokens", type=int, default=65_536,
+                   help="number of input tokens (default 65,536; a token file is read up to this many)")
     p.add_argument("--ctx", type=int, default=128, help="tokens per sequence")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
     p.add_argument("--dtype", default="float32", help="storage dtype: float32, bfloat16, float16")
@@ -108,7 +110,8 @@ def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
               "analyses: " + ", ".join(ANALYSES), file=sys.stdout if asked else sys.stderr)
         return 0 if asked else 2
     module = analysis_module(a.name)
-    p = argparse.ArgumentParser(prog=f"interp analyze {a.name}", description=(module.__doc__ or "").strip())
+    p = argparse.ArgumentParser(prog=f"interp analyze {a.name}", description=(module.__doc__ or "").strip(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help=f"result folder (default: results/{a.name})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a Config field (lists: comma-separated or JSON)")
@@ -186,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_toy(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"extract": cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
-                "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize}[args.cmd](args)
+        rc = {"extract": cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
+              "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize}[args.cmd](args)
+        sys.stdout.flush()  # here, so that a reader that left (`| head`) is seen below, not at exit
+        return rc
     except InterpError as e:
         if debug:
             raise
@@ -195,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(f"  hint: {e.hint}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `interp cache info cache/ | head -1`: the reader left, nothing to report
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as e:  # a file where a folder should be, no permission, disk full: one line, not a traceback
         if debug:
             raise

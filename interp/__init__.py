@@ -31,3 +31,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'interp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so that tab completion offers them."""
+    return sorted(set(globals()) | set(_LAZY))

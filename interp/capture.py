@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import sys
+import types
 from collections.abc import Sequence
 
 import torch
@@ -144,3 +146,14 @@ def layer_of(hook: str) -> int | None:
     if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit():
         return int(parts[1])
     return None
+
+
+class _CallableModule(types.ModuleType):
+    """`interp.capture(...)` calls `capture` even after `import interp.capture` has bound the package attribute to
+    this module (Python's import system does that; the function and its module share the name)."""
+
+    def __call__(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

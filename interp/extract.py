@@ -71,11 +71,14 @@ class ExtractSummary:
     # (last shards reaching disk), "finish" (manifest, barrier and merge under torchrun), "other" (reading
     # this rank's token blocks; skipping other ranks' text blocks)
     timings: dict[str, float] = field(default_factory=dict)
+    rank: int = 0  # under torchrun, shards_written, shards_resumed and tokens_per_s are this rank's
+    world: int = 1
 
     def line(self) -> str:
+        mine = f" by rank {self.rank} of {self.world}" if self.world > 1 else ""
         return (f"{self.n_tokens:,} tokens, {self.n_rows:,} rows, {self.n_shards} shards "
-                f"({self.shards_written} written, {self.shards_resumed} resumed), {self.bytes / 2**20:.1f} MiB, "
-                f"{self.tokens_per_s:,.0f} tokens/s -> {self.out}")
+                f"({self.shards_written} written{mine}, {self.shards_resumed} resumed), {self.bytes / 2**20:.1f} MiB,"
+                f" {self.tokens_per_s:,.0f} tokens/s{mine} -> {self.out}")
 
 
 def _validate(cfg: ExtractConfig) -> None:
@@ -91,7 +94,11 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError("--shard-mb must be positive")
     if int(cfg.writer_threads) < 0:
         raise ConfigError(f"--writer-threads must be 0 (automatic) or more, got {cfg.writer_threads}")
-    if not STORAGE[dtype_name(cfg.dtype)][0].is_floating_point:  # would truncate or wrap activations silently
+    try:
+        floating = STORAGE[dtype_name(cfg.dtype)][0].is_floating_point
+    except CacheError:
+        raise ConfigError(f"unknown --dtype {cfg.dtype}", hint="use float32, bfloat16 or float16") from None
+    if not floating:  # would truncate or wrap activations silently
         raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
 
 
@@ -279,7 +286,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     total = sum(f["bytes"] for s in final.shards for f in s.files.values())
     return ExtractSummary(str(out), n_blocks * cfg.ctx, final.n_rows, len(final.shards), total, seconds,
                           written * (blocks_per_shard or 0) * cfg.ctx / max(seconds, 1e-9), written, resumed,
-                          {k: round(v, 4) for k, v in timings.items()})
+                          {k: round(v, 4) for k, v in timings.items()}, rank, world)
 
 
 def _submit(shard: InFlightShard | None, writer, specs, positions, rows_per_block, timings) -> int:

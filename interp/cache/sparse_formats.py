@@ -61,7 +61,10 @@ def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = No
         d_sae = int(d)
         spec["by"] = by or "abs"
     if kind == "topk":
-        if k is None or not 1 <= int(k) <= d_sae:
+        if k is None:
+            raise ConfigError("--sparse topk needs --k, the number of latents kept per row",
+                              hint=f"pass --k between 1 and {d_sae} (e.g. the SAE's k)")
+        if not 1 <= int(k) <= d_sae:
             raise ConfigError(f"--sparse topk needs 1 ≤ k ≤ {d_sae}, got {k}", hint="pass --k (e.g. the SAE's k)")
         spec["k"] = int(k)
     else:

@@ -1,8 +1,9 @@
 """Sparse activation kernels: encode, decode, gathers, feature-major index, latent statistics, input-sparse linear.
 
-Every op is one function with `backend="auto" | "triton" | <torch backends>`; 'auto' picks Triton on CUDA and
-a torch backend elsewhere. When Triton is missing (or tensors are on the CPU without TRITON_INTERPRET=1), an
-explicit backend="triton" falls back to the torch backend with a RuntimeWarning saying why.
+Every decoding op (not the index helpers gather_tokens, to_feature_major) takes
+`backend="auto" | "triton" | <torch backends>`; 'auto' picks Triton on CUDA and a torch backend elsewhere. When
+Triton is missing (or tensors are on the CPU without TRITON_INTERPRET=1), an explicit
+backend="triton" falls back to the torch backend with a RuntimeWarning saying why.
 """
 
 from interp.kernels.backend import interpret_mode, triton_status

@@ -137,6 +137,17 @@ def test_cache_info_and_verify(tmp_path, tiny_neox_dir, big_text):
     assert bad.returncode == 1 and victim.name in bad.stdout
 
 
+def test_output_piped_into_head_is_not_an_error(tmp_path, tiny_neox_dir, big_text):
+    """`interp cache info cache/ | head -1`: a reader that leaves early is not a failure (was: Broken pipe, exit 2)."""
+    out = tmp_path / "c"
+    assert _run(_args(tiny_neox_dir, big_text, out, "--tokens", "1024")).returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(f"'{sys.executable}' -m apps.cli cache info '{out}' | true; "
+                         "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.stdout.strip() == "0" and "error" not in res.stderr and "Exception" not in res.stderr, res.stderr
+
+
 def test_tokenize_once_then_extract_equals_text_extract(tmp_path, tiny_neox_dir, big_text):
     """`interp tokenize` writes the blocks that extract would cut from the text: the caches are bit-identical."""
     common = ["--model", str(tiny_neox_dir), "--ctx", "32", "--tokens", "2048"]

@@ -10,7 +10,7 @@ import torch
 from helpers import extract_config
 from interp.cache import open_cache
 from interp.cache.manifest import Manifest
-from interp.errors import CacheError, ConfigError, DataSourceError, InterpError, ModelNotFoundError
+from interp.errors import CacheError, ConfigError, DataSourceError, ModelNotFoundError
 from interp.extract import extract
 from interp.models import load
 from interp.sources import token_blocks
@@ -122,8 +122,9 @@ def test_non_utf8_and_empty_text(tmp_path, tiny_model):
 
 
 def test_wrong_dtype_and_positions(tmp_path, tiny_neox_dir, text_file):
-    with pytest.raises(InterpError, match="unknown storage dtype 'int8'"):
+    with pytest.raises(ConfigError, match="unknown --dtype int8") as err:
         extract(_cfg(tmp_path / "d", tiny_neox_dir, text_file, dtype="int8"), progress=False)
+    assert "int" not in err.value.hint  # the hint names only dtypes that can hold activations
     with pytest.raises(ConfigError, match="unknown position selector"):
         extract(_cfg(tmp_path / "p", tiny_neox_dir, text_file, positions="every-other"), progress=False)
     for integer in ("int32", "uint8"):  # known storage dtypes, but they would truncate or wrap the activations

@@ -290,3 +290,12 @@ def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
     data = (tmp_path / "a.npy").read_bytes()
     assert data == ref.getvalue()
     assert rec == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_summary_line_says_whose_counts_under_torchrun():
+    from interp.extract import ExtractSummary
+
+    args = ("c/", 4096, 4096, 8, 2**20, 1.0, 2048.0, 4, 0)
+    assert "(4 written, 0 resumed)" in ExtractSummary(*args).line()
+    line = ExtractSummary(*args, rank=0, world=2).line()
+    assert "(4 written by rank 0 of 2, 0 resumed)" in line and "tokens/s by rank 0 of 2" in line

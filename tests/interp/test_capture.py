@@ -94,3 +94,18 @@ def test_module_output_changed_in_place_later_is_captured_as_computed():
     assert bool((linear < 0).any())
     for hooks in (["0"], ["0", "2"]):
         assert torch.equal(capture(net, x, hooks=hooks)["0"], linear)
+
+
+def test_interp_capture_stays_callable_after_its_module_is_imported(tiny_model, tokens):
+    """`import interp.capture` (which extraction does) binds the package attribute to the module of the same name;
+    the README's `interp.capture(model, tokens, hooks)` must still work, also when a notebook cell runs twice."""
+    import interp
+    import interp.capture as module
+
+    assert "capture" in dir(interp) and "open_cache" in dir(interp)  # tab completion sees the lazy names
+    direct = capture(tiny_model, tokens[:2], "blocks.0.hook_resid_post")
+    for _ in range(2):
+        via_package = interp.capture(tiny_model, tokens[:2], "blocks.0.hook_resid_post")
+        torch.testing.assert_close(via_package["blocks.0.hook_resid_post"], direct["blocks.0.hook_resid_post"],
+                                   rtol=0, atol=0)
+    assert module.Capturer is not None  # the module still works as a module

@@ -122,8 +122,9 @@ def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file):
 
 
 def test_sparse_errors(tiny_model, sparse_cache):
-    with pytest.raises(ConfigError):
-        sparse_hook_formats(tiny_model, [HOOK], "topk")  # no k
+    with pytest.raises(ConfigError, match="needs --k") as err:
+        sparse_hook_formats(tiny_model, [HOOK], "topk")  # no k: say which flag, not "got None"
+    assert "None" not in err.value.message
     with pytest.raises(ConfigError):
         sparse_hook_formats(tiny_model, [HOOK], None)
     reader = open_cache(sparse_cache)
