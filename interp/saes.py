@@ -90,12 +90,14 @@ def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16
         dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[storage_dtype]
         st = load_file(str(weights_path))
         save_file({k: v.to(dt).contiguous() for k, v in st.items()}, str(weights_path))
+    cfg = json.loads(Path(cfg_path).read_text())
+    if "dtype" in cfg:
+        cfg["dtype"] = "float32"  # sae-lens loads in this dtype: a bf16-trained SAE still loads back as float32
     if metadata:
-        cfg = json.loads(Path(cfg_path).read_text())
         cfg.setdefault("metadata", {}).update(metadata)
         if str(metadata.get("hook_name", "")).endswith("hook_z"):  # sae-lens then takes [.., heads, d_head] input
             cfg["reshape_activations"] = "hook_z"
-        Path(cfg_path).write_text(json.dumps(cfg, indent=2))
+    Path(cfg_path).write_text(json.dumps(cfg, indent=2))
     return path
 
 
@@ -106,10 +108,10 @@ def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tupl
         raise ConfigError(f"activations {tuple(acts.shape)} do not match the SAE's d_in={sae.cfg.d_in}",
                           hint="pass [N, d_in] activations from the hook the SAE was trained on")
     recons, l0s = [], []
-    dtype = next(sae.parameters()).dtype
+    param = next(sae.parameters())
     with flat_rows(sae):
         for s in range(0, acts.shape[0], batch_size):
-            x = acts[s:s + batch_size].to(dtype)
+            x = acts[s:s + batch_size].to(param.device, param.dtype)
             f = sae.encode(x)
             recons.append(sae.decode(f).float())
             l0s.append((f != 0).sum(-1).float())
@@ -121,13 +123,17 @@ def effective_decoder(sae: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.
     """(D [d_sae, d_in], b [d_in]) with decode(f) = f @ D + b, probed from `decode` itself (float32).
 
     Covers options that rescale codes inside decode (e.g. TopK's rescale_acts_by_decoder_norm), so code-space
-    maths (pursuit, feature ablation) uses the dictionary the SAE really applies.
+    maths (pursuit, feature ablation) uses the dictionary the SAE really applies. Probed on a float32 copy on the
+    SAE's device: in bf16 each row would be rounded together with b_dec before b_dec is taken off again.
     """
+    import copy
+
     n = int(sae.cfg.d_sae)
-    dtype = next(sae.parameters()).dtype
-    with flat_rows(sae):
-        b = sae.decode(torch.zeros(1, n, dtype=dtype)).float()[0]
-        rows = [sae.decode(torch.eye(n, dtype=dtype)[s:s + chunk]).float() - b for s in range(0, n, chunk)]
+    device = next(sae.parameters()).device
+    probe = sae if next(sae.parameters()).dtype == torch.float32 else copy.deepcopy(sae).float()
+    with flat_rows(probe):
+        b = probe.decode(torch.zeros(1, n, device=device)).float()[0]
+        rows = [probe.decode(torch.eye(n, device=device)[s:s + chunk]).float() - b for s in range(0, n, chunk)]
     return torch.cat(rows), b
 
 

@@ -294,6 +294,9 @@ def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | No
         names = resolve_hooks(model, hooks)
         if own and (own in names or hooks == ["blocks.*.hook_resid_post"]):
             names = [own]
+        if own and len(names) == 1 and names[0] != own:  # same width, another layer: codes of the wrong rows
+            raise ConfigError(f"the SAE {sae} was trained on {own}, not on {names[0]}",
+                              hint=f"pass --hooks {own} (or leave --hooks out)")
         if len(names) != 1:
             raise ConfigError(f"--sae needs exactly one hook, the hooks resolve to {names}",
                               hint="pass --hooks with the SAE's hook name")

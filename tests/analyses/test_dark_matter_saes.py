@@ -137,6 +137,38 @@ def test_effective_decoder_matches_decode(rescale: bool) -> None:
         assert torch.allclose(D, sae.W_dec.detach()) and torch.allclose(b, sae.b_dec.detach())
 
 
+def test_effective_decoder_of_a_bf16_sae_is_its_dictionary() -> None:
+    """A bf16 SAE: probing decode in bf16 rounded each row together with b_dec (row errors ~3 %, and rows of 0 when
+    b_dec is large). The dictionary is the bf16 weights themselves, exactly representable in float32."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.randn_like(sae.W_dec) * 0.05)
+        sae.b_dec.copy_(torch.full_like(sae.b_dec, 50.0))  # inputs with a mean offset of 50
+    sae = sae.to(torch.bfloat16)
+    D, b = effective_decoder(sae)
+    W = sae.W_dec.detach().double()
+    row_err = ((D.double() - W).norm(dim=1) / W.norm(dim=1)).max()
+    assert D.dtype == torch.float32 and row_err < 1e-4, row_err  # was 1.0: rows of zeros
+    assert torch.equal(b, sae.b_dec.detach().float())
+    assert next(sae.parameters()).dtype == torch.bfloat16  # the SAE itself is not converted
+    D_meta, _ = effective_decoder(sae.float().to("meta"))  # probes are made on the SAE's device
+    assert D_meta.device.type == "meta" and D_meta.shape == (64, 16)
+
+
+def test_saved_sae_loads_as_float32_in_sae_lens_too(tiny, tmp_path) -> None:
+    import json
+
+    from sae_lens import SAE
+
+    out = save_sae(tiny["topk"].to(torch.bfloat16), tmp_path / "b", storage_dtype="bfloat16")
+    assert json.loads((out / "cfg.json").read_text()).get("dtype", "float32") == "float32"
+    assert next(SAE.load_from_disk(str(out)).parameters()).dtype == torch.float32
+    tiny["topk"].float()
+
+
 def test_damaged_sae_index_is_a_typed_error(tmp_path):
     from analyses.dark_matter.data import load_index
     from interp.errors import ConfigError

@@ -121,7 +121,12 @@ def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file):
     assert read_sparse(reader, hooks[0], 10, 10).n_rows == 0
 
 
-def test_sparse_errors(tiny_model, sparse_cache):
+def test_sparse_errors(tiny_model, sparse_cache, sae_dir, tmp_path):
+    from interp.saes import load_sae, save_sae
+
+    named = save_sae(load_sae(sae_dir), tmp_path / "named", storage_dtype="float32", metadata={"hook_name": HOOK})
+    with pytest.raises(ConfigError, match="trained on blocks.1.hook_resid_post, not on blocks.0.hook_resid_post"):
+        sparse_hook_formats(tiny_model, ["blocks.0.hook_resid_post"], None, sae=str(named))
     with pytest.raises(ConfigError, match="needs --k") as err:
         sparse_hook_formats(tiny_model, [HOOK], "topk")  # no k: say which flag, not "got None"
     assert "None" not in err.value.message
