@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from interp.config_checks import check_device, check_ranges, check_types
 from interp.errors import ConfigError
 from interp.stats.metrics import CONVENTIONS
 
@@ -38,6 +39,13 @@ class Config:
 
     def validate(self) -> Config:
         """Raise ConfigError for values that cannot run."""
+        check_types(self)
+        check_ranges(self, at_least={"ctx": 2, "batch_size": 1, "n_tokens": 1, "trace_tokens": 0, "layer": -1,
+                                     "synthetic_sigmas": 0})
+        check_device(self.device)
+        if self.synthetic_tokens and not self.synthetic_sigmas:
+            raise ConfigError("synthetic_sigmas is empty while synthetic_tokens > 0",
+                              hint="give noise levels (e.g. 0.0,0.1,0.2) or synthetic_tokens=0 to skip the study")
         if self.r2_convention not in CONVENTIONS:
             raise ConfigError(f"unknown r2_convention '{self.r2_convention}'", hint=f"use one of {CONVENTIONS}")
         if not 0 < self.train_frac < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from interp.config_checks import check_ranges, check_types
 from interp.errors import ConfigError
 
 # Paper-like sizes (reference sweeps: MNIST widths 3..100, 16 epoch checkpoints, 14 sample sizes, 10 repeats),
@@ -78,8 +79,14 @@ class Config:
 
     def resolved(self) -> Config:
         """Validate, and apply the full sweep's sizes when sweep == 'full'."""
+        check_types(self)
+        check_ranges(self, at_least={"max_epochs": 0, "lr_max_iter": 1, "k": 1, "n_threads": 1, "lm_tokens": 1,
+                                     "lm_ctx": 2, "lm_probes_per_feature": 1, "step": -1},
+                     fractions={"lm_test_fraction": (0.01, 0.99)})
         if self.sweep not in ("default", "full"):
             raise ConfigError(f"unknown sweep '{self.sweep}'", hint="use 'default' or 'full'")
+        if not self.widths:
+            raise ConfigError("widths is empty", hint="use widths=[2,8,32] or more")
         cfg = replace(self, **FULL_SWEEP) if self.sweep == "full" else replace(self)
         for name in ("widths", "seeds", "epoch_checkpoints", "sample_sizes", "sample_widths", "sample_seeds"):
             vals = getattr(cfg, name)

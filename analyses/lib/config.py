@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from interp.config_checks import check_ranges, check_types
 from interp.errors import ConfigError
 
 
@@ -42,6 +43,9 @@ class Config:
         from analyses.lib.basis import BASES, EDGE_FORMULAS
         from analyses.lib.linalg import integration_points
 
+        check_types(self)
+        check_ranges(self, at_least={"n_samples": 0, "n_eval_samples": 0, "n_edge_eval_samples": 0,
+                                     "n_fourier_dirs": 1, "n_intervals": 0, "step": -1})
         if self.basis not in BASES:
             raise ConfigError(f"unknown basis '{self.basis}'", hint=f"use one of {', '.join(BASES)}")
         if self.edge_formula not in EDGE_FORMULAS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from interp.config_checks import check_device, check_ranges, check_types
 from interp.errors import ConfigError
 
 
@@ -37,6 +38,9 @@ class Config:
 
     def validate(self) -> Config:
         """Raise ConfigError on sizes the sweep cannot run with (they used to be clamped to one block silently)."""
+        check_types(self)
+        check_ranges(self, at_least={"steps": 0}, fractions={"persistence": (0.0, 1.0)})
+        check_device(self.device)
         for k, least in (("n_inputs", 1), ("ctx", 2), ("top_k", 1)):
             if getattr(self, k) < least:
                 raise ConfigError(f"{k} must be >= {least}, got {getattr(self, k)}",

@@ -193,6 +193,9 @@ def run(config: Config | None = None) -> MassiveResult:
         "detected_by_step": {str(s): per[s]["n_detected"] for s in steps},
         "loss_by_step": {str(s): per[s]["loss"] for s in steps},
         "ratio_cv_final": agg["ratio_cv"][-1].tolist(), "seconds": round(time.time() - t0, 1),
+        # said, not silent: Eq. 14 has five parameters, so fewer than six checkpoints cannot be fitted
+        "fit_status": ("fitted" if fits else "not asked (fit=False)" if not cfg.fit
+                       else f"skipped: the curve fit needs at least 6 checkpoints, this sweep has {len(steps)}"),
     }
     arrays = {"steps": t, "ratio_of_means": agg["ratio_of_means"], "mean_of_ratios": agg["mean_of_ratios"],
               "top": top, "median": med, "fit_grid": grid, "fit_curves": curves}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from interp.config_checks import check_device, check_ranges, check_types
 from interp.errors import ConfigError
 
 from .method import MLP_MODES
@@ -39,6 +40,9 @@ class Config:
 
     def validate(self) -> Config:
         """Raise ConfigError on any out-of-range option."""
+        check_types(self)
+        check_ranges(self, at_least={"n_gauss": 1, "n_scatter": 0, "step": -1}, fractions={"carry_frac": (0.0, 1.0)})
+        check_device(self.device)
         if self.ln_mode not in LN_MODES:
             raise ConfigError(f"ln_mode={self.ln_mode!r}", hint=f"one of {LN_MODES}")
         if self.approx_norm not in APPROX_NORMS:
