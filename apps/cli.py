@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from apps import tokenize_cmd
-from interp.errors import InterpError
+from interp.errors import ConfigError, InterpError
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")  # no model hub here; hub names fail with a clear error instead of hanging
@@ -100,6 +100,23 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_result_folder(out: Path, analysis: str) -> None:
+    """Refuse an --out that is a file, or a folder holding another analysis's result (it would be replaced)."""
+    import json
+
+    from apps.report.registry import normalize
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder", hint="pass a folder for the result")
+    try:
+        other = json.loads((out / "result.json").read_text()).get("analysis")
+    except (OSError, ValueError, AttributeError):
+        return  # no (readable) result there: nothing of another analysis to lose
+    if other is not None and normalize(str(other)) != normalize(analysis):
+        raise ConfigError(f"{out} holds a {other} result; saving the {analysis} result there would replace it",
+                          hint=f"choose another --out (e.g. results/{analysis}), or delete {out} first")
+
+
 def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
     from apps.config_args import add_config_options, config_from_args
     from apps.registry import ANALYSES, analysis_module
@@ -118,8 +135,9 @@ def cmd_analyze(a: argparse.Namespace, rest: list[str]) -> int:
     add_config_options(p, module.Config)
     opts = p.parse_args(rest)
     config = config_from_args(module.Config, opts, opts.set)
-    result = module.run(config)
     out = Path(opts.out or Path("results") / a.name)
+    _check_result_folder(out, a.name)  # before the run: a refusal after minutes of work would waste them
+    result = module.run(config)
     result.save(out)
     print(f"{result.title}: " + ", ".join(f"{k}={v}" for k, v in result.summary_rows()[:6]))
     print(f"wrote {out / 'result.json'}")

@@ -62,3 +62,46 @@ def test_negative_n_inputs_on_the_cli_is_exit_2(tmp_path, capsys):
                "--out", str(tmp_path / "r")])
     assert rc == 2 and capsys.readouterr().err.startswith("interp: error: n_inputs must be >= 1, got -3")
     assert not (tmp_path / "r").exists()
+
+
+def test_analyze_refuses_to_replace_another_analysis_result(tmp_path, capsys):
+    """`interp analyze hashcodes --out F` where F holds a massive result used to replace it (exit 0): refused before
+    the run, files untouched; --out naming a file is refused before the run too."""
+    import hashlib
+    import json
+
+    from apps.cli import main
+
+    folder = tmp_path / "m1"
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps({"analysis": "massive", "summary": {}}))
+    before = hashlib.sha256((folder / "result.json").read_bytes()).hexdigest()
+    assert main(["analyze", "hashcodes", "--out", str(folder)]) == 2
+    assert "holds a massive result" in capsys.readouterr().err
+    assert hashlib.sha256((folder / "result.json").read_bytes()).hexdigest() == before
+    (tmp_path / "file").write_text("x")
+    assert main(["analyze", "massive", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_config_types_are_checked_in_python_too():
+    """A Config built in Python is checked against its annotations: no traceback deep in the run, no string split
+    into characters; sizes below their least value are refused."""
+    import pytest
+
+    from analyses import hashcodes, lib, massive
+    from interp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Config.n_inputs must be int, got '1'"):
+        massive.Config(n_inputs="1").validate()
+    with pytest.raises(ConfigError, match=r"Config.steps must be list of int"):
+        massive.Config(steps=3000).validate()
+    with pytest.raises(ConfigError, match=r"Config.node_layers must be list of str"):
+        lib.Config(node_layers="ln1.0").validate()
+    with pytest.raises(ConfigError, match="n_samples must be >= 0"):
+        lib.Config(n_samples=-5).validate()
+    with pytest.raises(ConfigError, match="widths is empty"):
+        hashcodes.Config(widths=[]).resolved()
+    with pytest.raises(ConfigError, match="lm_test_fraction must be in"):
+        hashcodes.Config(lm_test_fraction=1.5).resolved()
+    massive.Config(persistence=1).validate()  # an int where a float is annotated is fine
