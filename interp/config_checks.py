@@ -84,6 +84,24 @@ def check_ranges(cfg: Any, *, at_least: dict[str, float] | None = None,
                               hint=f"e.g. {name}={(lo + hi) / 2:g}")
 
 
+def check_context(model: Any, ctx: int, field: str = "ctx") -> None:
+    """Refuse blocks longer than the model's context (a shape error deep in the forward pass otherwise)."""
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None) or getattr(getattr(model, "config", None),
+                                                                         "max_position_embeddings", None)
+    if n_ctx is not None and int(ctx) > int(n_ctx):
+        sep = " " if field.startswith("--") else "="
+        raise ConfigError(f"{field}{sep}{ctx} is longer than the model's context of {n_ctx} tokens",
+                          hint=f"pass {field} {n_ctx} or less")
+
+
+def check_layer(model: Any, layer: int, field: str = "layer") -> None:
+    """Refuse a layer index the model does not have, naming how many it has."""
+    n_layers = getattr(getattr(model, "cfg", None), "n_layers", None)
+    if n_layers is not None and not 0 <= int(layer) < int(n_layers):
+        raise ConfigError(f"{field}={layer}, but the model has {n_layers} layers",
+                          hint=f"pass {field} between 0 and {int(n_layers) - 1} (-1: the middle one)")
+
+
 def check_device(device: str) -> None:
     """A device torch knows and this machine has, else a ConfigError (not torch's assertion deep in a run)."""
     import torch

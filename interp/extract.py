@@ -21,6 +21,7 @@ from interp.cache.manifest import MANIFEST, Manifest, identity_mismatch
 from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
+from interp.config_checks import check_context, check_device
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
@@ -92,6 +93,8 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError("--resume and --overwrite contradict each other", hint="pass one of them")
     if cfg.shard_mb <= 0:
         raise ConfigError("--shard-mb must be positive")
+    if isinstance(cfg.device, str):
+        check_device(cfg.device)
     if int(cfg.writer_threads) < 0:
         raise ConfigError(f"--writer-threads must be 0 (automatic) or more, got {cfg.writer_threads}")
     try:
@@ -169,11 +172,7 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     if tokenizer is None:
         raise ConfigError(f"model {model_id(model)} has no tokenizer", hint="extraction needs a language model")
 
-    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None) or getattr(getattr(model, "config", None),
-                                                                         "max_position_embeddings", None)
-    if n_ctx is not None and cfg.ctx > int(n_ctx):
-        raise ConfigError(f"--ctx {cfg.ctx} is longer than the model's context of {n_ctx} tokens",
-                          hint=f"pass --ctx {n_ctx} or less")
+    check_context(model, cfg.ctx, "--ctx")
     rows_per_block = int(positions.row_mask(1, cfg.ctx).sum())
     n_blocks = cfg.tokens // cfg.ctx
     identity = {

@@ -25,6 +25,7 @@ from analyses.dark_matter.result import DarkMatterResult
 from analyses.dark_matter.scaling import fit_saturating_power_law
 from analyses.dark_matter.splice import downstream_loss
 from analyses.dark_matter.synthetic import introduced_error_grid
+from interp.config_checks import check_context, check_layer
 from interp.errors import ConfigError
 from interp.saes import effective_decoder, flat_rows, load_sae, reconstruct
 
@@ -73,6 +74,15 @@ def _claims(r2_norm: float, r2_vec: float) -> list[dict]:
     ]
 
 
+def _check_entry(entry: dict, sae) -> None:
+    """The index must describe the SAE folder it points at: its width feeds the scaling fits, its hook the rows."""
+    own = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+    if int(entry["d_sae"]) != int(sae.cfg.d_sae) or (own and own != entry["hook"]):
+        raise ConfigError(f"SAE index entry {entry['name']} says d_sae={entry['d_sae']} on {entry['hook']}, its "
+                          f"files say d_sae={sae.cfg.d_sae} on {own}",
+                          hint="rebuild the index (python -m analyses.dark_matter.build_saes) or fix index.json")
+
+
 def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -> DarkMatterResult:
     """Decompose the SAE error of every SAE in the sweep and run the paper's follow-up studies."""
     from interp.models import load, resolved_step
@@ -85,7 +95,9 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     model = model if user_model else load(cfg.model, step=cfg.checkpoint, device=cfg.device)
     # the step that ran (checkpoint None means the final one); a user's model names its own step or none
     step = resolved_step(None, None, model) if user_model else resolved_step(cfg.model, cfg.checkpoint, model)
+    check_context(model, cfg.ctx)
     layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)
+    check_layer(model, layer)
     hooks = component_hooks(layer)
     index = load_index(cfg.saes or default_sae_dir(cfg.model))
     entries = [e for e in index["saes"] if e["hook"] in hooks.values()]
@@ -105,6 +117,7 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     rows, decs, suites, norms, lin_norms, nonlin_norms, l0s, saes = [], {}, [], [], [], [], {}, {}
     for e in sweep:
         sae = load_sae(e["abs_path"])
+        _check_entry(e, sae)
         saes[e["name"]] = sae
         rec, l0 = reconstruct(sae, x)
         dec = decompose_sae_error(x, rec, split=split, **kw)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from interp.config_checks import check_context
 from interp.errors import ConfigError
 
 from .config import Config
@@ -37,6 +38,7 @@ def _criteria(cfg: Config) -> DetectionCriteria:
 def checkpoint_metric(tokens: torch.Tensor, cfg: Config, tokenizer=None):
     """The per-checkpoint metric: per-layer top-k/median arrays, the held-out loss and the detected rows."""
     def metric(model: torch.nn.Module, step: int) -> dict:
+        check_context(model, tokens.shape[1])
         hs = layer_outputs(model, tokens, hook=cfg.hook)  # [L, B, S, d] float64
         st = massive_stats(hs, k=cfg.top_k)
         det = detect_massive(hs, tokens, tokenizer, _criteria(cfg))

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from interp.config_checks import check_context
 from interp.errors import ConfigError
 
 from .config import Config
@@ -122,7 +123,8 @@ def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]
         return meta[:, 0], meta[:, 2], {lay: reader.read(h, 0, stop).float() for lay, h in zip(layers, hooks)}
     from interp.sources import embedded_corpus_path, token_blocks
 
-    ctx = min(cfg.ctx, model.cfg.n_ctx)
+    check_context(model, cfg.ctx)
+    ctx = cfg.ctx
     toks = token_blocks(embedded_corpus_path(), tokenizer, ctx=ctx, n_tokens=cfg.score_tokens)
     acts: dict[int, list] = {lay: [] for lay in layers}
     for s in range(0, len(toks), 16):

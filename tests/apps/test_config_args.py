@@ -105,3 +105,33 @@ def test_config_types_are_checked_in_python_too():
     with pytest.raises(ConfigError, match="lm_test_fraction must be in"):
         hashcodes.Config(lm_test_fraction=1.5).resolved()
     massive.Config(persistence=1).validate()  # an int where a float is annotated is fine
+
+
+def test_context_layer_and_sae_index_are_checked_against_the_model():
+    """ctx beyond the model's context and a layer it does not have are one-line errors (they were shape tracebacks
+    or a misleading "no SAE for blocks.9"); an index entry that does not describe its SAE files is refused."""
+    import json
+    from pathlib import Path
+
+    import pytest
+
+    from analyses.dark_matter.pipeline import _check_entry
+    from interp.config_checks import check_context, check_layer
+    from interp.errors import ConfigError
+    from interp.models import load
+    from interp.saes import load_sae
+
+    model = load("toy-pythia-4l")
+    with pytest.raises(ConfigError, match="ctx=1000 is longer than the model's context of 256"):
+        check_context(model, 1000)
+    with pytest.raises(ConfigError, match="layer=9, but the model has 4 layers"):
+        check_layer(model, 9)
+    check_context(model, 256), check_layer(model, 3)
+    folder = Path(__file__).resolve().parents[2] / "data" / "saes" / "toy-pythia-4l"
+    entry = next(e for e in json.loads((folder / "index.json").read_text())["saes"] if e["hook"].endswith("resid_post"))
+    sae = load_sae(folder / entry["path"] if "path" in entry else folder / entry["name"])
+    _check_entry(entry, sae)
+    with pytest.raises(ConfigError, match="its files say d_sae"):
+        _check_entry({**entry, "d_sae": 9999}, sae)
+    with pytest.raises(ConfigError, match="its files say"):
+        _check_entry({**entry, "hook": "blocks.1.hook_resid_post"}, sae)
