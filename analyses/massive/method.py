@@ -57,6 +57,9 @@ def massive_stats(h: torch.Tensor, k: int = 3) -> dict[str, np.ndarray]:
     if h.ndim < 2:
         raise ConfigError("massive_stats needs h of shape [..., S, d]", hint="pass a hidden state, not a vector")
     S, d = h.shape[-2:]
+    if not 1 <= k <= S * d:
+        raise ConfigError(f"top_k={k} is not in [1, {S * d}] (positions × d_model of one input)",
+                          hint=f"pass top_k between 1 and {S * d} (the paper uses 3)")
     flat = h.to(torch.float64).flatten(-2)
     vals, idx = flat.abs().topk(k, dim=-1)
     med = median_abs(h)

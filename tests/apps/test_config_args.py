@@ -135,3 +135,15 @@ def test_context_layer_and_sae_index_are_checked_against_the_model():
         _check_entry({**entry, "d_sae": 9999}, sae)
     with pytest.raises(ConfigError, match="its files say"):
         _check_entry({**entry, "hook": "blocks.1.hook_resid_post"}, sae)
+
+
+def test_massive_top_k_beyond_one_input_is_refused():
+    import pytest
+    import torch
+
+    from analyses.massive.method import massive_stats
+    from interp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"top_k=100000 is not in \[1, 12\]"):
+        massive_stats(torch.randn(2, 1, 3, 4), k=100000)
+    assert massive_stats(torch.randn(2, 1, 3, 4), k=12)["top"].shape[-1] == 12
