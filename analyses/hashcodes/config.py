@@ -87,6 +87,11 @@ class Config:
             raise ConfigError(f"unknown sweep '{self.sweep}'", hint="use 'default' or 'full'")
         if not self.widths:
             raise ConfigError("widths is empty", hint="use widths=[2,8,32] or more")
+        if self.sweep == "full":  # the full sweep sets these sizes; explicit ones would be dropped silently
+            mine = [k for k in FULL_SWEEP if getattr(self, k) != getattr(Config(), k)]
+            if mine:
+                raise ConfigError(f"sweep=full sets {', '.join(mine)} itself; the values given would be ignored",
+                                  hint="drop sweep=full to use your sizes, or drop the sizes to run the full sweep")
         cfg = replace(self, **FULL_SWEEP) if self.sweep == "full" else replace(self)
         for name in ("widths", "seeds", "epoch_checkpoints", "sample_sizes", "sample_widths", "sample_seeds"):
             vals = getattr(cfg, name)

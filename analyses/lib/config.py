@@ -44,6 +44,9 @@ class Config:
         from analyses.lib.linalg import integration_points
 
         check_types(self)
+        if self.model == "modadd" and self.step != -1:
+            raise ConfigError(f"step={self.step} does not apply to the shipped mod-add models (one checkpoint each)",
+                              hint="choose the model with seed=0|1|2, or leave step at -1")
         check_ranges(self, at_least={"n_samples": 0, "n_eval_samples": 0, "n_edge_eval_samples": 0,
                                      "n_fourier_dirs": 1, "n_intervals": 0, "step": -1})
         if self.basis not in BASES:

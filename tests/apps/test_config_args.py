@@ -147,3 +147,16 @@ def test_massive_top_k_beyond_one_input_is_refused():
     with pytest.raises(ConfigError, match=r"top_k=100000 is not in \[1, 12\]"):
         massive_stats(torch.randn(2, 1, 3, 4), k=100000)
     assert massive_stats(torch.randn(2, 1, 3, 4), k=12)["top"].shape[-1] == 12
+
+
+def test_options_that_would_be_ignored_are_refused():
+    import pytest
+
+    from analyses import hashcodes, lib
+    from interp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sweep=full sets widths"):
+        hashcodes.Config(sweep="full", widths=[2]).resolved()
+    hashcodes.Config(sweep="full").resolved()
+    with pytest.raises(ConfigError, match="does not apply to the shipped mod-add models"):
+        lib.Config(step=12345).validate()
