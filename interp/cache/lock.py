@@ -131,7 +131,7 @@ class CacheLock:
                 os.close(fd)
                 return None
             elif not created and not self._stale(self._holder(), unflocked=True):
-                self._refuse(self._holder())  # an empty lock still being written, another host's, a live pid
+                self._refuse(self._holder())  # an empty lock still being written, or another host's
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
             os.fsync(fd)
