@@ -9,6 +9,7 @@ import types
 import typing
 from typing import Any
 
+from interp.config_checks import type_name
 from interp.errors import ConfigError
 
 
@@ -50,14 +51,8 @@ def _converter(tp):
 
 
 def _type_name(tp: Any) -> str:
-    """How an annotated type reads in an error message (`int`, `list of float`, `int or None`)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("None" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
-    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
-        args = typing.get_args(tp)
-        return f"list of {_type_name(args[0]) if args else 'str'} (comma-separated or JSON)"
-    return getattr(tp, "__name__", str(tp))
+    """The type as an error message names it, with how lists are written on the command line."""
+    return type_name(tp, " (comma-separated or JSON)")
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")

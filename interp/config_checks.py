@@ -15,13 +15,14 @@ from typing import Any
 from interp.errors import ConfigError
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any, list_note: str = "") -> str:
+    """How an annotated type reads in an error message (`int`, `list of float`, `int or None`)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join("None" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        return " or ".join("None" if a is type(None) else type_name(a, list_note) for a in typing.get_args(tp))
     if origin in (list, tuple) or tp in (list, tuple):
         args = typing.get_args(tp)
-        return f"list of {_type_name(args[0]) if args else 'values'}"
+        return f"list of {type_name(args[0]) if args else 'values'}{list_note}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -61,9 +62,9 @@ def check_types(cfg: Any) -> None:
         tp = hints.get(f.name)
         value = getattr(cfg, f.name)
         if tp is not None and _matches(value, tp) is False:
-            raise ConfigError(f"{type(cfg).__module__.rsplit('.', 1)[0]} Config.{f.name} must be {_type_name(tp)}, "
+            raise ConfigError(f"{type(cfg).__module__.rsplit('.', 1)[0]} Config.{f.name} must be {type_name(tp)}, "
                               f"got {value!r} ({type(value).__name__})",
-                              hint=f"pass {f.name} as {_type_name(tp)} "
+                              hint=f"pass {f.name} as {type_name(tp)} "
                                    f"(on the command line: --{f.name.replace('_', '-')})")
 
 
