@@ -9,6 +9,7 @@ import types
 import typing
 from typing import Any
 
+from interp.analysis import literal_choices
 from interp.config_checks import type_name
 from interp.errors import ConfigError
 
@@ -26,22 +27,33 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """One `--field-name` option per dataclass field (lists take several values; bools get --no-field)."""
+    """One `--field-name` option per dataclass field (lists take several values; bools get --no-field).
+
+    The help text is the field's docstring (`AnalysisConfig.field_help`), then its default; `Literal[...]` fields
+    get their choices.
+    """
     hints = typing.get_type_hints(config_cls)
+    docs = config_cls.field_help() if hasattr(config_cls, "field_help") else {}
+    group = parser.add_argument_group(f"{config_cls.__module__.rsplit('.', 1)[0]} options")
     for f in dataclasses.fields(config_cls):
+        choices = literal_choices(hints.get(f.name))
         tp, is_list = _base_type(hints.get(f.name, str))
+        if choices is not None:
+            tp = type(choices[0])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_text = f"(default: {default!r})"
+        doc = docs.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        help_text = f"{doc} (default: {default!r})".strip()
         if tp is bool and not is_list:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif is_list:
-            parser.add_argument(flag, dest=f.name, nargs="+", type=_converter(tp), default=None, help=help_text)
+            group.add_argument(flag, dest=f.name, nargs="+", type=_converter(tp), default=None, help=help_text,
+                               choices=choices)
         elif tp in (int, float, str):
-            parser.add_argument(flag, dest=f.name, type=_converter(tp), default=None, help=help_text)
+            group.add_argument(flag, dest=f.name, type=_converter(tp), default=None, help=help_text, choices=choices)
         else:  # dicts and other structures: JSON on the command line
-            parser.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text + " as JSON")
+            group.add_argument(flag, dest=f.name, type=json.loads, default=None, help=help_text + " as JSON")
 
 
 def _converter(tp):
@@ -107,6 +119,12 @@ def _coerce(raw: str, tp: Any) -> Any:
     Raises ValueError (or TypeError) when it does not convert.
     """
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        value = _scalar(raw, type(choices[0]))
+        if value not in choices:
+            raise ValueError(raw)
+        return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if type(None) in args and raw.strip().lower() in ("none", "null"):

@@ -18,6 +18,8 @@ from interp.errors import ConfigError
 def type_name(tp: Any, list_note: str = "") -> str:
     """How an annotated type reads in an error message (`int`, `list of float`, `int or None`)."""
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return " or ".join("None" if a is type(None) else type_name(a, list_note) for a in typing.get_args(tp))
     if origin in (list, tuple) or tp in (list, tuple):
@@ -31,6 +33,8 @@ def _matches(value: Any, tp: Any) -> bool | None:
     origin = typing.get_origin(tp)
     if tp is Any:
         return True
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         verdicts = [_matches(value, a) for a in typing.get_args(tp)]
         return True if any(verdicts) else (None if None in verdicts else False)

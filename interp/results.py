@@ -7,14 +7,16 @@ by the report builder), and `_repr_html_` shows the headline table in a notebook
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -58,10 +60,113 @@ def fmt(value: Any, spec: str = ".3g") -> str:
     return format(x, spec) if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
+# ------------------------------------------------------------------------------------------------- findings
+Verdict = Literal["held", "did not hold", "not applicable"]
+_OPS: dict[str, Callable[[float, Any], bool]] = {
+    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
+    "between": lambda a, b: b[0] <= a <= b[1],  # threshold = [low, high], both included
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One of the paper's checkable claims, the number measured here, the paper's number, and the verdict.
+
+    Build it with `Finding.compare`, which derives the verdict from the number, so the two cannot disagree;
+    `key` names where the number sits in the result (`summary` or a dotted path into `details`), so tests and
+    readers can check that the finding cites the result.
+    """
+
+    claim: str
+    measured: float | str | None
+    paper: str
+    verdict: Verdict
+    detail: str = ""
+    key: str = ""
+    op: str = ""
+    threshold: float | list[float] | None = None
+
+    @classmethod
+    def compare(cls, claim: str, measured: Any, op: str, threshold: float | Sequence[float], *, paper: str,
+                key: str = "",
+                detail: str = "", why_not_applicable: str = "") -> Finding:
+        """The finding `measured op threshold` (e.g. `0.93 >= 0.9`, or `between [0.3, 0.7]`); a missing or NaN
+        number is not applicable."""
+        if op not in _OPS:
+            raise ValueError(f"op must be one of {', '.join(_OPS)}, got {op!r}")
+        value = _number(measured)
+        if value is None:
+            verdict: Verdict = "not applicable"
+            detail = why_not_applicable or detail or "The number could not be measured here"
+        else:
+            verdict = "held" if _OPS[op](value, _bound(threshold)) else "did not hold"
+        return cls(claim=claim, measured=value, paper=paper, verdict=verdict, detail=detail, key=key, op=op,
+                   threshold=_bound(threshold))
+
+    @classmethod
+    def not_applicable(cls, claim: str, why: str, *, paper: str, key: str = "") -> Finding:
+        """A claim this run cannot check (a study was skipped, the model lacks what it needs), with the reason."""
+        return cls(claim=claim, measured=None, paper=paper, verdict="not applicable", detail=why, key=key)
+
+    def consistent(self) -> bool:
+        """Whether the verdict is the one the number and the rule give (always true for `compare`'d findings)."""
+        value = _number(self.measured)
+        if not self.op:
+            return self.verdict == "not applicable" or value is not None
+        if value is None:
+            return self.verdict == "not applicable"
+        return self.verdict == ("held" if _OPS[self.op](value, _bound(self.threshold)) else "did not hold")
+
+    def sentence(self) -> str:
+        """The finding in words: 'Held: <claim>. Here 0.93 (rule >= 0.9; paper: ...).'"""
+        head = {"held": "Held", "did not hold": "Did not hold", "not applicable": "Not applicable"}[self.verdict]
+        bound = (f"in [{_fmt(self.threshold[0])}, {_fmt(self.threshold[1])}]" if self.op == "between"
+                 else f"{self.op} {_fmt(self.threshold)}")
+        parts = [f"{head}: {self.claim}."]
+        if self.measured is None:
+            parts.append(f"Paper: {self.paper}.")
+        else:
+            rule = f" (needs {bound})" if self.op else ""
+            parts.append(f"Here {_fmt(self.measured)}{rule}; paper: {self.paper}.")
+        if self.detail:
+            parts.append(self.detail.rstrip(".") + ".")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Finding:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+def _bound(threshold: Any) -> float | list[float]:
+    if isinstance(threshold, (list, tuple)):
+        return [float(threshold[0]), float(threshold[1])]
+    return float(threshold)
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or isinstance(value, str):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x
+
+
+def _fmt(x: Any) -> str:
+    return fmt(x, ".3g")
+
+
+
 @dataclass
 class Result:
     """Base of every analysis result.
 
+    findings:   the paper's checkable claims, the numbers measured here and the verdicts (shown first everywhere)
     summary:    headline numbers (name -> scalar or short string), shown as the table in reports and Jupyter
     details:    every other number, table (list of row dicts) or nested dict, all JSON-able
     arrays:     named numpy arrays behind the figures (saved as safetensors)
@@ -77,6 +182,10 @@ class Result:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    # figure name -> one line that says what to look at (reports print it under the figure)
+    captions: ClassVar[dict[str, str]] = {}
 
     # ----------------------------------------------------------------------------------------- persistence
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -92,6 +201,7 @@ class Result:
             "schema_version": RESULT_SCHEMA_VERSION,
             "analysis": self.analysis,
             "title": self.title,
+            "findings": [f.to_dict() for f in self.findings],
             "summary": to_jsonable(self.summary),
             "details": to_jsonable(self.details),
             "config": to_jsonable(self.config),
@@ -130,6 +240,7 @@ class Result:
             arrays=arrays,
             config=doc.get("config", {}),
             provenance=doc.get("provenance", {}),
+            findings=[Finding.from_dict(f) for f in doc.get("findings", []) if isinstance(f, dict)],
         )
 
     # ----------------------------------------------------------------------------------------- display
@@ -141,8 +252,26 @@ class Result:
         """The headline table as (name, formatted value) rows."""
         return [(k, _format_value(v)) for k, v in self.summary.items()]
 
+    def headline(self) -> str:
+        """One line for an index: how many claims held, and the first finding that did not (or the first)."""
+        if not self.findings:
+            return ", ".join(f"{k} = {v}" for k, v in self.summary_rows()[:3])
+        held = sum(f.verdict == "held" for f in self.findings)
+        checked = sum(f.verdict != "not applicable" for f in self.findings)
+        first = next((f for f in self.findings if f.verdict == "did not hold"), self.findings[0])
+        return f"{held} of {checked} checkable claims held. {first.sentence()}"
+
+    def findings_html(self) -> str:
+        """The findings as an HTML list, verdict first (report pages and Jupyter)."""
+        esc = html.escape
+        colour = {"held": "#1a7f37", "did not hold": "#b3261e", "not applicable": "#6b6b6b"}
+        items = "".join(
+            f"<li><b style='color:{colour[f.verdict]}'>{esc(f.verdict)}</b>: {esc(f.sentence().split(': ', 1)[1])}"
+            "</li>" for f in self.findings)
+        return f"<ul class='findings'>{items}</ul>" if items else ""
+
     def _repr_html_(self) -> str:
-        """Notebook view: title, where it came from (model, checkpoint, hooks, tokens), headline table, what else."""
+        """Notebook view: title, where it came from (model, checkpoint, hooks, tokens), findings, headline table."""
         esc = html.escape
         rows = "".join(
             f"<tr><td style='text-align:left'>{esc(k)}</td><td style='text-align:right'>{esc(v)}</td></tr>"
@@ -158,6 +287,7 @@ class Result:
         return (
             f"<div><b>{esc(self.title)}</b> <code>{esc(self.analysis)}</code>"
             + (f"<br><small>{esc(where)}</small>" if where else "")
+            + self.findings_html()
             + f"<table><thead><tr><th>quantity</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>"
             f"<small>.figures() returns the plotly figures{esc('; ' + more) if more else ''}; .save(dir) writes "
             "result.json + arrays.safetensors</small></div>"
@@ -165,7 +295,8 @@ class Result:
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v}" for k, v in self.summary_rows()[:8])
-        return f"{type(self).__name__}({body})"
+        found = "".join(f"\n  {f.sentence()}" for f in self.findings)
+        return f"{type(self).__name__}({body}){found}"
 
 
 def _damaged(path: Path, why: str) -> Exception:

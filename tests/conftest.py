@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("INTERP_QUIET", "1")  # analyses print no stage lines or bars in tests (interp.progress)
 # Triton kernels run in its CPU interpreter here. This must be set before anything imports triton: kernels decorated
 # while it is unset are compiled-mode kernels that the interpreter then refuses to call.
 os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -128,12 +128,12 @@ def load_index(folder: str | Path) -> dict:
     path = folder / "index.json"
     if not path.is_file():
         raise ConfigError(f"no SAE index at {path}",
-                          hint="build them: python -m analyses.dark_matter.build_saes, or pass saes=<folder>")
+                          hint="build them: python -m apps.build.saes, or pass saes=<folder>")
     try:
         index = json.loads(path.read_text())
         for e in index.get("saes", []):
             e["abs_path"] = str(folder / e["path"])
     except (ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError covers JSON and UTF-8 errors
         raise ConfigError(f"SAE index {path} is damaged ({type(err).__name__}: {err})",
-                          hint="rebuild it: python -m analyses.dark_matter.build_saes, or pass saes=<folder>") from None
+                          hint="rebuild it: python -m apps.build.saes, or pass saes=<folder>") from None
     return index

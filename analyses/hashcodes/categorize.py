@@ -152,6 +152,29 @@ def knn_accuracy(train: PackedCodes, y_train: np.ndarray, test: PackedCodes, y_t
     return float(np.mean(knn_predict(train, y_train, test, k=k, algorithm=algorithm) == np.asarray(y_test)))
 
 
+def tie_aware_knn_accuracy(train: PackedCodes, y_train: np.ndarray, test: PackedCodes, y_test: np.ndarray,
+                           k: int = 9) -> float:
+    """k-NN test accuracy that does not depend on how ties are broken.
+
+    Short binary codes leave many training points at exactly the k-th Hamming distance, and any tie rule (the
+    order of a ball tree, np.argpartition) then decides the prediction. Here the neighbours strictly closer than
+    the k-th distance vote with weight 1 and the m points at the k-th distance share the remaining k - n_closer
+    votes equally; a test point whose top vote is shared by t classes counts 1/t if its label is among them.
+    """
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    dist = hamming_distances(test, train).astype(np.float64)  # [n_test, n_train]
+    k = min(int(k), dist.shape[1])
+    kth = np.partition(dist, k - 1, axis=1)[:, k - 1: k]
+    closer, at_kth = dist < kth, dist == kth
+    share = (k - closer.sum(1)) / at_kth.sum(1)
+    weights = closer + at_kth * share[:, None]
+    classes = np.unique(np.concatenate([y_train, y_test]))
+    votes = weights @ (y_train[:, None] == classes[None, :]).astype(np.float64)  # [n_test, n_classes]
+    top = np.isclose(votes, votes.max(1, keepdims=True), rtol=0, atol=1e-9)
+    own = top[np.arange(len(y_test)), np.searchsorted(classes, y_test)]
+    return float(np.mean(own / top.sum(1)))
+
+
 def kmeans_accuracy(codes: np.ndarray, y: np.ndarray, n_clusters: int | None = None, seed: int = 9,
                     n_init: int = 10) -> dict[str, float]:
     """K-means (Euclidean on {0,1} codes) then greedy and Hungarian cluster accuracy."""

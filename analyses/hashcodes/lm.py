@@ -141,7 +141,7 @@ def run_lm(cfg, log=None) -> tuple[dict, dict[str, np.ndarray]]:
     tok = load_tokenizer(cfg.model)
     from interp.sources import token_blocks
 
-    blocks = token_blocks("embedded", tok, ctx=cfg.lm_ctx, n_tokens=cfg.lm_tokens)
+    blocks = token_blocks(cfg.data, tok, ctx=cfg.lm_ctx, n_tokens=cfg.lm_tokens)
     codes = token_codes(model, blocks, cfg.lm_hooks, cfg.lm_threshold)
     det = token_determinism(codes)
     details: dict = {"status": "ok", "model": cfg.model, "step": step, "hooks": list(codes),

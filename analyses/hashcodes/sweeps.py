@@ -13,14 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from analyses.hashcodes.categorize import categorization_suite, knn_accuracy
+from analyses.hashcodes.categorize import categorization_suite, knn_accuracy, tie_aware_knn_accuracy
 from analyses.hashcodes.codes import activation_codes, pack, redundancy_ratio, region_occupancy
 from analyses.hashcodes.config import Config
 from analyses.hashcodes.digits import DigitsData, accuracy
 from analyses.hashcodes.ensemble import train_ensemble
 
 FINAL_METRICS = ("test_acc", "n_bits", "rr_train", "rr_test", "kmeans_train", "kmeans_test",
-                 "kmeans_hungarian_train", "kmeans_hungarian_test", "knn", "logreg")
+                 "kmeans_hungarian_train", "kmeans_hungarian_test", "knn", "knn_tie_aware", "logreg")
 REGIMES = ("under-expressive", "critically-expressive", "sufficiently-expressive")
 
 
@@ -45,7 +45,9 @@ def evaluate_codes(model: torch.nn.Module, data: DigitsData, cfg: Config, metric
                                         metrics=want))
     if "knn" in metrics:
         out["knn"] = knn_accuracy(pack(c_tr), y_tr, pack(c_te), data.y_test, k=k, algorithm=cfg.knn_algorithm)
+        out["knn_tie_aware"] = tie_aware_knn_accuracy(pack(c_tr), y_tr, pack(c_te), data.y_test, k=k)
     if "kmeans" not in metrics:
+        out.setdefault("knn_tie_aware", math.nan)
         out.update({m: math.nan for m in ("kmeans_train", "kmeans_test", "kmeans_hungarian_train",
                                           "kmeans_hungarian_test")})
     return out

@@ -1,6 +1,6 @@
 """The shipped modular-addition transformers (data/lib/modadd_seed*.safetensors) and their data set.
 
-Weights were trained by `analyses/lib/train_modadd.py` (see data/lib/*.json for the run log); here they are
+Weights were trained by `python -m apps.build.modadd` (see data/lib/*.json for the run log); here they are
 loaded into a transformer-lens `HookedTransformer` (no LayerNorm, 1 layer) for hooks and LIB sections.
 """
 
@@ -13,12 +13,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from analyses.lib.train_modadd import MODADD_CFG, pairs_to_tokens, split_indices
 from interp.errors import ModelNotFoundError
 
 P = 113
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "lib"
 SHIPPED_SEEDS = (0, 1, 2)
+
+
+MODADD_CFG = {
+    "n_layers": 1, "d_model": 128, "n_heads": 4, "d_head": 32, "d_mlp": 512, "d_vocab": 114,
+    "d_vocab_out": 114, "n_ctx": 3, "act_fn": "relu", "normalization_type": None,
+    "positional_embedding_type": "standard", "attn_only": False,
+}
+
+
+def split_indices(seed: int, p: int = 113, frac_train: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test split of the p*p pairs (index = x*p + y) from a PCG64 permutation seeded by `seed`."""
+    perm = np.random.default_rng(seed).permutation(p * p)
+    n_train = int(frac_train * p * p)
+    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
+
+
+def pairs_to_tokens(idx: np.ndarray, p: int = 113) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair indices -> tokens [n, 3] = (x, y, p) and labels (x + y) mod p."""
+    idx_t = torch.as_tensor(idx, dtype=torch.long)
+    x, y = idx_t // p, idx_t % p
+    tokens = torch.stack([x, y, torch.full_like(x, p)], dim=1)
+    return tokens, (x + y) % p
+
 
 
 def modadd_path(seed: int) -> Path:
@@ -34,7 +56,7 @@ def load_modadd(seed: int = 0, dtype: torch.dtype = torch.float32):
     path = modadd_path(seed)
     if not path.is_file():
         raise ModelNotFoundError(f"no shipped modular-addition model for seed {seed}",
-                                 hint=f"shipped seeds: {SHIPPED_SEEDS}; train more with analyses/lib/train_modadd.py")
+                                 hint=f"shipped seeds: {SHIPPED_SEEDS}; train more with python -m apps.build.modadd")
     cfg = HookedTransformerConfig(**MODADD_CFG, dtype=dtype, device="cpu", seed=seed)
     model = HookedTransformer(cfg)
     state = {k: v.to(dtype) for k, v in load_file(str(path)).items()}
@@ -42,7 +64,7 @@ def load_modadd(seed: int = 0, dtype: torch.dtype = torch.float32):
     bad = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
     if bad or unexpected:
         raise ModelNotFoundError(f"{path} does not match the mod-add config (missing {bad}, unexpected {unexpected})",
-                                 hint="retrain with analyses/lib/train_modadd.py")
+                                 hint="retrain with python -m apps.build.modadd")
     model.eval()
     return model
 

@@ -12,6 +12,16 @@ class LIBResult(Result):
 
     analysis: ClassVar[str] = "lib"
     title: ClassVar[str] = "Local Interaction Basis (Bushnaq et al. 2024)"
+    captions: ClassVar[dict[str, str]] = {
+        "node_ablation": "Accuracy as LIB and PCA directions are ablated, smallest first: where each curve drops "
+                         "is how many directions the layer needs.",
+        "edge_ablation": "Accuracy against the number of edges kept: the curve that reaches full accuracy with "
+                         "fewer edges gives the sparser graph.",
+        "interaction_graph": "The LIB interaction graph, strongest edges only: a few directions per layer carry "
+                             "the computation.",
+        "fourier_spectra": "Fourier power of the leading directions: a single bright cell per row means the "
+                           "direction computes one frequency.",
+    }
 
     def figures(self) -> dict[str, Any]:
         """Node- and edge-ablation curves, the interaction graph, Fourier spectra."""

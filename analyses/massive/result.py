@@ -12,6 +12,16 @@ class MassiveResult(Result):
 
     analysis: ClassVar[str] = "massive"
     title: ClassVar[str] = "Massive activations across training checkpoints"
+    captions: ClassVar[dict[str, str]] = {
+        "ratio_heatmap": "Top-1/median ratio per layer (rows) and checkpoint (columns): look for the layers where it "
+                         "climbs, and when.",
+        "trajectories": "Each layer's ratio over training with the fitted Eq. 14 curve: an early peak then decay, "
+                        "or a steady log-increase.",
+        "top_activations": "The largest activation per layer and input at the final checkpoint, with its token and "
+                           "dimension: massive ones sit on few dimensions and special tokens.",
+        "interventions": "Loss after zeroing or mean-setting the massive dimensions, against random-dimension "
+                         "controls: zeroing should hurt far more.",
+    }
 
     def figures(self) -> dict[str, Any]:
         """Ratio heatmap (layer × checkpoint), per-layer trajectories with fits, top activations with tokens."""

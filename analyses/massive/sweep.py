@@ -52,7 +52,7 @@ def checkpoint_sweep(model: str, metric: Metric, steps: Sequence[int] | None = N
         steps = models.checkpoints(model)
     steps = [int(s) for s in steps]
     if not steps:
-        raise ConfigError(f"no checkpoints to sweep for {model}", hint="pass steps=[...]")
+        raise ConfigError(f"no checkpoints to sweep for {model}", hint="pass checkpoints=[...]")
     if loader is None:
         known = set(models.checkpoints(model))
         missing = [s for s in steps if s not in known]
@@ -62,7 +62,9 @@ def checkpoint_sweep(model: str, metric: Metric, steps: Sequence[int] | None = N
         loader = lambda name, s: models.load(name, step=s, device=device)  # noqa: E731
     cdir = Path(cache_dir) if cache_dir is not None else None
     out: dict[int, dict] = {}
-    for s in steps:
+    from interp import progress
+
+    for s in progress.bar(steps, f"{Path(str(model)).name} checkpoints", unit="ckpt"):
         if cdir is not None:
             hit = load_cached(cdir, s, key)
             if hit is not None:

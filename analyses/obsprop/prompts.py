@@ -28,7 +28,7 @@ def corpus_dir(path: str = "") -> Path:
         d = data_dir() / "corpus"
     if not (d / "features.json").is_file() or not (d / "probes.jsonl").is_file():
         raise DataSourceError(f"no features.json / probes.jsonl in {d}",
-                              hint="point data_dir at a corpus folder written by the embedded-default builder")
+                              hint="point probes_dir at a corpus folder written by the embedded-default builder")
     return d
 
 

@@ -6,6 +6,7 @@ import time
 
 import torch
 
+from interp import progress
 from interp.config_checks import check_context
 from interp.errors import ConfigError
 
@@ -121,11 +122,11 @@ def heldout_activations(model, tokenizer, cfg: Config, layers: list[int]
         stop = min(reader.n_rows, cfg.score_tokens)
         meta = reader.tokens[:stop]
         return meta[:, 0], meta[:, 2], {lay: reader.read(h, 0, stop).float() for lay, h in zip(layers, hooks)}
-    from interp.sources import embedded_corpus_path, token_blocks
+    from interp.sources import token_blocks
 
     check_context(model, cfg.ctx)
     ctx = cfg.ctx
-    toks = token_blocks(embedded_corpus_path(), tokenizer, ctx=ctx, n_tokens=cfg.score_tokens)
+    toks = token_blocks(cfg.data, tokenizer, ctx=ctx, n_tokens=cfg.score_tokens)
     acts: dict[int, list] = {lay: [] for lay in layers}
     for s in range(0, len(toks), 16):
         with torch.inference_mode():
@@ -198,7 +199,8 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     """Every task; returns (summary, details, arrays, provenance)."""
     t0 = time.perf_counter()
     tok = model.tokenizer
-    feats, probes = load_ground(cfg.data_dir)
+    progress.stage("obsprop", "observables and prompt pairs")
+    feats, probes = load_ground(cfg.probes_dir)
     prons = feats["pronouns"]
     occ_f, occ_m = occupation_tokens(feats, tok)
     code = feats["code_languages"]
@@ -220,6 +222,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
         vp, vn = obs_values(model, n_task[k], tp, tn, last)
         details["logit_gap"][k] = {"pos": vp, "neg": vn, "gap": vp - vn, "n_pairs": len(last)}
 
+    progress.stage("obsprop", f"greedy path patching (depth {cfg.path_depth}, beam {cfg.beam})")
     # --- greedy path patching ---------------------------------------------------------------------------------
     search, singles = {}, {}
     for k in ("subj", "obj", "occu"):
@@ -246,6 +249,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     ref_caches = {"subj": pos_caches["subj"], "obj": pos_caches["obj"], "occu": pos_caches["occu"],
                   "code": code_caches, "code_block": code_caches}
 
+    progress.stage("obsprop", "feature vectors of every head (OV circuit, LayerNorm)")
     # --- head feature vectors, norms and cosines ----------------------------------------------------------------
     vec = {k: head_vectors(model, obs[k], refs[ref_task[k]], ref_caches[k], cfg.ln_mode, cfg.approx_norm,
                            cfg.ln_final, refs_neg[ref_task[k]]) for k in OBS_NAMES}
@@ -276,6 +280,7 @@ def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
     details["mlp"] = mlp_task(model, obs["subj"], refs["subj"], refs_neg["subj"], cfg)
     details["path_vectors"] = path_vectors(model, obs, search["subj"][:3], refs["subj"], refs_neg["subj"], cfg)
 
+    progress.stage("obsprop", f"couplings and baselines on {cfg.score_tokens} held-out tokens")
     # --- held-out scores: coupling vs slope; gender direction baselines -------------------------------------------
     layers = sorted({h.layer for h in tops})
     toks, positions, acts = heldout_activations(model, tok, cfg, layers)

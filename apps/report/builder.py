@@ -29,7 +29,7 @@ from interp.results import Result
 
 from . import render
 from .provenance import provenance_rows
-from .registry import ANALYSES, Entry, normalize, result_class
+from .registry import Entry, analysis_order, normalize, result_class
 
 INDEX = "index.html"
 
@@ -47,6 +47,7 @@ class PageInfo:
     analysis: str
     title: str
     summary: list[tuple[str, str]] = field(default_factory=list)
+    headline: str = ""
     model: str = ""
     n_figures: int = 0
     errors: list[str] = field(default_factory=list)
@@ -149,7 +150,7 @@ def _figures(result: Result, errors: list[str]) -> list[str]:
                 blocks.append(render.note_block(str(name), "nothing to plot: every value of this figure is missing "
                                                            "(NaN) or the study produced none; see the details below"))
                 continue
-            blocks.append(render.figure_block(f"fig-{i}", str(name), fig))
+            blocks.append(render.figure_block(f"fig-{i}", str(name), fig, type(result).captions.get(str(name), "")))
         except Exception as e:
             errors.append(f"figure {name!r} could not be serialised: {_describe(e)}")
     return blocks
@@ -189,6 +190,8 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool) -> 
     info.n_figures = len(blocks)
     summary = result.summary_rows() if result is not None else []
     info.summary = summary
+    info.headline = result.headline() if result is not None else ""
+    findings = result.findings_html() if result is not None else ""
     prov = result.provenance if result is not None else doc.get("provenance", {})
     prov_rows = provenance_rows(prov if isinstance(prov, dict) else {"provenance": prov}, base=info.source)
     info.model = next((v for k, v in prov_rows if k == "model"), "") or next(
@@ -198,7 +201,9 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool) -> 
              if info.errors else ""]
     parts.append(
         f"<section><p class='muted'>analysis <code>{render.esc(info.analysis)}</code> · from "
-        f"<code>{render.esc(info.source)}</code></p><h2>Headline numbers</h2>"
+        f"<code>{render.esc(info.source)}</code></p>"
+        + (f"<h2>Findings</h2>{findings}" if findings else "")
+        + "<h2>Headline numbers</h2>"
         + (render.table(summary, ["quantity", "value"], numeric_cols=(1,)) if summary else "<p>(none)</p>")
         + "</section>")
     parts.append("<section><h2>Provenance</h2>"
@@ -208,8 +213,8 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool) -> 
         parts.append(f"<section><h2>Figures ({len(blocks)})</h2>{''.join(blocks)}</section>")
     if isinstance(config, dict) and config:
         parts.append("<section><h2>Configuration</h2>"
-                     + render.table([(k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
-                                     for k, v in config.items()], ["option", "value"]) + "</section>")
+                     + render.table([(k, _config_cell(k, v)) for k, v in config.items()], ["option", "value"])
+                     + "</section>")
     details = result.details if result is not None else doc.get("details")
     if details:
         parts.append(f"<section><details><summary>All details (JSON)</summary>{render.json_pre(details)}"
@@ -219,19 +224,27 @@ def _page(info: PageInfo, doc: dict, result: Result | None, own_class: bool) -> 
                        with_plotly=bool(blocks))
 
 
+def _config_cell(key: str, value: Any) -> Any:
+    """A Config value as the page shows it: JSON for structures; step -1 says that it means the final checkpoint."""
+    if key == "step" and value == -1:
+        return "-1 (the final checkpoint; provenance names it)"
+    return json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+
+
 def _index(pages: list[PageInfo], title: str) -> str:
     """The index page: one row per result, linking its page, with status and the first headline numbers."""
     rows = []
     for p in pages:
         status = ("<span class='badge ok'>ok</span>" if p.ok
                   else f"<span class='badge bad' title='{render.esc(p.errors[0][:300])}'>error</span>")
-        head = "<br>".join(f"{render.esc(k)} = {render.esc(v)}" for k, v in p.summary[:4])
+        head = render.esc(p.headline) if p.headline else "<br>".join(
+            f"{render.esc(k)} = {render.esc(v)}" for k, v in p.summary[:4])
         rows.append(f"<tr><td><a href='{render.esc(p.slug)}.html'>{render.esc(p.title)}</a></td>"
                     f"<td><code>{render.esc(p.analysis)}</code></td><td>{render.esc(p.model)}</td>"
                     f"<td class='num'>{p.n_figures}</td><td>{status}</td><td>{head}</td>"
                     f"<td class='muted'>{render.esc(p.source)}</td></tr>")
     table = ("<table><thead><tr><th>result</th><th>analysis</th><th>model / data</th><th>figures</th><th>status</th>"
-             f"<th>headline</th><th>folder</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+             f"<th>findings</th><th>folder</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     n_bad = sum(not p.ok for p in pages)
     note = f"{len(pages)} result(s)" + (f", {n_bad} with problems" if n_bad else "")
     return render.page(title, f"<section><p class='muted'>{render.esc(note)}</p>{table}</section>")
@@ -274,7 +287,7 @@ def build_report_pages(results: str | os.PathLike | Sequence[str | os.PathLike],
         atomic_write_bytes(out / f"{info.slug}.html", html_text.encode())
         pages.append(info)
     index = out / INDEX
-    order = {name: i for i, name in enumerate(ANALYSES)}
+    order = analysis_order()
     pages.sort(key=lambda p: (order.get(normalize(p.analysis), len(order)), p.analysis, str(p.source)))
     atomic_write_bytes(index, _index(pages, title).encode())
     _remove_stale(out, {f"{p.slug}.html" for p in pages} | {INDEX})

@@ -1,9 +1,9 @@
 """The provenance table of a report page: what model, checkpoint, hooks, tokens and versions produced a result.
 
-Analyses record provenance in slightly different shapes (versions at the top level or under "environment",
-"step" or "checkpoint", "n_tokens" or "n_heldout_tokens"); this module maps the known spellings to one set of
-labelled rows, appends everything else it finds, and, when the provenance names an activation cache that still
-exists, adds the cache manifest's identity (model, checkpoint, hooks, data, token count) and versions.
+Results record `interp.analysis.Provenance` (model, step, data, n_tokens, hooks, cache, environment, and extra
+keys); `Provenance.from_dict` also reads results saved before that contract, with older key spellings. This
+module turns it into labelled rows, and when the provenance names an activation cache that still exists, adds the
+cache manifest's identity (model, checkpoint, hooks, data, token count) and versions.
 """
 
 from __future__ import annotations
@@ -12,16 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-# label -> provenance keys that may hold it, first match wins
-_KNOWN: list[tuple[str, tuple[str, ...]]] = [
-    ("model", ("model", "model_id", "model_name", "model_source")),
-    ("checkpoint", ("checkpoint", "step", "checkpoints", "steps")),
-    ("hooks", ("hooks", "hook", "hook_names")),
-    ("token source", ("token_source", "tokens_source", "source", "data", "dataset", "corpus")),
-    ("token count", ("n_tokens", "n_heldout_tokens", "tokens", "token_count")),
-]
-_CACHE_KEYS = ("cache", "cache_dir", "cache_path", "activation_cache")
-_ENV_KEYS = ("versions", "machine", "created", "interp_commit")
+_LABELS = (("model", "model"), ("step", "checkpoint"), ("hooks", "hooks"), ("data", "token source"),
+           ("n_tokens", "token count"))
 MAX_CELL = 400
 
 
@@ -94,34 +86,19 @@ def manifest_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 def provenance_rows(provenance: dict[str, Any], base: Path | None = None) -> list[tuple[str, str]]:
     """Labelled (name, text) rows for a result's provenance; known fields first, then the rest, then the cache."""
-    prov = dict(provenance or {})
-    rows: list[tuple[str, str]] = []
-    used: set[str] = set()
-    for label, keys in _KNOWN:
-        for key in keys:
-            if key in prov:
-                rows.append((label, format_cell(prov[key])))
-                used.add(key)
-                break
-    env = prov.get("environment")
-    if isinstance(env, dict):
-        rows += _environment_rows(env)
-        used.add("environment")
-    top_env = {k: prov[k] for k in _ENV_KEYS if k in prov}
-    if top_env:
-        rows += _environment_rows(top_env)
-        used.update(top_env)
+    from interp.analysis import Provenance
+
+    prov = Provenance.from_dict(provenance if isinstance(provenance, dict) else {"provenance": provenance})
+    rows: list[tuple[str, str]] = [(label, format_cell(getattr(prov, key))) for key, label in _LABELS
+                                   if getattr(prov, key) not in (None, "", [])]
+    if prov.environment:
+        rows += _environment_rows(prov.environment)
     cache_doc = None
-    for key in _CACHE_KEYS:
-        if prov.get(key):
-            rows.append(("cache", format_cell(prov[key])))
-            used.add(key)
-            if isinstance(prov[key], (str, Path)):
-                cache_doc = read_manifest(prov[key], base)
-            break
-    for key, value in prov.items():
-        if key not in used:
-            rows.append((key.replace("_", " "), format_cell(value)))
+    if prov.cache:
+        rows.append(("cache", format_cell(prov.cache)))
+        cache_doc = read_manifest(prov.cache, base)
+    for key, value in prov.extra.items():
+        rows.append((key.replace("_", " "), format_cell(value)))
     if cache_doc is not None:
         rows += manifest_rows(cache_doc)
     return rows

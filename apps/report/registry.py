@@ -1,7 +1,8 @@
-"""Which Result subclass reads a saved result folder: `result.json`'s "analysis" field -> analysis package.
+"""Which Result subclass reads a saved result folder: `result.json`'s "analysis" field -> `analyses.REGISTRY`.
 
-Packages are imported lazily, so a report over massive-activation results does not import (or need) the other
+Analyses are imported lazily, so a report over massive-activation results does not import (or need) the other
 analyses, and a missing or broken package turns into an error box on that page instead of a failed report.
+Callers (tests, plug-in analyses) may pass extra entries: analysis name -> Result subclass or module path.
 """
 
 from __future__ import annotations
@@ -10,27 +11,18 @@ import importlib
 from collections.abc import Mapping
 from types import ModuleType
 
-from interp.errors import InterpError
+from analyses import REGISTRY
+from interp.analysis import UnknownAnalysisError, normalize
 from interp.results import Result
-
-ANALYSES: dict[str, str] = {
-    "dark_matter": "analyses.dark_matter",
-    "lib": "analyses.lib",
-    "obsprop": "analyses.obsprop",
-    "massive": "analyses.massive",
-    "hashcodes": "analyses.hashcodes",
-}
 
 Entry = str | type[Result]
 
-
-class UnknownAnalysisError(InterpError):
-    """A result.json names an analysis the report builder has no Result class for."""
+__all__ = ["Entry", "UnknownAnalysisError", "normalize", "result_class", "analysis_order"]
 
 
-def normalize(analysis: str) -> str:
-    """Canonical analysis name: "dark-matter" and "dark_matter" are the same analysis."""
-    return str(analysis).strip().replace("-", "_")
+def analysis_order() -> dict[str, int]:
+    """Registry position of each analysis (normalised name): the order of the report's index."""
+    return {normalize(n): i for i, n in enumerate(REGISTRY.names())}
 
 
 def _result_class_in(module: ModuleType, analysis: str) -> type[Result] | None:
@@ -44,12 +36,18 @@ def _result_class_in(module: ModuleType, analysis: str) -> type[Result] | None:
 
 
 def result_class(analysis: str, registry: Mapping[str, Entry] | None = None) -> type[Result]:
-    """The Result subclass for an analysis name (`registry` entries, module paths or classes, override the defaults)."""
-    table: dict[str, Entry] = {normalize(k): v for k, v in {**ANALYSES, **(registry or {})}.items()}
-    entry = table.get(normalize(analysis))
+    """The Result subclass for an analysis name: `registry` entries first, then `analyses.REGISTRY`."""
+    extra: dict[str, Entry] = {normalize(k): v for k, v in (registry or {}).items()}
+    entry = extra.get(normalize(analysis))
     if entry is None:
+        if analysis in REGISTRY:
+            try:
+                return REGISTRY.get(analysis).result
+            except UnknownAnalysisError as e:
+                raise UnknownAnalysisError(f"cannot import analysis {analysis!r}: {e.message}", hint=e.hint) from e
+        known = sorted({*REGISTRY.names(), *extra})
         raise UnknownAnalysisError(f"no report support for analysis {analysis!r}",
-                                   hint=f"known analyses: {', '.join(sorted(table))}")
+                                   hint=f"known analyses: {', '.join(known)}")
     if isinstance(entry, type):
         return entry
     try:

@@ -31,7 +31,9 @@ section{background:#fff;border:1px solid #dfe3ea;border-radius:6px;padding:12px 
 h2{font-size:1.1em;margin:4px 0 10px}h3{font-size:1em;margin:8px 0}
 table{border-collapse:collapse;font-size:.92em}td,th{border-bottom:1px solid #e6e9ef;padding:4px 10px;
 text-align:left;vertical-align:top}th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.val{max-width:900px;overflow-wrap:anywhere}td code{white-space:nowrap}.muted{color:#6b7385;font-size:.9em}
+td.val{max-width:900px;overflow-wrap:anywhere}
+.caption{color:#3d4454;font-style:italic;margin:.2em 0}ul.findings li{margin:.3em 0}
+td code{white-space:nowrap}.muted{color:#6b7385;font-size:.9em}
 .error{background:#fff1f0;border:1px solid #e8a09a;color:#7a1c14;border-radius:6px;padding:10px 14px;margin:0 0 18px}
 .error pre{white-space:pre-wrap;margin:6px 0 0;font-size:.85em}.figure{margin:0 0 14px}
 .plot{width:100%;min-height:420px}pre.json{max-height:420px;overflow:auto;background:#f6f7f9;padding:8px;
@@ -94,9 +96,10 @@ def error_box(title: str, message: str) -> str:
     return f"<div class='error' role='alert'><b>{esc(title)}</b><pre>{esc(message)}</pre></div>"
 
 
-def figure_block(fig_id: str, name: str, fig: Any) -> str:
-    """A titled plot div plus its JSON data block, rendered by the page's plotting loop."""
-    return (f"<div class='figure'><h3>{esc(name)}</h3><div class='plot' id='{esc(fig_id)}'></div>"
+def figure_block(fig_id: str, name: str, fig: Any, caption: str = "") -> str:
+    """A titled plot div, its one-line caption (what to look at) and its JSON data block."""
+    cap = f"<p class='caption'>{esc(caption)}</p>" if caption else ""
+    return (f"<div class='figure'><h3>{esc(name)}</h3>{cap}<div class='plot' id='{esc(fig_id)}'></div>"
             f"<script type='application/json' data-figure='{esc(fig_id)}'>{figure_json(fig)}</script></div>")
 
 

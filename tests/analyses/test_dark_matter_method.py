@@ -232,7 +232,7 @@ class _TopK(torch.nn.Module):
 def test_sae_introduced_error_keeps_reencoding_error(ablate: float) -> None:
     """Spec §5: x := Sae(acts), rec = decode(encode(x) ⊙ mask); float64 numpy reference (old code: rec = x at 0%)."""
     from analyses.dark_matter.config import Config
-    from analyses.dark_matter.pipeline import _synthetic
+    from analyses.dark_matter.studies import _synthetic
 
     sae = _TopK()
     acts = torch.randn(3000, 16, generator=torch.Generator().manual_seed(7)) * 2

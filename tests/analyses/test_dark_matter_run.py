@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analyses.dark_matter import Config, DarkMatterResult, run
-from analyses.dark_matter.build_saes import BuildConfig, build
+from apps.build.saes import BuildConfig, build
 from interp.errors import ConfigError
 
 TOKENIZER = Path(__file__).resolve().parents[2] / "data" / "tokenizer" / "tokenizer.json"
@@ -73,10 +73,12 @@ def test_run_end_to_end(built, tmp_path) -> None:
     assert {"prev_resid:sae_recon", "mlp_out:sae_recon", "attn_z:sae_recon"} <= set(
         res.details["cross_component"]["r2"])
     assert len(res.details["pursuit"]) == 4 and len(res.details["trace_tokens"]) == 40
-    assert len(res.details["claims"]) == 2
+    assert len(res.findings) == 4 and all(f.consistent() for f in res.findings)
+    assert res.findings[0].measured == pytest.approx(s["r2_norm"])  # each finding cites the number it names
     res.save(tmp_path / "r")
     back = DarkMatterResult.load(tmp_path / "r")
     assert back.summary["r2_vec"] == pytest.approx(s["r2_vec"])
+    assert [f.verdict for f in back.findings] == [f.verdict for f in res.findings]
     figs = back.figures()
     assert {"scaling", "norm_prediction", "per_token_r2_topk", "token_trace", "cross_component"} <= set(figs)
     trace = figs["token_trace"].data[0]

@@ -194,3 +194,35 @@ def test_popcount_byte_table_fallback_matches_bit_count():
     table = categorize._BYTE_POPCOUNT[w.view(np.uint8)].reshape(5, 7, 8).sum(-1)
     brute = np.array([[bin(int(x)).count("1") for x in row] for row in w])
     assert np.array_equal(table, brute) and np.array_equal(categorize._popcount64(w, out), brute)
+
+
+def test_tie_aware_knn_hand_cases_and_order_invariance():
+    """Fractional votes at the k-th distance, by hand; and no dependence on the training order (the point)."""
+    from analyses.hashcodes.categorize import tie_aware_knn_accuracy
+
+    test = pack(np.array([[0, 0, 0, 0]]))
+    # four training codes at distance 0, labels 0,0,1,1, k=3: 3/4 vote each -> 1.5 vs 1.5, a tie -> 1/2
+    four = pack(np.zeros((4, 4), dtype=np.uint8))
+    assert tie_aware_knn_accuracy(four, np.array([0, 0, 1, 1]), test, np.array([0]), k=3) == 0.5
+    # one closer neighbour (label 1) and three at the k-th distance (labels 0, 0, 1), k=3: the two remaining votes
+    # are shared by three -> label 0: 4/3, label 1: 1 + 2/3 -> predicts 1
+    codes = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 1, 1]], dtype=np.uint8)
+    y = np.array([1, 0, 0, 1, 0])
+    assert tie_aware_knn_accuracy(pack(codes), y, test, np.array([1]), k=3) == 1.0
+    assert tie_aware_knn_accuracy(pack(codes), y, test, np.array([0]), k=3) == 0.0
+    # without ties it is the plain k-NN accuracy; with ties it does not move when the training rows are permuted
+    rng = np.random.default_rng(0)
+    tr, te = rng.integers(0, 2, (300, 3)).astype(np.uint8), rng.integers(0, 2, (50, 3)).astype(np.uint8)
+    y_tr, y_te = rng.integers(0, 4, 300), rng.integers(0, 4, 50)
+    base = tie_aware_knn_accuracy(pack(tr), y_tr, pack(te), y_te, k=9)
+    for seed in range(3):
+        perm = np.random.default_rng(seed + 1).permutation(300)
+        assert tie_aware_knn_accuracy(pack(tr[perm]), y_tr[perm], pack(te), y_te, k=9) == pytest.approx(base)
+    wide_tr, wide_te = rng.integers(0, 2, (60, 40)).astype(np.uint8), rng.integers(0, 2, (20, 40)).astype(np.uint8)
+    d = (wide_te[:, None, :] != wide_tr[None, :, :]).sum(-1)
+    k = 1
+    unique = np.sort(d, 1)[:, 0] < np.sort(d, 1)[:, 1]  # no tie at the nearest distance
+    y_w, y_t = rng.integers(0, 3, 60), rng.integers(0, 3, 20)
+    plain = (y_w[d.argmin(1)] == y_t)[unique].mean()
+    sel = np.where(unique)[0]
+    assert tie_aware_knn_accuracy(pack(wide_tr), y_w, pack(wide_te[sel]), y_t[sel], k=k) == pytest.approx(plain)

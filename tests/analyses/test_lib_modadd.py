@@ -22,7 +22,7 @@ def test_shipped_models_grokked():
 
 def test_edge_eval_sets():
     """Edge bisection data: the whole train set by default (rib's configs); random test samples on request."""
-    from analyses.lib.analysis import _load
+    from analyses.lib.studies import _load
 
     x_tr, y_tr = modadd_data(0, "train")
     x_te, _ = modadd_data(0, "test")

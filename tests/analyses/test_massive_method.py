@@ -144,7 +144,7 @@ def test_train_suite_layer_ratios_use_numpy_median():
     """train_suite's per-layer ratio: mean over inputs of max |h| and of numpy's median |h| (even S·d count)."""
     from transformers import GPTNeoXForCausalLM
 
-    from analyses.massive.train_suite import layer_ratios, neox_config
+    from apps.build.massive_suite import layer_ratios, neox_config
 
     torch.manual_seed(0)
     arch = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}

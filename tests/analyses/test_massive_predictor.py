@@ -57,7 +57,7 @@ def test_massive_predictor_user_table_through_run_config(tmp_path):
     import json
 
     from analyses.massive import Config
-    from analyses.massive.pipeline import _predictor
+    from analyses.massive.studies import _predictor
 
     path = tmp_path / "params.json"
     path.write_text(json.dumps(_rows(60, seed=2)))

@@ -13,7 +13,7 @@ needs_suite = pytest.mark.skipif(SUITE not in models.embedded_names(), reason=f"
 @needs_suite
 def test_massive_run_subset_save_load_figures_and_resume(tmp_path):
     steps = [0, 32, 256, 1000, 2000, 4248]
-    cfg = Config(model=SUITE, steps=steps, n_inputs=4, ctx=64, compare_alternatives=False, intervene=False,
+    cfg = Config(model=SUITE, checkpoints=steps, n_inputs=4, ctx=64, compare_alternatives=False, intervene=False,
                  cache_dir=str(tmp_path / "cache"))
     r = run(cfg)
     assert r.arrays["ratio_of_means"].shape == (6, 4) and r.arrays["top"].shape == (6, 4, 4, 3)

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from analyses import dark_matter, massive
+from analyses import dark_matter, massive, obsprop
 from apps.cli import main
 from apps.config_args import config_from_args
 from interp.errors import ConfigError
@@ -15,23 +15,25 @@ def _config(config_cls, *overrides):
 
 
 def test_set_values_take_the_field_type():
-    cfg = _config(massive.Config, "steps=512", "n_inputs=4", "fit=false", "abs_thresh=1e3", "model=123",
+    cfg = _config(massive.Config, "checkpoints=512", "n_inputs=4", "fit=false", "abs_thresh=1e3", "model=123",
                   "predictor_suites=a,b")
-    assert cfg.steps == [512] and cfg.n_inputs == 4 and cfg.fit is False
+    assert cfg.checkpoints == [512] and cfg.n_inputs == 4 and cfg.fit is False
     assert cfg.abs_thresh == 1000.0 and cfg.model == "123" and cfg.predictor_suites == ["a", "b"]
-    assert _config(massive.Config, "steps=0,8,512").steps == [0, 8, 512]
-    assert _config(massive.Config, "steps=[0, 8]").steps == [0, 8]
-    assert _config(massive.Config, "steps=").steps == []
-    dm = _config(dark_matter.Config, "checkpoint=3000", "synthetic_sigmas=0,1.5")
-    assert dm.checkpoint == 3000 and dm.synthetic_sigmas == [0.0, 1.5]
-    assert _config(dark_matter.Config, "checkpoint=none").checkpoint is None
+    assert _config(massive.Config, "checkpoints=0,8,512").checkpoints == [0, 8, 512]
+    assert _config(massive.Config, "checkpoints=[0, 8]").checkpoints == [0, 8]
+    assert _config(massive.Config, "checkpoints=").checkpoints == []
+    dm = _config(dark_matter.Config, "step=3000", "synthetic_sigmas=0,1.5")
+    assert dm.step == 3000 and dm.synthetic_sigmas == [0.0, 1.5]
+    assert _config(obsprop.Config, "ln_mode=exact").ln_mode == "exact"  # a Literal field takes its choices only
+    with pytest.raises(ConfigError, match="ln_mode"):
+        _config(obsprop.Config, "ln_mode=exactly")
 
 
 @pytest.mark.parametrize("item, message", [
     ("n_inputs=abc", "--set n_inputs='abc': expected int"),
     ("n_inputs=1.5", "--set n_inputs='1.5': expected int"),
-    ("steps=0,8,x", "--set steps='0,8,x': expected list of int"),
-    ("steps={\"a\": 1}", "--set steps='{\"a\": 1}': expected list of int"),
+    ("checkpoints=0,8,x", "--set checkpoints='0,8,x': expected list of int"),
+    ("checkpoints={\"a\": 1}", "--set checkpoints='{\"a\": 1}': expected list of int"),
     ("fit=maybe", "--set fit='maybe': expected bool"),
     ("steps", "--set 'steps' is not of the form KEY=VALUE"),
     ("nope=1", "--set 'nope=1' does not name a Config field"),
@@ -46,19 +48,19 @@ def test_bad_set_values_are_one_line_exit_2(capsys, item, message):
 
 def test_bad_set_value_error_names_the_fix():
     with pytest.raises(ConfigError) as e:
-        _config(massive.Config, "steps=512,x")
-    assert e.value.hint == "e.g. --set steps=1,2"
+        _config(massive.Config, "checkpoints=512,x")
+    assert e.value.hint == "e.g. --set checkpoints=1,2"
 
 
 @pytest.mark.parametrize("kw", [{"n_inputs": -3}, {"n_inputs": 0}, {"top_k": 0}])
 def test_massive_refuses_non_positive_sizes(kw):
-    cfg = massive.Config(steps=[512], fit=False, intervene=False, compare_alternatives=False, **kw)
+    cfg = massive.Config(checkpoints=[512], fit=False, intervene=False, compare_alternatives=False, **kw)
     with pytest.raises(ConfigError, match=f"{next(iter(kw))} must be >= 1"):
         massive.run(cfg)
 
 
 def test_negative_n_inputs_on_the_cli_is_exit_2(tmp_path, capsys):
-    rc = main(["analyze", "massive", "--n-inputs", "-3", "--steps", "512", "--no-fit", "--no-intervene",
+    rc = main(["analyze", "massive", "--n-inputs", "-3", "--checkpoints", "512", "--no-fit", "--no-intervene",
                "--out", str(tmp_path / "r")])
     assert rc == 2 and capsys.readouterr().err.startswith("interp: error: n_inputs must be >= 1, got -3")
     assert not (tmp_path / "r").exists()
@@ -94,16 +96,16 @@ def test_config_types_are_checked_in_python_too():
 
     with pytest.raises(ConfigError, match=r"Config.n_inputs must be int, got '1'"):
         massive.Config(n_inputs="1").validate()
-    with pytest.raises(ConfigError, match=r"Config.steps must be list of int"):
-        massive.Config(steps=3000).validate()
+    with pytest.raises(ConfigError, match=r"Config.checkpoints must be list of int"):
+        massive.Config(checkpoints=3000).validate()
     with pytest.raises(ConfigError, match=r"Config.node_layers must be list of str"):
         lib.Config(node_layers="ln1.0").validate()
     with pytest.raises(ConfigError, match="n_samples must be >= 0"):
         lib.Config(n_samples=-5).validate()
     with pytest.raises(ConfigError, match="widths is empty"):
-        hashcodes.Config(widths=[]).resolved()
+        hashcodes.Config(widths=[]).validate()
     with pytest.raises(ConfigError, match="lm_test_fraction must be in"):
-        hashcodes.Config(lm_test_fraction=1.5).resolved()
+        hashcodes.Config(lm_test_fraction=1.5).validate()
     massive.Config(persistence=1).validate()  # an int where a float is annotated is fine
 
 
@@ -115,7 +117,7 @@ def test_context_layer_and_sae_index_are_checked_against_the_model():
 
     import pytest
 
-    from analyses.dark_matter.pipeline import _check_entry
+    from analyses.dark_matter.studies import _check_entry
     from interp.config_checks import check_context, check_layer
     from interp.errors import ConfigError
     from interp.models import load
@@ -156,7 +158,7 @@ def test_options_that_would_be_ignored_are_refused():
     from interp.errors import ConfigError
 
     with pytest.raises(ConfigError, match="sweep=full sets widths"):
-        hashcodes.Config(sweep="full", widths=[2]).resolved()
-    hashcodes.Config(sweep="full").resolved()
+        hashcodes.Config(sweep="full", widths=[2]).validate()
+    hashcodes.Config(sweep="full").validate()
     with pytest.raises(ConfigError, match="does not apply to the shipped mod-add models"):
         lib.Config(step=12345).validate()

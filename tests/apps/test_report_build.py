@@ -214,10 +214,11 @@ def test_cli_analyze_help_lists_the_analyses(capsys):
 
 
 def test_registry_resolves_lazily_and_reports_missing():
-    from apps.report import ANALYSES, result_class
+    from analyses import REGISTRY
+    from apps.report import result_class
     from apps.report.registry import UnknownAnalysisError
 
-    assert set(ANALYSES) == {"dark_matter", "lib", "obsprop", "massive", "hashcodes"}
+    assert set(REGISTRY.names()) == {"dark-matter", "lib", "obsprop", "massive", "hashcodes"}
     assert result_class("synthetic", S.REGISTRY) is S.SynthResult
     with pytest.raises(UnknownAnalysisError, match="cannot import"):
         result_class("missing_pkg", S.REGISTRY)

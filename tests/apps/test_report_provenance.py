@@ -61,7 +61,7 @@ def test_dark_matter_provenance_names_the_final_step_and_data():
 
     res = dark_matter.run(dark_matter.Config(n_tokens=1024, ctx=64, pursuit_tokens=0, synthetic_tokens=0,
                                              downstream_blocks=0, trace_tokens=20))
-    assert res.provenance["checkpoint"] == FINAL
+    assert res.provenance["step"] == FINAL
     rows = dict(provenance_rows(res.provenance))
     assert rows["checkpoint"] == str(FINAL) and rows["token source"] == "embedded"
     assert rows["token count"] == str(res.summary["n_tokens"])

@@ -6,7 +6,7 @@ any stopping point is a valid end), saves fp16 checkpoints on a Pythia-like sche
 1000·2^k and the final step), measures each checkpoint's per-layer ratio on the embedded held-out blocks and writes
 `<out>/<variant>/{suite.json, step<N>/}` plus `<out>/trajectories.json`.
 
-    python -m analyses.massive.train_suite --out /tmp/ma --seconds 200 --variants A,B,C,D
+    python -m apps.build.massive_suite --out /tmp/ma --seconds 200 --variants A,B,C,D
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def train_variant(name: str, out: str, seconds: float, data_path: str, seed: int
                       "torch": torch.__version__},
             "architecture": {"family": "gpt_neox", **{k: spec[k] for k in ARCH_KEYS}, "vocab_size": len(tok),
                              "ctx": ctx},
-            "tokenizer": "data/tokenizer", "made_by": "python -m analyses.massive.train_suite"}
+            "tokenizer": "data/tokenizer", "made_by": "python -m apps.build.massive_suite"}
     (root / "suite.json").write_text(json.dumps(info, indent=1) + "\n")
 
 

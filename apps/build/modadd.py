@@ -1,6 +1,6 @@
 """Train the modular-addition transformer of the LIB paper (spec lib.md §6), several seeds at once.
 
-Pure torch (no transformer-lens) so it runs on a bare GPU image: `python3 analyses/lib/train_modadd.py --out DIR`.
+Pure torch (no transformer-lens) so it runs on a bare GPU image: `python -m apps.build.modadd --out DIR`.
 The weights use transformer-lens state-dict names (`embed.W_E`, `blocks.0.attn.W_Q`, ...), so
 `analyses.lib.modadd.load_modadd` turns them into a `HookedTransformer` with identical logits.
 
@@ -19,29 +19,9 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-MODADD_CFG = {
-    "n_layers": 1, "d_model": 128, "n_heads": 4, "d_head": 32, "d_mlp": 512, "d_vocab": 114,
-    "d_vocab_out": 114, "n_ctx": 3, "act_fn": "relu", "normalization_type": None,
-    "positional_embedding_type": "standard", "attn_only": False,
-}
-
-
-def split_indices(seed: int, p: int = 113, frac_train: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Train/test split of the p*p pairs (index = x*p + y) from a PCG64 permutation seeded by `seed`."""
-    perm = np.random.default_rng(seed).permutation(p * p)
-    n_train = int(frac_train * p * p)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
-
-
-def pairs_to_tokens(idx: np.ndarray, p: int = 113) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pair indices -> tokens [n, 3] = (x, y, p) and labels (x + y) mod p."""
-    idx_t = torch.as_tensor(idx, dtype=torch.long)
-    x, y = idx_t // p, idx_t % p
-    tokens = torch.stack([x, y, torch.full_like(x, p)], dim=1)
-    return tokens, (x + y) % p
+from analyses.lib.modadd import MODADD_CFG, pairs_to_tokens, split_indices
 
 
 def init_params(seeds: list[int], cfg: dict = MODADD_CFG) -> dict[str, torch.Tensor]:

@@ -1,8 +1,10 @@
-"""run(Config) -> DarkMatterResult: every study of the paper on one model layer and its SAE sweep."""
+"""run(Config) -> DarkMatterResult: every study of the paper on one model layer and its SAE sweep, in order:
+the error decomposition of each SAE (§3, Eq. 2-4), norm prediction (§4), per-token predictability across widths,
+gradient pursuit (§6), cross-component regressions (§7), the introduced-error model (§5) and the spliced loss.
+`findings` states the paper's claims against the numbers."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -25,12 +27,13 @@ from analyses.dark_matter.result import DarkMatterResult
 from analyses.dark_matter.scaling import fit_saturating_power_law
 from analyses.dark_matter.splice import downstream_loss
 from analyses.dark_matter.synthetic import introduced_error_grid
+from interp import progress
+from interp.analysis import Finding, Provenance
 from interp.config_checks import check_context, check_layer
 from interp.errors import ConfigError
 from interp.saes import effective_decoder, flat_rows, load_sae, reconstruct
 
 _ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
-log = logging.getLogger(__name__)
 
 
 def default_sae_dir(model: str) -> Path:
@@ -64,13 +67,21 @@ def _pick_reference(entries: list[dict], name: str) -> dict:
     return at16[0] if at16 else max(pool, key=lambda e: e["d_sae"])
 
 
-def _claims(r2_norm: float, r2_vec: float) -> list[dict]:
-    """How the paper's two headline claims come out here."""
+def findings(summary: dict) -> list[Finding]:
+    """The paper's checkable claims (Engels et al. 2024) against this run's numbers."""
     return [
-        {"claim": "SAE error norm is >90% linearly predictable from x", "paper": "> 0.90 (abstract; Fig. 7)",
-         "here": r2_norm, "holds": bool(r2_norm > 0.9)},
-        {"claim": "about half of the SAE error vector is linearly predictable from x", "paper": "≈ 0.5 (abstract)",
-         "here": r2_vec, "holds": bool(0.3 <= r2_vec <= 0.7)},
+        Finding.compare("The SAE error norm is more than 90 % linearly predictable from the activation",
+                        summary["r2_norm"], ">", 0.9, key="r2_norm", paper="> 0.90 (abstract; Fig. 7)"),
+        Finding.compare("About half of the SAE error vector is linearly predictable from the activation",
+                        summary["r2_vec"], "between", [0.3, 0.7], key="r2_vec", paper="≈ 0.5 (abstract)"),
+        Finding.compare("Adding the linear prediction of the error lowers the FVU of every SAE",
+                        float(summary["fvu_sae_plus_linear_le_fvu_sae_all"]), ">=", 1.0,
+                        key="fvu_sae_plus_linear_le_fvu_sae_all", paper="FVU(Sae + linear) < FVU(Sae) for all SAEs "
+                        "(Fig. 3)"),
+        Finding.compare("Per-token error norms are predictable across SAE widths (every off-diagonal R² above 0)",
+                        summary["per_token_r2_min_offdiag"], ">", 0.0, key="per_token_r2_min_offdiag",
+                        paper="high pairwise R² between widths (Fig. 5)",
+                        why_not_applicable="the sweep has a single SAE per architecture"),
     ]
 
 
@@ -80,21 +91,19 @@ def _check_entry(entry: dict, sae) -> None:
     if int(entry["d_sae"]) != int(sae.cfg.d_sae) or (own and own != entry["hook"]):
         raise ConfigError(f"SAE index entry {entry['name']} says d_sae={entry['d_sae']} on {entry['hook']}, its "
                           f"files say d_sae={sae.cfg.d_sae} on {own}",
-                          hint="rebuild the index (python -m analyses.dark_matter.build_saes) or fix index.json")
+                          hint="rebuild the index (python -m apps.build.saes) or fix index.json")
 
 
 def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -> DarkMatterResult:
     """Decompose the SAE error of every SAE in the sweep and run the paper's follow-up studies."""
     from interp.models import load, resolved_step
-    from interp.provenance import environment
-
     cfg = (config or Config()).validate()
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     user_model = model is not None
-    model = model if user_model else load(cfg.model, step=cfg.checkpoint, device=cfg.device)
+    model = model if user_model else load(cfg.model, step=cfg.load_step, device=cfg.device)
     # the step that ran (checkpoint None means the final one); a user's model names its own step or none
-    step = resolved_step(None, None, model) if user_model else resolved_step(cfg.model, cfg.checkpoint, model)
+    step = resolved_step(None, None, model) if user_model else resolved_step(cfg.model, cfg.load_step, model)
     check_context(model, cfg.ctx)
     layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)
     check_layer(model, layer)
@@ -105,17 +114,18 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
                    key=lambda e: (_ORDER.get(e["architecture"], 9), e["d_sae"]))
     if not sweep:
         raise ConfigError(f"no SAE for {hooks['resid']} in the index",
-                          hint="train them with python -m analyses.dark_matter.build_saes --layer N")
+                          hint="train them with python -m apps.build.saes --layer N")
     hooks = components_in_use(hooks, entries)
     used = tuple(hooks)
-    log.info("dark_matter: collecting activations of %s (%.0fs)", ", ".join(used), time.time() - t0)
+    progress.stage("dark-matter", f"collecting activations of {', '.join(used)}")
     data = collect(model, cfg, layer, used)
     x = data.acts["resid"]
     split = make_split(x.shape[0], train_frac=cfg.train_frac, seed=cfg.seed)
     kw = {"fit_intercept": cfg.fit_intercept, "ridge": cfg.ridge, "convention": cfg.r2_convention}
 
     rows, decs, suites, norms, lin_norms, nonlin_norms, l0s, saes = [], {}, [], [], [], [], {}, {}
-    for e in sweep:
+    progress.stage("dark-matter", f"decomposing the errors of {len(sweep)} SAEs on {hooks['resid']}")
+    for e in progress.bar(sweep, "SAEs", unit="sae"):
         sae = load_sae(e["abs_path"])
         _check_entry(e, sae)
         saes[e["name"]] = sae
@@ -147,7 +157,7 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
                                                     train_frac=cfg.train_frac)
         per_token[arch] = {"names": [rows[i]["name"] for i in idx], "r2": r2m.numpy(), "gain_pct": gain.numpy()}
 
-    log.info("dark_matter: sweep decomposed; power laws and per-token R² done (%.0fs)", time.time() - t0)
+    progress.stage("dark-matter", "power laws and per-token predictability across widths")
     ref = _pick_reference(sweep, cfg.reference_sae)
     ref_dec, ref_rec = decs[ref["name"]]
     ref_sae = saes[ref["name"]]
@@ -155,13 +165,13 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
                                           token_loss=None if data.token_loss is None or
                                           torch.isnan(data.token_loss).any() else data.token_loss)
 
-    log.info("dark_matter: gradient pursuit (%.0fs)", time.time() - t0)
+    progress.stage("dark-matter", "gradient pursuit")
     pursuit = _pursuit(cfg, x, split, sweep, saes, decs, l0s, kw)
-    log.info("dark_matter: cross-component regressions (%.0fs)", time.time() - t0)
+    progress.stage("dark-matter", "cross-component regressions")
     cross = _cross(cfg, data, entries, hooks, split, ref_dec, ref_rec, kw)
-    log.info("dark_matter: introduced-error grid (%.0fs)", time.time() - t0)
+    progress.stage("dark-matter", "introduced-error grid")
     synthetic = _synthetic(cfg, x, ref_sae)
-    log.info("dark_matter: spliced downstream loss (%.0fs)", time.time() - t0)
+    progress.stage("dark-matter", "spliced downstream loss")
     downstream = downstream_loss(model, data, hooks["resid"], ref_rec, ref_dec, cfg.downstream_blocks,
                                  cfg.batch_size) if cfg.downstream_blocks and data.blocks is not None else {}
     trace = _trace(cfg, model, data, split, ref_dec)
@@ -171,12 +181,10 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     linear_helps = all(r["fvu_sae_plus_linear"] <= r["fvu_sae"] for r in rows)
     offdiag = [float(v["r2"][~np.eye(len(v["names"]), dtype=bool)].min()) for v in per_token.values()
                if len(v["names"]) > 1]
-    claims = _claims(ref_dec.r2_norm, ref_dec.r2_vec)
     summary = {
         "reference_sae": ref["name"], "layer": layer, "n_tokens": int(x.shape[0]), "n_test": int(len(split.test)),
         "r2_norm": ref_dec.r2_norm, "r2_vec": ref_dec.r2_vec, "fvu_sae": ref_dec.fvu_sae,
         "fvu_sae_plus_linear": ref_dec.fvu_sae_plus_linear,
-        "claim_norm_gt_90pct": claims[0]["holds"], "claim_vec_about_half": claims[1]["holds"],
         **{f"fvu_falls_with_width_{a}": v for a, v in fvu_falls.items()},
         "fvu_sae_plus_linear_le_fvu_sae_all": linear_helps,
         "per_token_r2_min_offdiag": min(offdiag) if offdiag else float("nan"),
@@ -195,19 +203,18 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
         **{f"per_token_gain_pct_{a}": v["gain_pct"] for a, v in per_token.items()},
     }
     details = {
-        "saes": rows, "claims": claims, "power_law_fits": fits, "norm_targets": list(NORM_TARGETS),
+        "saes": rows, "power_law_fits": fits, "norm_targets": list(NORM_TARGETS),
         "norm_baselines": baselines, "per_token_names": {a: v["names"] for a, v in per_token.items()},
         "pursuit": pursuit, "cross_component": cross, "introduced_error": synthetic, "downstream_loss": downstream,
         "trace_tokens": trace["tokens"], "trace_positions": trace["positions"], "hooks": hooks,
         "sae_index": {k: v for k, v in index.items() if k != "saes"},
         "reference": {"name": ref["name"], **{k: v for k, v in ref_dec.shrinkage.items()}},
     }
-    provenance = {**environment(), "model": cfg.model, "checkpoint": step, "tokens_source": data.source,
-                  "n_tokens": int(x.shape[0]), "positions": cfg.positions, "fit_intercept": cfg.fit_intercept,
-                  "r2_convention": cfg.r2_convention,
-                  "sae_dir": str(cfg.saes or default_sae_dir(cfg.model))}
+    provenance = Provenance.collect(model=cfg.model, step=step, data=data.source, n_tokens=int(x.shape[0]),
+                                    hooks=list(hooks.values()), cache=cfg.cache, positions=cfg.positions,
+                                    sae_dir=str(cfg.saes or default_sae_dir(cfg.model)))
     return DarkMatterResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
-                            provenance=provenance)
+                            provenance=provenance.to_dict(), findings=findings(summary))
 
 
 def _pursuit(cfg: Config, x, split, sweep, saes, decs, l0s, kw) -> list[dict]:

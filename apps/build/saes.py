@@ -1,7 +1,7 @@
 """Build the shipped SAEs: extract activations into an interp cache, train sae-lens SAEs from it, write index.json.
 
-    python -m analyses.dark_matter.build_saes                       # toy-pythia-4l, middle layer -> data/saes/...
-    python -m analyses.dark_matter.build_saes --tokens 200000 --out /tmp/saes
+    python -m apps.build.saes                       # toy-pythia-4l, middle layer -> data/saes/...
+    python -m apps.build.saes --tokens 200000 --out /tmp/saes
 
 Sweep on `blocks.L.hook_resid_post`: TopK at 4×, 8×, 16×, 32× d_model and JumpReLU (quadratic L0 penalty around the
 same target L0) at 2×, 4×, 8×, 16× (32× JumpReLU does not fit the 8 MB budget); plus one 4× TopK SAE each for the
@@ -128,14 +128,14 @@ def write_index(out: Path, model: str, checkpoint: int | None, layer: int, hooks
     entries.sort(key=lambda e: (order.get(e["component"], 9), e["architecture"], e["d_sae"]))
     index = {"model": model, "checkpoint": checkpoint, "layer": layer, "hooks": hooks, "saes": entries,
              "total_bytes": sum(e["bytes"] for e in entries),
-             "note": "trained by analyses/dark_matter/build_saes.py from an interp cache of the regenerated toy "
+             "note": "trained by apps/build/saes.py from an interp cache of the regenerated toy "
                      "training split; weights stored float16, loaded as float32"}
     atomic_write_bytes(out / "index.json", json.dumps(index, indent=2).encode())
     return index
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: python -m analyses.dark_matter.build_saes [--model M] [--out DIR] [--tokens N] ..."""
+    """CLI: python -m apps.build.saes [--model M] [--out DIR] [--tokens N] ..."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = BuildConfig()
     for key in ("model", "out", "cache", "layer", "tokens", "training_tokens", "component_training_tokens",
