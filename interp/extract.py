@@ -22,6 +22,7 @@ from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.config_checks import check_context, check_device
+from interp.encode import check_sae_width
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
@@ -313,9 +314,8 @@ def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     bytes_per_row = 0
     for name, x in probe.items():
         fmt = dict(cfg.formats.get(name, {"format": "dense"}))
-        check = get_format(fmt["format"]).check
-        if check is not None:  # before any shard (or manifest) is written
-            check(name, tuple(x.shape[1:]), fmt)
+        get_format(fmt["format"])  # an unknown format is refused here, before any shard (or manifest) is written
+        check_sae_width(name, tuple(x.shape[1:]), fmt)
         specs[name] = {"shape": list(x.shape[1:]), "dtype": dtype, "file_stem": file_stem(name), **fmt}
         bytes_per_row += int(np.prod(x.shape[1:])) * STORAGE[dtype][1].itemsize
     per_block = max(1, bytes_per_row * rows_per_block)

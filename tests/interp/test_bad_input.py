@@ -207,7 +207,7 @@ def _no_complete_cache(out):
 
 
 def test_sae_width_mismatch_refused_by_library(tmp_path, tiny_model, tiny_neox_dir, text_file, wide_sae):
-    from interp.cache.sparse_formats import sparse_hook_formats, sparse_spec
+    from interp.encode import sparse_hook_formats, sparse_spec
 
     hook = "blocks.1.hook_resid_post"
     with pytest.raises(ConfigError, match=r"d_in=48, but hook blocks.1.hook_resid_post has width 32"):
@@ -232,3 +232,4 @@ def test_sae_width_mismatch_refused_by_cli(tmp_path, tiny_neox_dir, text_file, w
     assert err[0] == f"interp: error: SAE {wide_sae} has d_in=48, but hook blocks.0.hook_resid_post has width 32"
     assert len(err) == 2 and err[1].startswith("  hint:") and "Traceback" not in "".join(err)
     assert _no_complete_cache(out)
+
