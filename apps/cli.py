@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("dir")
     cv = csub.add_parser("verify", help="check every shard's size and sha256; exit 1 on any problem")
     cv.add_argument("dir")
-    cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them")
+    cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them "
+                    "(exit 0 once the rest is sound)")
     tokenize_cmd.add_parser(sub)
     sub.add_parser("models", help="list the embedded model suites")
     an = sub.add_parser("analyze", help="run one analysis (options: interp analyze NAME --help)", add_help=False)
