@@ -26,7 +26,10 @@ def cache_info(path: str) -> int:
 
 
 def cache_verify(path: str, repair: bool = False) -> int:
-    """Check every shard file; exit 1 when any is missing, truncated or altered. --repair unlists bad shards."""
+    """Check every shard file; exit 1 when any is missing, truncated or altered.
+
+    --repair unlists the bad shards (so that `extract --resume` redoes them) and checks the cache again: exit 0 when
+    what is left listed is sound (the repair worked), 1 when problems remain."""
     reader = open_cache(path, verify="none", allow_incomplete=True)
     bad = reader.verify_shards()
     problems = [line for lines in bad.values() for line in lines]
@@ -41,4 +44,8 @@ def cache_verify(path: str, repair: bool = False) -> int:
         m.status = "in_progress"
         m.save(reader.path)
         print(f"unlisted {len(bad)} bad shard(s); run interp extract with the same options and --resume to redo them")
+        left = open_cache(path, verify="none", allow_incomplete=True).verify_all()
+        for line in left:
+            print(f"BAD  {line} (after the repair)")
+        return 1 if left else 0
     return 1

@@ -11,72 +11,13 @@ import os
 import sys
 from pathlib import Path
 
-from apps import tokenize_cmd
+from apps import extract_cmd, tokenize_cmd
 from interp.errors import ConfigError, InterpError
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_var, "1")  # no model hub here; hub names fail with a clear error instead of hanging
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _extract_parser(sub) -> None:
-    p = sub.add_parser("extract", help="stream activations of chosen hooks into an on-disk cache")
-    p.add_argument("--model", default=None, help="embedded suite name, local HF folder or transformer-lens name "
-                   "(default: the embedded default)")
-    p.add_argument("--checkpoint", type=int, default=None, help="training step of a suite (default: final)")
-    p.add_argument("--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="hook-name globs")
-    p.add_argument("--data", default="embedded", help="'embedded', a .txt/.jsonl/.parquet file, a folder, hf:NAME")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--tokens", type=int, default=65_536,
-                   help="number of input tokens (default 65,536; a token file is read up to this many)")
-    p.add_argument("--ctx", type=int, default=128, help="tokens per sequence")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per forward pass")
-    p.add_argument("--dtype", default="float32", help="storage dtype: float32, bfloat16, float16")
-    p.add_argument("--positions", default="all", help="all, last, drop:K, range:A:B")
-    p.add_argument("--prepend-bos", action="store_true", help="start every sequence with the end-of-text token")
-    p.add_argument("--shard-mb", type=float, default=64.0, help="target size of one shard across hooks (MiB)")
-    p.add_argument("--writer-threads", type=int, default=0,
-                   help="threads hashing and writing shards (0: one per four cores, at most four)")
-    p.add_argument("--out", required=True, help="cache folder")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook")
-    p.add_argument("--sparse", choices=["topk", "threshold"], default=None, help="store activations sparsely")
-    p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
-    p.add_argument("--threshold", type=float, default=0.0, help="threshold for --sparse threshold")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--timings", action="store_true", help="also print this rank's seconds by phase")
-
-
-def extract_options(a: argparse.Namespace) -> dict:
-    """The ExtractConfig fields that `interp extract` takes straight from its flags (dense and sparse alike)."""
-    names = ("out", "checkpoint", "data", "text_column", "tokens", "ctx", "batch_size", "dtype", "positions",
-             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads")
-    return {n: getattr(a, n) for n in names}
-
-
-def cmd_extract(a: argparse.Namespace) -> int:
-    from interp.extract import ExtractConfig, extract
-    from interp.models import DEFAULT_MODEL
-
-    if a.sae or a.sparse:
-        from apps.sparse_extract import sparse_extract  # wired once the sparse formats land
-
-        return sparse_extract(a)
-    cfg = ExtractConfig(model=a.model or DEFAULT_MODEL, hooks=a.hooks, **extract_options(a))
-    from interp import distributed
-
-    distributed.init_from_env(a.device)
-    summary = extract(cfg, progress=not a.quiet)
-    rank = distributed.rank_world()[0]
-    if rank == 0:
-        print(summary.line())
-    if a.timings:
-        phases = ", ".join(f"{k} {v:.2f}" for k, v in summary.timings.items())
-        print(f"rank {rank} seconds by phase: {phases}")
-    return 0
 
 
 def cmd_cache(a: argparse.Namespace) -> int:
@@ -181,14 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="interp", description="Capture activations, analyse them, read the reports.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="cmd", required=True)
-    _extract_parser(sub)
+    extract_cmd.add_parser(sub)
     c = sub.add_parser("cache", help="inspect or check a cache folder")
     csub = c.add_subparsers(dest="cache_cmd", required=True)
     ci = csub.add_parser("info", help="summary of a cache's manifest")
     ci.add_argument("dir")
     cv = csub.add_parser("verify", help="check every shard's size and sha256; exit 1 on any problem")
     cv.add_argument("dir")
-    cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them")
+    cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them "
+                    "(exit 0 once the rest is sound)")
     tokenize_cmd.add_parser(sub)
     sub.add_parser("models", help="list the embedded model suites")
     an = sub.add_parser("analyze", help="run one analysis (options: interp analyze NAME --help)", add_help=False)
@@ -217,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_toy(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        rc = {"extract": cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
+        rc = {"extract": extract_cmd.cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
               "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize}[args.cmd](args)
         sys.stdout.flush()  # here, so that a reader that left (`| head`) is seen below, not at exit
         return rc

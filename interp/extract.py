@@ -17,12 +17,14 @@ import torch
 from interp import distributed
 from interp.cache.formats import get as get_format
 from interp.cache.lock import CacheLock
-from interp.cache.manifest import MANIFEST, Manifest, identity_mismatch
+from interp.cache.manifest import MANIFEST, Manifest, describe_cache, identity_mismatch
 from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.config_checks import check_context, check_device
+from interp.encode import check_sae_width
 from interp.errors import CacheError, ConfigError, InterpError
+from interp.fileio import remove_empty_folders
 from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
@@ -118,8 +120,9 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     if has_cache and cfg.overwrite:
         return None, True
     if has_cache and not cfg.resume:
-        raise CacheError(f"{out} already holds a cache",
-                         hint="pass --resume to continue it or --overwrite to replace it")
+        raise CacheError(f"{out} already holds a cache ({describe_cache(out)})",
+                         hint="pass --resume to continue it (with the options that started it), --overwrite to "
+                         "replace it, or another --out")
     # every manifest in the folder: this rank's, the merged one and other ranks' (the world size may differ from
     # the run that started it: one process resuming a torchrun cache, or 2 ranks resuming 3); done = their union
     names = dict.fromkeys([manifest_name, MANIFEST, *sorted(p.name for p in out.glob("manifest.rank*.json"))])
@@ -165,6 +168,9 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     positions = Positions.parse(cfg.positions)
     if positions.kind == "mask":
         raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
+    if not bool(positions.row_mask(1, cfg.ctx).any()):  # before the model loads or --out is created
+        raise ConfigError(f"--positions {positions.spec()} selects no position of a block of --ctx {cfg.ctx} tokens",
+                          hint=f"select positions below {cfg.ctx} (e.g. drop:1), or raise --ctx")
     device = distributed.local_device(cfg.device)
     model = model if model is not None else load(cfg.model, cfg.checkpoint, device=device)
     capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
@@ -184,7 +190,8 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         "shard_mb": cfg.shard_mb,
     }
     manifest_name = MANIFEST if world == 1 else f"manifest.rank{rank}.json"
-    out.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (out, *out.parents) if not p.exists()]  # the folders mkdir makes: a failed run removes
+    out.mkdir(parents=True, exist_ok=True)  # those it leaves empty, nothing else
     lock = CacheLock(out, owner="" if world == 1 else f"rank{rank}")
     failure: InterpError | None = None
     try:
@@ -201,9 +208,11 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         summary = _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
                        rows_per_block, n_blocks, progress)
         summary.timings = {"setup": round(setup, 4), **summary.timings}
+        created = []  # the run succeeded: the folders stay
         return summary
     finally:
         lock.release()
+        remove_empty_folders(created)
 
 
 def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype, rows_per_block,
@@ -313,9 +322,8 @@ def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     bytes_per_row = 0
     for name, x in probe.items():
         fmt = dict(cfg.formats.get(name, {"format": "dense"}))
-        check = get_format(fmt["format"]).check
-        if check is not None:  # before any shard (or manifest) is written
-            check(name, tuple(x.shape[1:]), fmt)
+        get_format(fmt["format"])  # an unknown format is refused here, before any shard (or manifest) is written
+        check_sae_width(name, tuple(x.shape[1:]), fmt)
         specs[name] = {"shape": list(x.shape[1:]), "dtype": dtype, "file_stem": file_stem(name), **fmt}
         bytes_per_row += int(np.prod(x.shape[1:])) * STORAGE[dtype][1].itemsize
     per_block = max(1, bytes_per_row * rows_per_block)

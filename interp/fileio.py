@@ -49,3 +49,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically (see `atomic_file`)."""
     with atomic_file(path) as f:
         f.write(data)
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) while they are empty: what a failed run created and left empty. rmdir
+    refuses a folder with anything in it, so no file (a claimed manifest, shards, the user's) is ever lost."""
+    for folder in folders:
+        try:
+            Path(folder).rmdir()
+        except OSError:
+            return  # not empty (or gone): the folders above it are not empty either

@@ -16,6 +16,7 @@ import torch
 
 from interp.cache.formats import get as get_format
 from interp.cache.shards import shard_file
+from interp.encode import encode_rows
 from interp.errors import CacheError
 
 
@@ -123,14 +124,16 @@ def land_shard(shard: InFlightShard, specs: dict[str, dict], positions, timings:
 
 
 def shard_arrays(rows: dict[str, list[torch.Tensor]], specs: dict[str, dict], index: int) -> dict[str, np.ndarray]:
-    """Each hook's rows encoded in its cache format: shard file name -> array. Takes the rows out of `rows` hook by
-    hook, so that a hook's batches are freed once they are joined: a shard is held twice only one hook at a time."""
+    """Each hook's rows encoded in its cache format: shard file name -> array. An SAE named by the spec turns the
+    rows into its latents first (`encode_rows`), so the format sees only tensors. Takes the rows out of `rows` hook
+    by hook, so that a hook's batches are freed once they are joined: a shard is held twice only one hook at a
+    time."""
     arrays = {}
     for hook in list(rows):
         spec, chunks = specs[hook], rows.pop(hook)
         x = chunks[0] if len(chunks) == 1 else torch.cat(chunks)  # one batch per shard: no copy
         del chunks
-        for role, arr in get_format(spec["format"]).encode(x, spec).items():
+        for role, arr in get_format(spec["format"]).encode(encode_rows(x, spec), spec).items():
             stem = spec["file_stem"] if role == "data" else f"{spec['file_stem']}.{role}"
             arrays[shard_file(stem, index)] = arr
     return arrays

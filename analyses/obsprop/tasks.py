@@ -45,7 +45,7 @@ def load_model(cfg: Config, model=None):
     if getattr(model, "tokenizer", None) is None:
         raise ConfigError("the model has no tokenizer", hint="obsprop builds observables from token strings")
     if model.cfg.dtype != torch.float64:
-        model = model.to(torch.float64)
+        model = model.to(torch.float64, print_details=False)  # transformer-lens prints "Changing model dtype" else
         model.cfg.dtype = torch.float64
     return model.eval()
 

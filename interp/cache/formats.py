@@ -1,7 +1,9 @@
 """Per-hook storage formats: how a shard's `[rows, ...]` activations become arrays on disk, and back.
 
-"dense" stores the tensor as one `.npy` per shard. Other formats (sparse top-k, CSR; interp.cache.sparse)
-register an encoder/decoder pair here. The manifest records each hook's format spec, so readers need no model.
+"dense" stores the tensor as one `.npy` per shard; "topk" and "threshold" (CSR) store it sparsely
+(interp.cache.sparse_formats). Every format is listed in the one table `FORMATS` at the end of this module. Formats
+know only tensors: what a hook's rows are (raw activations, an SAE's latents) is decided on the capture side before
+they reach `encode`. The manifest records each hook's format spec, so readers need no model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from interp.cache.shards import STORAGE, from_storage, to_storage
+from interp.cache.sparse_formats import SPARSE_FORMATS, codecs
 from interp.errors import CacheError
 
 
@@ -30,36 +33,11 @@ class Format:
     decode_rows: Callable[[dict[str, np.ndarray], dict, int, int], torch.Tensor] | None = None
     # Optional fast path for arbitrary rows: decode only rows `local` (int64 array, any order, repeats) of a shard.
     gather_rows: Callable[[dict[str, np.ndarray], dict, np.ndarray], torch.Tensor] | None = None
-    # Optional check of a hook's spec against its captured row shape, run before any shard is written:
-    # check(hook, row_shape, spec) raises an InterpError (e.g. an SAE whose d_in is not the hook's width).
-    check: Callable[[str, tuple[int, ...], dict], None] | None = None
     # Optional validation of a spec read from a manifest (format-specific keys); raises ValueError when malformed.
     validate: Callable[[dict], None] | None = None
     # Optional check of one shard's arrays against the manifest (rows, shapes, dtypes, index ranges) the first time
     # the reader opens them: check_arrays(arrays, spec, n_rows) raises ValueError naming what disagrees.
     check_arrays: Callable[[dict[str, np.ndarray], dict, int], None] | None = None
-
-
-_FORMATS: dict[str, Format] = {}
-
-
-def register(fmt: Format) -> None:
-    _FORMATS[fmt.name] = fmt
-
-
-def get(name: str) -> Format:
-    if name not in _FORMATS:
-        import interp.cache.sparse_formats  # noqa: F401 - registers "topk" and "threshold" on first use
-    if name not in _FORMATS:
-        raise CacheError(f"unknown cache storage format '{name}'", hint=f"known: {', '.join(sorted(_FORMATS))}")
-    return _FORMATS[name]
-
-
-def known() -> dict[str, Format]:
-    """Every registered format by name (the sparse ones included)."""
-    import interp.cache.sparse_formats  # noqa: F401 - registers "topk" and "threshold"
-
-    return dict(_FORMATS)
 
 
 def _dense_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
@@ -85,5 +63,20 @@ def _dense_check(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None
                          f"{[n_rows, *spec['shape']]}")
 
 
-register(Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows,
-                gather_rows=_dense_gather_rows, check_arrays=_dense_check))
+FORMATS: dict[str, Format] = {
+    "dense": Format("dense", _dense_encode, _dense_decode, decode_rows=_dense_decode_rows,
+                    gather_rows=_dense_gather_rows, check_arrays=_dense_check),
+    **{kind: Format(kind, **codecs(kind)) for kind in SPARSE_FORMATS},
+}
+
+
+def get(name: str) -> Format:
+    """The format called `name`; a CacheError naming the known ones otherwise."""
+    if name not in FORMATS:
+        raise CacheError(f"unknown cache storage format '{name}'", hint=f"known: {', '.join(sorted(FORMATS))}")
+    return FORMATS[name]
+
+
+def known() -> dict[str, Format]:
+    """Every format by name."""
+    return dict(FORMATS)

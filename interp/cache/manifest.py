@@ -225,3 +225,22 @@ def identity_mismatch(old: dict, new: dict) -> list[str]:
     """Keys whose values differ between two cache identities (what a resume must not change)."""
     keys = sorted(set(old) | set(new))
     return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def describe_cache(folder: Path) -> str:
+    """What the cache in `folder` is, from its manifest (or the per-rank ones of an unfinished torchrun): model,
+    hooks, shards, rows and status. For a refusal to write over it; an unreadable manifest is said to be one."""
+    folder = Path(folder)
+    names = [MANIFEST] if (folder / MANIFEST).is_file() else sorted(p.name for p in folder.glob("manifest.rank*.json"))
+    try:
+        found = [Manifest.load(folder, n) for n in names]
+    except CacheError as e:
+        return f"its manifest cannot be read: {e.message}"
+    if not found:
+        return "no manifest"
+    shards = {s.index: s for m in found for s in m.shards}
+    rows = sum(s.rows[1] - s.rows[0] for s in shards.values())
+    first = found[0]
+    ranks = f" in {len(names)} rank manifests" if names != [MANIFEST] else ""
+    return (f"model {first.identity.get('model')}, hooks {', '.join(first.hooks) or first.identity.get('hooks')}, "
+            f"{len(shards)} shards of {rows:,} rows, status {first.status}{ranks}")

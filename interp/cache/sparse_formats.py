@@ -1,65 +1,48 @@
-"""Sparse storage formats for the activation cache: "topk" (fixed k per row) and "threshold" (CSR).
+"""Sparse storage formats for the activation cache: "topk" (fixed k per row) and "threshold" (CSR), on tensors only.
 
-Importing this module registers both formats in `interp.cache.formats`, so `interp.extract` writes them with
-the same manifest, atomic `.npy` shards, sha256 records and resume as dense hooks, and `CacheReader.read`
-densifies them on demand. `read_sparse` / `iter_sparse_batches` return `SparseActs` without densifying.
+The codecs here turn a shard's `[rows, d]` tensor into role arrays and back; `interp.cache.formats` lists them in
+its one table of formats, so `interp.extract` writes them with the same manifest, atomic `.npy` shards, sha256
+records and resume as dense hooks, and `CacheReader.read` densifies them on demand. `read_sparse` /
+`iter_sparse_batches` return `SparseActs` without densifying.
 
 A hook's format spec (ExtractConfig.formats[hook]) is built by `sparse_spec`:
-    {"format": "topk", "k": 32, "sae": "path/to/sae", "d_sae": 16384, "shape": [16384], "dtype": "bfloat16"}
-With "sae", the stored rows are that SAE's latents (sae-lens `encode`, the encoder output, not the decoder's:
-delphi PR #131); without it, the hook's own activations (top-k by magnitude, or |a| > threshold).
-Latent ids are uint16 when d_sae ≤ 65536, else int32; values are float16/bfloat16/float32.
+    {"format": "topk", "dtype": "bfloat16", "by": "abs", "k": 32, "d_sae": 512, "shape": [512], ...}
+The codecs know nothing of SAEs: storing an SAE's latents is a transform on the capture side (`interp.encode`,
+which adds "sae" to the spec) that runs before the rows reach these codecs. Rows are kept by magnitude
+("by": "abs") or by value ("by": "value", what SAE latents use). Latent ids are uint16 when d_sae ≤ 65536, else
+int32; values are float16/bfloat16/float32.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from interp.cache.formats import Format, register
 from interp.cache.shards import STORAGE, dtype_name, from_storage, to_storage
 from interp.errors import CacheError, ConfigError
 from interp.kernels.types import FeatureMajor, SparseActs
 
 SPARSE_FORMATS = ("topk", "threshold")
-_SAES: dict[tuple[str, str], Any] = {}
 VALUE_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def _sae(path: str, device: str = "cpu") -> Any:
-    """The sae-lens SAE at `path`, loaded once per process."""
-    key = (str(path), device)
-    if key not in _SAES:
-        from interp.saes import load_sae
-
-        _SAES[key] = load_sae(path, device=device).eval()
-    return _SAES[key]
-
-
-def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = None, sae: str | None = None,
-                d: int | None = None, value_dtype: str = "bfloat16", by: str | None = None) -> dict[str, Any]:
-    """The per-hook format spec for ExtractConfig.formats; `d` is the hook width when no SAE is given."""
+def sparse_spec(kind: str, *, d: int | None = None, k: int | None = None, threshold: float | None = None,
+                value_dtype: str = "bfloat16", by: str = "abs") -> dict[str, Any]:
+    """The per-hook format spec for ExtractConfig.formats: `d` is the width of the stored rows (the hook's, or an
+    SAE's d_sae: `interp.encode.sparse_spec` builds SAE specs on top of this one)."""
     if kind not in SPARSE_FORMATS:
         raise ConfigError(f"unknown sparse format {kind!r}", hint=f"use one of {', '.join(SPARSE_FORMATS)}")
     vdt = dtype_name(value_dtype)
     if vdt not in ("float16", "bfloat16", "float32"):
         raise ConfigError(f"sparse values cannot be stored as {value_dtype}", hint="use bfloat16 or float16")
-    spec: dict[str, Any] = {"format": kind, "dtype": vdt}
-    if sae is not None:
-        model = _sae(sae)
-        d_sae = int(model.cfg.d_sae)
-        spec.update(sae=str(sae), by=by or "value")
-        if kind == "topk" and k is None:
-            k = getattr(model.cfg, "k", None)
-    else:
-        if d is None:
-            raise ConfigError("sparse storage of raw activations needs the hook width", hint="pass d=...")
-        d_sae = int(d)
-        spec["by"] = by or "abs"
+    if d is None:
+        raise ConfigError("sparse storage of raw activations needs the hook width", hint="pass d=...")
+    d_sae = int(d)
+    spec: dict[str, Any] = {"format": kind, "dtype": vdt, "by": by}
     if kind == "topk":
         if k is None:
             raise ConfigError("--sparse topk needs --k, the number of latents kept per row",
@@ -93,7 +76,7 @@ def validate_spec(spec: dict) -> None:
         raise ValueError(f"threshold {spec.get('threshold')!r} is not a number")
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None:
+def check_arrays(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> None:
     """A shard's sparse arrays agree with the manifest: row count, k, dtypes, CSR offsets and latent ids < d_sae."""
     idx, val = arrays["idx"], arrays["val"]
     id_dtype = np.dtype("<u2") if spec["index_dtype"] == "uint16" else np.dtype("<i4")
@@ -114,30 +97,9 @@ def _check_arrays(arrays: dict[str, np.ndarray], spec: dict, n_rows: int) -> Non
         raise ValueError(f"holds latent ids outside [0, {spec['d_sae']})")
 
 
-def check_sae_width(hook: str, row_shape: tuple[int, ...], spec: dict) -> None:
-    """Refuse an SAE whose d_in is not the width of the hook's rows (one line naming both widths)."""
-    if not spec.get("sae"):
-        return
-    width, d_in = int(np.prod(row_shape)), int(_sae(spec["sae"]).cfg.d_in)
-    if width != d_in:
-        raise ConfigError(f"SAE {spec['sae']} has d_in={d_in}, but hook {hook} has width {width}",
-                          hint="pass the hook the SAE was trained on (--hooks), or an SAE trained on this hook")
-
-
-def _latents(x: torch.Tensor, spec: dict) -> torch.Tensor:
-    """What the hook stores: the SAE's encoder output, or the activations themselves."""
-    x = x.reshape(x.shape[0], -1)
-    if spec.get("sae"):
-        sae = _sae(spec["sae"])
-        if x.shape[1] != int(sae.cfg.d_in):  # extract checks this up front; this guards other callers
-            raise ConfigError(f"SAE {spec['sae']} has d_in={int(sae.cfg.d_in)}, but the activations it should "
-                              f"encode have width {x.shape[1]}", hint="pass activations of the hook the SAE was "
-                              "trained on")
-        from interp.saes import flat_rows
-
-        with torch.no_grad(), flat_rows(sae):
-            return sae.encode(x.to(sae.W_enc.dtype))
-    return x
+def _rows_2d(x: torch.Tensor) -> torch.Tensor:
+    """A shard's rows as `[rows, width]` (an SAE transform on the capture side has already run)."""
+    return x.reshape(x.shape[0], -1)
 
 
 def _ids(idx: torch.Tensor, spec: dict) -> np.ndarray:
@@ -158,8 +120,9 @@ def _stored_values(val: torch.Tensor, spec: dict) -> np.ndarray:
     return to_storage(v, spec["dtype"])
 
 
-def _topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
-    a = _latents(x, spec)
+def topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    """Keep the k largest entries of each row (by |a| or by value, spec["by"]): ids `[rows, k]`, values."""
+    a = _rows_2d(x)
     score = a.abs() if spec.get("by") == "abs" else a
     idx = torch.topk(score, spec["k"], dim=-1, sorted=False).indices
     val = a.gather(1, idx)
@@ -171,8 +134,9 @@ def _topk_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> Spa
     return SparseActs(idx, from_storage(np.array(arrays["val"][a:b]), spec["dtype"]), int(spec["d_sae"]))
 
 
-def _csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
-    a = _latents(x, spec)
+def csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    """Keep the entries with |a| > spec["threshold"] as CSR: row offsets, ids, values."""
+    a = _rows_2d(x)
     mask = a.abs() > spec["threshold"]
     crow = torch.zeros(a.shape[0] + 1, dtype=torch.int64)
     torch.cumsum(mask.sum(1), 0, out=crow[1:])
@@ -225,10 +189,17 @@ def _dense_rows(kind: str):
     return whole, rows, gather
 
 
-for _kind, _enc, _roles in (("topk", _topk_encode, ("idx", "val")), ("threshold", _csr_encode, ("crow", "idx", "val"))):
-    _whole, _rows, _gather = _dense_rows(_kind)
-    register(Format(_kind, _enc, _whole, roles=_roles, decode_rows=_rows, gather_rows=_gather, check=check_sae_width,
-                    validate=validate_spec, check_arrays=_check_arrays))
+def codecs(kind: str) -> dict[str, Callable]:
+    """The keyword arguments of `interp.cache.formats.Format` for sparse format `kind` (its table lists them)."""
+    whole, rows, gather = _dense_rows(kind)
+    return {"encode": topk_encode if kind == "topk" else csr_encode, "decode": whole,
+            "roles": ("idx", "val") if kind == "topk" else ("crow", "idx", "val"), "decode_rows": rows,
+            "gather_rows": gather, "validate": validate_spec, "check_arrays": check_arrays}
+
+
+def sparse_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
+    """Rows [a, b) of one shard's role arrays of a sparse hook as SparseActs, without densifying."""
+    return _ROWS[spec["format"]](arrays, spec, a, b)
 
 
 # ---------------------------------------------------------------------------------------------- sparse reading
@@ -277,50 +248,7 @@ def iter_sparse_batches(reader: Any, hook: str, batch_size: int = 65536, start: 
         yield read_sparse(reader, hook, b0, min(b0 + batch_size, stop))
 
 
-# ---------------------------------------------------------------------------------------------- extraction
-def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | None, *, k: int | None = None,
-                        threshold: float | None = None, sae: str | None = None,
-                        value_dtype: str = "bfloat16") -> tuple[list[str], dict[str, dict]]:
-    """Resolve hook globs and build ExtractConfig.formats for `interp extract --sae PATH --sparse topk|threshold`.
-
-    With an SAE the hooks must resolve to one hook (the SAE's `metadata.hook_name` is used when it matches
-    or when the hooks are the extract default); the format defaults to topk for TopK SAEs, else threshold.
-    """
-    from interp.capture import resolve_hooks
-
-    if sae is not None:
-        model_sae = _sae(sae)
-        own = getattr(getattr(model_sae.cfg, "metadata", None), "hook_name", None)
-        names = resolve_hooks(model, hooks)
-        if own and (own in names or hooks == ["blocks.*.hook_resid_post"]):
-            names = [own]
-        if own and len(names) == 1 and names[0] != own:  # same width, another layer: codes of the wrong rows
-            raise ConfigError(f"the SAE {sae} was trained on {own}, not on {names[0]}",
-                              hint=f"pass --hooks {own} (or leave --hooks out)")
-        if len(names) != 1:
-            raise ConfigError(f"--sae needs exactly one hook, the hooks resolve to {names}",
-                              hint="pass --hooks with the SAE's hook name")
-        kind = kind or ("topk" if getattr(model_sae.cfg, "k", None) else "threshold")
-        spec = sparse_spec(kind, k=k, threshold=threshold, sae=sae, value_dtype=value_dtype)
-        check_sae_width(names[0], _row_shapes(model, names)[names[0]], spec)  # before any cache file exists
-        return names, {names[0]: spec}
-    if kind is None:
-        raise ConfigError("--sparse needs a kind", hint="pass --sparse topk or --sparse threshold")
-    names = resolve_hooks(model, hooks)
-    formats = {n: sparse_spec(kind, k=k, threshold=threshold, d=int(np.prod(shape)), value_dtype=value_dtype)
-               for n, shape in _row_shapes(model, names).items()}
-    return names, formats
-
-
-def _row_shapes(model: torch.nn.Module, names: list[str]) -> dict[str, tuple[int, ...]]:
-    """Shape of one cache row of each hook (what extract stores per token), from a two-token probe."""
-    from interp.capture import Capturer
-
-    device = next(iter(model.parameters())).device
-    probe = Capturer(model, names, positions="all", flatten=True)(torch.zeros(1, 2, dtype=torch.long, device=device))
-    return {n: tuple(v.shape[1:]) for n, v in probe.items()}
-
-
+# ---------------------------------------------------------------------------------------------- feature index
 def build_feature_index(reader: Any, hook: str, path: str | Path | None = None) -> tuple[FeatureMajor, dict]:
     """Feature-major (CSC) index of a sparse hook over the whole cache: "every token where latent j fires".
 

@@ -322,3 +322,16 @@ def test_ln_task_perp_check_uses_configured_norm(approx_norm):
     assert ry["approx_norm"] == approx_norm and ry["n"] == 2 * int(last.sum())
     for k, v in ry["perp_rel_err_max_by_norm"].items():
         assert abs(v - want[k]) < 1e-8 * max(want[k], 1.0), (k, v, want[k])
+
+
+def test_load_model_converts_to_float64_without_printing(tiny_model, capsys):
+    """A float32 model handed to obsprop becomes float64 (its weights too) and nothing is printed on stdout
+    (transformer-lens' `to(dtype)` printed "Changing model dtype to torch.float64")."""
+    import copy
+
+    from analyses.obsprop.config import Config
+    from analyses.obsprop.tasks import load_model
+
+    model = load_model(Config(), copy.deepcopy(tiny_model))
+    assert model.cfg.dtype == torch.float64 and model.W_E.dtype == torch.float64
+    assert capsys.readouterr().out == ""

@@ -135,6 +135,24 @@ def test_cache_info_and_verify(tmp_path, tiny_neox_dir, big_text):
     victim.write_bytes(victim.read_bytes()[:-8])
     bad = _run(["cache", "verify", str(out)])
     assert bad.returncode == 1 and victim.name in bad.stdout
+    repaired = _run(["cache", "verify", "--repair", str(out)])  # a successful repair is not a failure (was: exit 1)
+    assert repaired.returncode == 0 and victim.name in repaired.stdout and "unlisted 1 bad shard" in repaired.stdout
+    assert _run(["cache", "verify", str(out)]).returncode == 0
+
+
+def test_verify_repair_that_does_not_take_exits_1(tmp_path, tiny_neox_dir, big_text, monkeypatch, capsys):
+    """When the cache still has problems after --repair (here: the repaired manifest never reaches the disk),
+    verify says so and exits 1."""
+    from apps.cache_cmds import cache_verify
+    from interp.cache.manifest import Manifest
+
+    out = tmp_path / "c"
+    assert _run(_args(tiny_neox_dir, big_text, out, "--tokens", "1024")).returncode == 0
+    victim = sorted(out.glob("blocks.1.*.npy"))[0]
+    victim.write_bytes(victim.read_bytes()[:-8])
+    monkeypatch.setattr(Manifest, "save", lambda self, *a, **k: None)
+    assert cache_verify(str(out), repair=True) == 1
+    assert f"{victim.name}" in capsys.readouterr().out.split("unlisted")[1]  # named again, after the repair
 
 
 def test_output_piped_into_head_is_not_an_error(tmp_path, tiny_neox_dir, big_text):

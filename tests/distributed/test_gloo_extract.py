@@ -237,10 +237,13 @@ def _start_worker(rank: int, world: int, init_file: str, out: str, model_dir: st
 
 def test_a_rank_that_cannot_start_stops_every_rank(tmp_path, tiny_neox_dir, tokens_npy):
     """Rank 1 finds its lock held by a live process: it reports that, and rank 0 stops at once with an error naming
-    rank 1 instead of waiting at the barrier until the process-group timeout (across hosts nothing else stops it)."""
+    rank 1 instead of waiting at the barrier until the process-group timeout (across hosts nothing else stops it).
+
+    No clock is read: rank 0's error is the one that names rank 1's failure, which it can only report by not waiting
+    (the old behaviour ends in the barrier's timeout error instead); the 30 s process-group timeout keeps a
+    regression from hanging the suite."""
     out = tmp_path / "c"
     out.mkdir()
-    t0 = time.time()
     with CacheLock(out, owner="rank1"):  # held by this (live) process, flock included
         spawn_ranks(_start_worker, (2, str(tmp_path / "init"), str(out), str(tiny_neox_dir), str(tokens_npy),
                                     str(tmp_path / "report")))
@@ -248,5 +251,4 @@ def test_a_rank_that_cannot_start_stops_every_rank(tmp_path, tiny_neox_dir, toke
     reports = [(tmp_path / f"report.{r}").read_text() for r in (0, 1)]
     assert reports[1].startswith("CacheLockedError") and f"pid {os.getpid()}" in reports[1]
     assert reports[0].startswith("CacheError") and "rank(s) 1 failed" in reports[0], reports[0]
-    assert time.time() - t0 < 25
     assert listing == [".lock.rank1"]  # nothing written, the live lock kept

@@ -207,7 +207,7 @@ def _no_complete_cache(out):
 
 
 def test_sae_width_mismatch_refused_by_library(tmp_path, tiny_model, tiny_neox_dir, text_file, wide_sae):
-    from interp.cache.sparse_formats import sparse_hook_formats, sparse_spec
+    from interp.encode import sparse_hook_formats, sparse_spec
 
     hook = "blocks.1.hook_resid_post"
     with pytest.raises(ConfigError, match=r"d_in=48, but hook blocks.1.hook_resid_post has width 32"):
@@ -232,3 +232,59 @@ def test_sae_width_mismatch_refused_by_cli(tmp_path, tiny_neox_dir, text_file, w
     assert err[0] == f"interp: error: SAE {wide_sae} has d_in=48, but hook blocks.0.hook_resid_post has width 32"
     assert len(err) == 2 and err[1].startswith("  hint:") and "Traceback" not in "".join(err)
     assert _no_complete_cache(out)
+
+
+@pytest.mark.parametrize("positions", ["drop:40", "range:32:40", "drop:32"])
+def test_positions_that_select_no_row_are_refused_before_any_file(tmp_path, tiny_neox_dir, text_file, capsys,
+                                                                  positions):
+    """With --ctx 32, positions from 32 on select nothing: a one-line error and no --out folder (was: an empty
+    cache of 0 rows, status complete). The count of selected positions is computed here by hand: 32 - K."""
+    from apps.cli import main
+
+    out = tmp_path / "c"
+    rc = main(["extract", "--model", str(tiny_neox_dir), "--data", str(text_file), "--out", str(out), "--ctx", "32",
+               "--tokens", "256", "--batch-size", "4", "--quiet", "--positions", positions])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 2 and "selects no position" in err[0] and "--ctx 32" in err[0]
+    assert not out.exists()
+    # one position left is still a cache: drop:31 keeps position 31 of each of the 8 blocks
+    extract(extract_config(tmp_path / "one", tiny_neox_dir, text_file, tokens=256, positions="drop:31"),
+            progress=False)
+    assert len(open_cache(tmp_path / "one")) == 256 // 32 * (32 - 31)
+
+
+def test_a_run_that_fails_on_bad_data_leaves_no_empty_out_folder(tmp_path, tiny_model, tiny_neox_dir):
+    """Bad data stops the run before its first shard: the folders extract created for --out (parents included) are
+    removed again, but a folder that was there before, or anything inside one, is kept."""
+    (tmp_path / "latin.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
+    bad = tmp_path / "latin.jsonl"
+    nested = tmp_path / "new" / "deeper" / "cache"
+    with pytest.raises(DataSourceError, match="not UTF-8"):
+        extract(_cfg(nested, tiny_neox_dir, bad), model=tiny_model, progress=False)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"  # the user's empty folder, and one of theirs holding a file
+    mine.mkdir()
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("keep me")
+    for out in (mine, mine / "sub", tmp_path / "theirs" / "sub"):
+        with pytest.raises(DataSourceError):
+            extract(_cfg(out, tiny_neox_dir, bad), model=tiny_model, progress=False)
+    assert mine.is_dir() and not (mine / "sub").exists() and list(mine.iterdir()) == []
+    assert (tmp_path / "theirs" / "notes.txt").read_text() == "keep me" and not (tmp_path / "theirs" / "sub").exists()
+
+
+def test_already_holds_a_cache_says_what_it_found(tmp_path, tiny_model, tiny_neox_dir, text_file):
+    """The refusal to write over a cache names what is there, read back from its manifest independently here."""
+    out = tmp_path / "c"
+    extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), model=tiny_model, progress=False)
+    doc = json.loads((out / "manifest.json").read_text())
+    with pytest.raises(CacheError) as err:
+        extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), model=tiny_model, progress=False)
+    msg = err.value.message
+    assert f"model {doc['identity']['model']}" in msg
+    assert f"{len(doc['shards'])} shards of {doc['n_rows']:,} rows" in msg
+    assert "status complete" in msg and all(h in msg for h in doc["hooks"])
+    assert "--resume" in err.value.hint and "--overwrite" in err.value.hint
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(CacheError, match="already holds a cache .its manifest cannot be read"):
+        extract(_cfg(out, tiny_neox_dir, text_file, tokens=256), model=tiny_model, progress=False)

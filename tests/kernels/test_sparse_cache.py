@@ -10,8 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from interp.cache import open_cache  # noqa: E402
-from interp.cache.sparse_formats import iter_sparse_batches, read_sparse, sparse_hook_formats  # noqa: E402
+from interp.cache.sparse_formats import iter_sparse_batches, read_sparse  # noqa: E402
 from interp.capture import capture  # noqa: E402
+from interp.encode import sparse_hook_formats  # noqa: E402
 from interp.errors import CacheError, ConfigError  # noqa: E402
 from interp.extract import ExtractConfig, extract  # noqa: E402
 from interp.kernels import decode  # noqa: E402

@@ -1,57 +1,54 @@
-"""Sparse shard files round-trip exactly, pick uint16 ids when they fit, and detect corruption."""
+"""The cache's sparse formats round-trip exactly and pick uint16 ids when they fit; feature-major index files
+round-trip and detect corruption."""
 
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from interp.cache.sparse import (  # noqa: E402
-    index_dtype_for,
-    read_feature_major_shard,
-    read_sparse_shard,
-    sparse_shard_meta,
-    storage_bytes,
-    write_csr_shard,
-    write_feature_major_shard,
-    write_sparse_shard,
-    write_topk_shard,
-)
-from interp.errors import CacheCorruptError, CacheError, ConfigError  # noqa: E402
+from interp.cache.formats import get as get_format  # noqa: E402
+from interp.cache.sparse import read_feature_major_shard, write_feature_major_shard  # noqa: E402
+from interp.cache.sparse_formats import sparse_rows, sparse_spec  # noqa: E402
+from interp.errors import CacheCorruptError, CacheError  # noqa: E402
 from interp.kernels import from_feature_major, threshold_from_dense, to_feature_major, topk_from_dense  # noqa: E402
 
 
-def test_topk_shard_round_trip_uint16(tmp_path):
-    s = topk_from_dense(torch.randn(20, 1000).relu(), 8, value_dtype=torch.bfloat16)
-    rec = write_topk_shard(tmp_path / "a.safetensors", s.idx, s.val, 1000)
-    assert rec["format"] == "interp.sparse.topk" and rec["n_rows"] == 20 and rec["nnz"] == 160
-    meta = sparse_shard_meta(tmp_path / "a.safetensors")
-    assert meta["index_dtype"] == "uint16" and meta["value_dtype"] == "bfloat16" and meta["k"] == 8
-    back = read_sparse_shard(tmp_path / "a.safetensors", rec)
-    assert back.idx.dtype == torch.int32 and torch.equal(back.idx, s.idx) and torch.equal(back.val, s.val)
-    # 4 bytes per entry + a small header
-    assert rec["bytes"] < 160 * 4 + 1024
+def test_topk_format_round_trip_uint16():
+    acts = torch.randn(20, 1000).relu()
+    spec = sparse_spec("topk", d=1000, k=8, by="value")
+    arrays = get_format("topk").encode(acts, spec)
+    assert arrays["idx"].dtype == np.uint16 and arrays["idx"].shape == (20, 8)
+    ref = topk_from_dense(acts, 8, value_dtype=torch.bfloat16)  # the kernels' own top-k, independently
+    back = sparse_rows(arrays, spec, 0, 20)
+    assert back.idx.dtype == torch.int32 and torch.equal(back.to_dense(), ref.to_dense())
+    assert sum(a.nbytes for a in arrays.values()) == 160 * 4  # 2-byte id + 2-byte bf16 value per entry
 
 
-def test_large_dictionary_uses_int32(tmp_path):
-    assert index_dtype_for(65536) == torch.uint16 and index_dtype_for(65537) == torch.int32
-    s = topk_from_dense(torch.randn(3, 70000), 5)
-    rec = write_sparse_shard(tmp_path / "b.safetensors", s, value_dtype="fp16")
-    back = read_sparse_shard(tmp_path / "b.safetensors", rec)
-    assert sparse_shard_meta(tmp_path / "b.safetensors")["index_dtype"] == "int32"
-    assert torch.equal(back.idx, s.idx) and torch.equal(back.val, s.val.half())
-    with pytest.raises(ConfigError):
-        write_sparse_shard(tmp_path / "c.safetensors", s, index_dtype=torch.uint16)
+def test_large_dictionary_uses_int32():
+    assert sparse_spec("topk", d=65536, k=1)["index_dtype"] == "uint16"
+    assert sparse_spec("topk", d=65537, k=1)["index_dtype"] == "int32"
+    acts = torch.randn(3, 70000)
+    spec = sparse_spec("topk", d=70000, k=5, value_dtype="float16")
+    arrays = get_format("topk").encode(acts, spec)
+    assert arrays["idx"].dtype == np.int32
+    ref = topk_from_dense(acts.abs(), 5)  # by magnitude: the ids of the 5 largest |a|
+    back = sparse_rows(arrays, spec, 0, 3)
+    assert torch.equal(back.idx.sort(1).values, ref.idx.sort(1).values)
+    assert torch.equal(back.to_dense(), torch.zeros_like(acts).scatter(1, ref.idx.long(),
+                                                                           acts.gather(1, ref.idx.long())).half())
 
 
-def test_csr_shard_records_threshold(tmp_path):
+def test_csr_format_round_trip():
     acts = torch.randn(15, 300)
-    s = threshold_from_dense(acts, 1.5, value_dtype=torch.float16)
-    rec = write_csr_shard(tmp_path / "c.safetensors", s.crow, s.idx, s.val, 300, threshold=1.5)
-    assert sparse_shard_meta(tmp_path / "c.safetensors")["threshold"] == 1.5
-    back = read_sparse_shard(tmp_path / "c.safetensors", rec)
-    assert back.is_csr and torch.equal(back.crow, s.crow) and torch.equal(back.to_dense(), s.to_dense())
+    spec = sparse_spec("threshold", d=300, threshold=1.5, value_dtype="float16")
+    arrays = get_format("threshold").encode(acts, spec)
+    back = sparse_rows(arrays, spec, 0, 15)
+    ref = torch.where(acts.abs() > 1.5, acts, 0).half()
+    assert back.is_csr and torch.equal(back.to_dense(), ref)
+    assert torch.equal(get_format("threshold").decode(arrays, spec), ref)
 
 
 def test_feature_major_shard(tmp_path):
@@ -60,34 +57,22 @@ def test_feature_major_shard(tmp_path):
     fm = read_feature_major_shard(tmp_path / "f.safetensors", rec)
     back = from_feature_major(fm)
     assert torch.equal(back.idx, s.idx) and torch.equal(back.val, s.val) and torch.equal(back.crow, s.crow)
-    with pytest.raises(CacheError):
-        read_sparse_shard(tmp_path / "f.safetensors")
 
 
 def test_corruption_and_truncation_detected(tmp_path):
-    s = topk_from_dense(torch.randn(4, 100), 3)
+    s = threshold_from_dense(torch.randn(4, 100).relu(), 0.5)
     p = tmp_path / "x.safetensors"
-    rec = write_sparse_shard(p, s)
+    rec = write_feature_major_shard(p, to_feature_major(s))
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
     with pytest.raises(CacheCorruptError, match="sha256"):
-        read_sparse_shard(p, rec)
+        read_feature_major_shard(p, rec)
     p.write_bytes(bytes(data[:-4]))
     with pytest.raises(CacheCorruptError, match="bytes"):
-        read_sparse_shard(p, rec)
+        read_feature_major_shard(p, rec)
     with pytest.raises(CacheCorruptError):
-        read_sparse_shard(tmp_path / "missing.safetensors")
-
-
-def test_invalid_ids_rejected_on_write(tmp_path):
-    s = topk_from_dense(torch.randn(4, 100), 3)
-    s.d_sae = 50
-    with pytest.raises(ConfigError, match="outside"):
-        write_sparse_shard(tmp_path / "y.safetensors", s)
-
-
-def test_storage_bytes():
-    s = topk_from_dense(torch.randn(10, 1024), 16)
-    assert storage_bytes(s) == 10 * 16 * 4  # uint16 id + bf16 value
-    assert storage_bytes(s, index_dtype=torch.int32) == 10 * 16 * 6
+        read_feature_major_shard(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CacheError):
+        read_feature_major_shard(tmp_path / "junk.safetensors")
