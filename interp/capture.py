@@ -3,6 +3,11 @@
 Hook names are transformer-lens names for HookedTransformers (`blocks.2.hook_resid_post`) and module paths for
 any other nn.Module (`layers.1`, `net.0`). The forward pass runs under inference_mode, skips the unembedding and
 stops as soon as every requested hook has fired.
+
+Patterns are globs over dotted components: `*` matches exactly one component (`blocks.*.hook_resid_post`, and
+`encoder.layer.*.output` does not reach into `encoder.layer.3.attention.output`), `**` matches any number of
+components, none included (`**.output` is every `output` module at any depth), and `?` / `[...]` work as in
+fnmatch inside one component.
 """
 
 from __future__ import annotations
@@ -34,8 +39,38 @@ def hook_names(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def glob_match(pattern: str, name: str) -> bool:
+    """Whether a dotted hook name matches a pattern: `*` is one component, `**` zero or more components.
+
+    Matching runs component by component (fnmatch within a component), so a `*` never crosses a dot; the
+    states are the pattern positions reachable so far (linear in the name, whatever the number of `**`).
+    """
+    pat = pattern.split(".")
+
+    def closure(states: set[int]) -> set[int]:
+        out, todo = set(states), list(states)
+        while todo:
+            i = todo.pop()
+            if i < len(pat) and pat[i] == "**" and i + 1 not in out:
+                out.add(i + 1)
+                todo.append(i + 1)
+        return out
+
+    states = closure({0})
+    for part in name.split("."):
+        step: set[int] = set()
+        for i in states:
+            if i < len(pat) and (pat[i] == "**" or fnmatch.fnmatchcase(part, pat[i])):
+                step.add(i if pat[i] == "**" else i + 1)
+        states = closure(step)
+        if not states:
+            return False
+    return len(pat) in states
+
+
 def resolve_hooks(model: torch.nn.Module, patterns: str | Sequence[str]) -> list[str]:
-    """Expand glob patterns to hook names, in model order; an unmatched pattern names the closest hooks."""
+    """Expand glob patterns (see `glob_match`) to hook names, in model order; an unmatched pattern names the
+    closest hooks."""
     if isinstance(patterns, str):
         patterns = [patterns]
     if not patterns:
@@ -43,13 +78,13 @@ def resolve_hooks(model: torch.nn.Module, patterns: str | Sequence[str]) -> list
     available = hook_names(model)
     chosen: set[str] = set()
     for pattern in patterns:
-        hits = [n for n in available if fnmatch.fnmatchcase(n, pattern)]
+        hits = [n for n in available if glob_match(pattern, n)]
         if not hits:
             close = difflib.get_close_matches(pattern, available, n=5, cutoff=0.3)
             raise HookNotFoundError(
                 f"hook pattern '{pattern}' matches no hook point of {type(model).__name__}"
                 + (f"; closest: {', '.join(close)}" if close else ""),
-                hint="list them with interp.capture.hook_names(model) (globs like blocks.*.hook_resid_post work)",
+                hint="list them with interp.capture.hook_names(model) (globs: * is one component, ** any number)",
             )
         chosen.update(hits)
     return [n for n in available if n in chosen]
