@@ -6,6 +6,7 @@ Spec strings (used on the CLI and stored in manifests):
     "last"         only the last position
     "range:A:B"    positions A <= p < B (0 <= A < B; "range:A:" is "drop:A")
 A boolean mask `[batch, pos]` (or `[pos]`) selects arbitrary positions in notebooks.
+Given the inputs' attention mask, padded positions are never selected and positions count real tokens only.
 """
 
 from __future__ import annotations
@@ -64,8 +65,15 @@ class Positions:
             return f"drop:{self.start}" if self.stop is None else f"range:{self.start}:{self.stop}"
         return self.kind
 
-    def row_mask(self, batch: int, ctx: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Bool `[batch, ctx]`: True where a row is kept."""
+    def row_mask(self, batch: int, ctx: int, device: torch.device | str = "cpu",
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool `[batch, ctx]`: True where a row is kept.
+
+        With an attention mask, padding is never kept and positions count real tokens only: `drop:1` drops each
+        sequence's first real token, `last` keeps its last real token, whichever side the padding is on.
+        """
+        if attention_mask is not None:
+            return self._real_row_mask(attention_mask.to(device).bool())
         if self.kind == "all":
             return torch.ones(batch, ctx, dtype=torch.bool, device=device)
         if self.kind == "last":
@@ -84,9 +92,22 @@ class Positions:
                               hint="give a [batch, pos] or [pos] mask matching the tokens")
         return mask
 
-    def select(self, acts: torch.Tensor) -> torch.Tensor:
-        """`[batch, pos, ...]` -> `[n_rows, ...]` in (sequence, position) order."""
+    def _real_row_mask(self, real: torch.Tensor) -> torch.Tensor:
+        rank = real.long().cumsum(-1) - 1  # index among the sequence's real tokens
+        if self.kind == "all":
+            return real
+        if self.kind == "last":
+            return real & (rank == real.sum(-1, keepdim=True) - 1)
+        if self.kind == "range":
+            keep = real & (rank >= self.start)
+            return keep if self.stop is None else keep & (rank < self.stop)
+        return real & self.row_mask(*real.shape, device=real.device)
+
+    def select(self, acts: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`[batch, pos, ...]` -> `[n_rows, ...]` in (sequence, position) order; padding dropped given a mask."""
         b, p = acts.shape[:2]
+        if attention_mask is not None:
+            return acts[self.row_mask(b, p, acts.device, attention_mask)]
         if self.kind == "all":
             return acts.reshape(b * p, *acts.shape[2:])
         if self.kind == "last":
@@ -96,7 +117,8 @@ class Positions:
             return part.reshape(-1, *acts.shape[2:])
         return acts[self.row_mask(b, p, acts.device)]
 
-    def index(self, batch: int, ctx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def index(self, batch: int, ctx: int, attention_mask: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequence index, position) of every kept row, `[n_rows]` each, matching `select`'s order."""
-        seq, pos = self.row_mask(batch, ctx).nonzero(as_tuple=True)
+        seq, pos = self.row_mask(batch, ctx, attention_mask=attention_mask).nonzero(as_tuple=True)
         return seq, pos

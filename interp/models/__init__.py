@@ -1,7 +1,10 @@
 """One way to get a hookable model, whatever its origin.
 
     load("toy-pythia-4l", step=512)   embedded suite (data/models) -> HookedTransformer
-    load("path/to/hf_folder")         local Hugging Face folder (GPT-NeoX, GPT-2, ...) -> HookedTransformer
+    load("path/to/hf_folder")         local Hugging Face folder: GPT-NeoX, GPT-2, Llama, GPT-Neo -> HookedTransformer;
+                                      Mistral, Qwen2/3, Gemma 2/3, Phi-3, OLMo 2, BERT -> NativeModel (the HF
+                                      model with canonical transformer-lens hook names, see aliases.py)
+    load("pkg.module:factory")        factory() -> (model, tokenizer) or a model with .tokenizer
     load("pythia-70m", step=1000)     transformer-lens name (needs a reachable hub)
     load(my_module)                   any torch.nn.Module, returned as is (hook names are module paths)
 
@@ -28,8 +31,17 @@ from interp.models.embedded import (
     is_embedded,
     suite_info,
 )
-from interp.models.hf_local import is_hf_folder, load_hf_folder, load_hf_tokenizer
+from interp.models.factory import is_factory, load_factory
+from interp.models.hf_local import (
+    SUPPORTED_ARCHITECTURES,
+    check_safetensors,
+    folder_architecture,
+    is_hf_folder,
+    load_hf_folder,
+    load_hf_tokenizer,
+)
 from interp.models.hub import hub_checkpoints, load_hub_model, official_name
+from interp.models.native import load_native, native_model_type
 
 __all__ = [
     "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
@@ -54,14 +66,15 @@ def _unknown(name: str) -> ModelNotFoundError:
     suggestion = f" Did you mean {', '.join(close)}?" if close else ""
     return ModelNotFoundError(
         f"unknown model '{name}'.{suggestion} Embedded: {', '.join(names) or 'none'}",
-        hint="pass an embedded name, a local Hugging Face folder (with config.json), or a transformer-lens name "
-             "such as pythia-70m",
+        hint="pass an embedded name, a local Hugging Face folder (with config.json), module.path:factory, or a "
+             "transformer-lens name such as pythia-70m",
     )
 
 
 def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None = None, *, device: str = "cpu",
          dtype: torch.dtype | str = torch.float32, processing: bool = False):
-    """A hookable model: HookedTransformer for names and folders, the module itself for an nn.Module."""
+    """A hookable model: HookedTransformer for names and converted folders, NativeModel for the other supported
+    folders, the factory's model for `module:function`, the module itself for an nn.Module."""
     if isinstance(model, torch.nn.Module):
         return model
     dt = _dtype(dtype)
@@ -75,13 +88,26 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
         if step is not None:
             raise ModelNotFoundError(f"a local folder has no training steps (got step={step})",
                                      hint="pass the folder of that checkpoint instead")
-        return load_hf_folder(name, device=device, dtype=dt, processing=processing)
+        return _load_folder(Path(name), device, dt, processing)
     if Path(name).exists():
         raise ModelNotFoundError(f"{name} exists but has no config.json",
                                  hint="point at a folder written by save_pretrained")
+    if is_factory(name):
+        return load_factory(name, device=device, dtype=dt)
     if official_name(name) is not None:
         return load_hub_model(name, step, device=device, dtype=dt, processing=processing)
     raise _unknown(name)
+
+
+def _load_folder(path: Path, device: str, dtype: torch.dtype, processing: bool):
+    """Converted to a HookedTransformer where interp converts the architecture, else run natively."""
+    if folder_architecture(path) in SUPPORTED_ARCHITECTURES or native_model_type(path) is None:
+        return load_hf_folder(path, device=device, dtype=dtype, processing=processing)  # refuses the unknown
+    if processing:
+        raise ModelNotFoundError(f"{path} runs natively (not converted), so transformer-lens weight processing "
+                                 "does not apply", hint="load it with processing=False")
+    check_safetensors(path.resolve())
+    return load_native(path, device=device, dtype=dtype)
 
 
 def checkpoints(model: str = DEFAULT_MODEL) -> list[int]:
@@ -110,6 +136,11 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
         if tok is None:
             raise ModelNotFoundError(f"{folder} has no tokenizer files",
                                      hint="save the tokenizer beside the model (data/tokenizer for the suites)")
+        return tok
+    if is_factory(name):
+        tok = getattr(load_factory(name), "tokenizer", None)
+        if tok is None:
+            raise ModelNotFoundError(f"the factory {name} returns no tokenizer", hint="return (model, tokenizer)")
         return tok
     if official_name(name) is not None:
         return load_hub_model(name).tokenizer

@@ -1,4 +1,6 @@
-"""Local Hugging Face folders (GPT-NeoX/Pythia, GPT-2, ...) converted offline to a HookedTransformer.
+"""Local Hugging Face folders (GPT-NeoX/Pythia, GPT-2, Llama, GPT-Neo) converted offline to a HookedTransformer.
+
+(Other architectures run natively with canonical hook names: `interp.models.native`.)
 
 transformer-lens' `from_pretrained` only accepts official names, so this uses its lower-level pieces
 (`convert_hf_model_config` reads a local config.json; `get_pretrained_state_dict` converts the weights).
@@ -14,11 +16,12 @@ from pathlib import Path
 import torch
 
 from interp.errors import ModelNotFoundError
+from interp.models.aliases import ARCHITECTURES
 
 SUPPORTED_ARCHITECTURES = ("GPTNeoXForCausalLM", "GPT2LMHeadModel", "LlamaForCausalLM", "GPTNeoForCausalLM")
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """No per-load progress bars or info logs from transformers (the CLI has its own progress)."""
     from transformers.utils import logging as hf_logging
 
@@ -40,6 +43,21 @@ def load_hf_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def folder_architecture(path: str | Path) -> str:
+    """The first entry of config.json's "architectures" ("?" when there is none)."""
+    return (json.loads((Path(path) / "config.json").read_text()).get("architectures") or ["?"])[0]
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a folder without safetensors weights: interp never unpickles .bin / .pt files."""
+    if not any(path.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt")))
+        raise ModelNotFoundError(
+            f"{path} has no safetensors weights" + (f" (found {found})" if found else ""),
+            hint="interp never unpickles weight files; convert them once where you trust them: "
+                 "model.save_pretrained(dir, safe_serialization=True)")
+
+
 def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
                    name: str | None = None, processing: bool = False):
     """Load `path` (a `save_pretrained` folder) as a HookedTransformer whose logits match the HF model's.
@@ -54,21 +72,16 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
     path = Path(path).resolve()
     if not is_hf_folder(path):
         raise ModelNotFoundError(f"{path} has no config.json", hint="point at a folder written by save_pretrained")
-    arch = (json.loads((path / "config.json").read_text()).get("architectures") or ["?"])[0]
+    arch = folder_architecture(path)
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ModelNotFoundError(
             f"{path} holds a {arch}, which interp cannot convert",
-            hint=f"supported architectures: {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
-    if not any(path.glob("*.safetensors")):
-        found = ", ".join(sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt")))
-        raise ModelNotFoundError(
-            f"{path} has no safetensors weights" + (f" (found {found})" if found else ""),
-            hint="interp never unpickles weight files; convert them once where you trust them: "
-                 "model.save_pretrained(dir, safe_serialization=True)")
+            hint=f"supported: {', '.join(SUPPORTED_ARCHITECTURES)} (converted to transformer-lens) and model types "
+                 f"{', '.join(ARCHITECTURES)} (run natively)")
+    check_safetensors(path)
     if tokenizer is None:
         tokenizer = load_hf_tokenizer(path)
-    _quiet_transformers()
+    quiet_transformers()
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True).eval()
     cfg_dict = _tl_config(path, hf_model.config)
     cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype,

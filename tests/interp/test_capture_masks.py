@@ -1,0 +1,116 @@
+"""Padded batches with their attention mask capture exactly the rows of the same sequences captured one by one
+without padding: decoders (HookedTransformer with rotary and with learned positions, native Qwen2 and Gemma 2, a
+raw HF module) and an encoder (BERT), right and left padding.
+
+Float32; the padded forward runs attention over masked keys, so sums are reordered: compared to rtol 1e-4,
+atol 1e-5.
+"""
+
+import pytest
+import torch
+from tiny_hf import bert_tokenizer, save_tiny_native, tiny_hf_model
+
+from interp import models
+from interp.capture import capture
+from interp.errors import ConfigError, InterpError
+
+LENGTHS = [5, 9, 7]
+TOL = dict(rtol=1e-4, atol=1e-5)
+PAD = 1
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    root = tmp_path_factory.mktemp("masks")
+    return {kind: models.load(save_tiny_native(root / kind, kind)) for kind in ("qwen2", "gemma2", "bert")}
+
+
+def _sequences(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, 300, (n,), generator=g) for n in LENGTHS]
+
+
+def _pad(seqs, side):
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        cols = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        ids[i, cols], mask[i, cols] = s, 1
+    return ids, mask
+
+
+def _one_by_one(model, seqs, hooks, positions):
+    per = [capture(model, s[None], hooks=hooks, positions=positions or "drop:0") for s in seqs]
+    return {name: torch.cat([p[name] for p in per]) for name in per[0]}
+
+
+def _model(which, native, tiny_model, tiny_gpt2_dir):
+    if which == "tl-neox":
+        return tiny_model
+    if which == "tl-gpt2":
+        return models.load(tiny_gpt2_dir)
+    if which == "hf-raw-bert":
+        return tiny_hf_model("bert")  # a plain transformers module: module paths, mask and position ids passed on
+    return native[which]
+
+
+MODELS = ["tl-neox", "tl-gpt2", "qwen2", "gemma2", "bert", "hf-raw-bert"]
+
+
+@pytest.mark.parametrize("which", MODELS)
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("positions", [None, "drop:1", "last"])
+def test_padded_batch_equals_sequences_one_by_one(which, side, positions, native, tiny_model, tiny_gpt2_dir):
+    model = _model(which, native, tiny_model, tiny_gpt2_dir)
+    hooks = "encoder.layer.*" if which == "hf-raw-bert" else "blocks.*.hook_resid_post"
+    seqs = _sequences()
+    ids, mask = _pad(seqs, side)
+    got = capture(model, ids, hooks=hooks, positions=positions, attention_mask=mask)
+    want = _one_by_one(model, seqs, hooks, positions)
+    assert set(got) == set(want) and len(got) == 2
+    n_rows = {None: sum(LENGTHS), "drop:1": sum(LENGTHS) - len(LENGTHS), "last": len(LENGTHS)}[positions]
+    for name in want:
+        assert got[name].shape[0] == n_rows
+        torch.testing.assert_close(got[name], want[name], **TOL)
+
+
+def test_batch_encoding_and_keywords(native):
+    """A tokenizer's BatchEncoding (which used to fail with a bare AttributeError), a dict and keywords."""
+    model = native["bert"]
+    tok = bert_tokenizer()
+    texts = ["Alice met Bob in the garden.", "She gave him apples", "thanks"]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    assert not bool(enc["attention_mask"].all())
+    got = capture(model, enc, hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    want = torch.cat([capture(model, tok([t], return_tensors="pt")["input_ids"], hooks="blocks.1.hook_resid_post",
+                              positions="drop:0")["blocks.1.hook_resid_post"] for t in texts])
+    torch.testing.assert_close(got, want, **TOL)
+    as_dict = capture(model, dict(enc), hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    keywords = capture(model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    lists = capture(model, tok(texts, padding=True), hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    for other in (as_dict, keywords, lists):
+        torch.testing.assert_close(other, got, rtol=0, atol=0)
+    batched = capture(model, enc, hooks="blocks.1.hook_resid_post", batch_size=2)["blocks.1.hook_resid_post"]
+    torch.testing.assert_close(batched, got, **TOL)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"ids": torch.zeros(1, 3, dtype=torch.long)}, "no 'input_ids'"),
+    ({"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4)}, "shape"),
+    ({"input_ids": torch.zeros(1, 3, dtype=torch.long), "attention_mask": torch.full((1, 3), 2)}, "other than 0"),
+    ({"input_ids": [[1, 2], [3]]}, "not rectangular"),
+])
+def test_malformed_inputs_are_config_errors(native, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        capture(native["qwen2"], bad, hooks="blocks.0.hook_resid_post")
+
+
+def test_padded_batch_for_a_module_without_a_mask_is_refused():
+    net = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4))
+    ids, mask = _pad([torch.tensor([1, 2, 3]), torch.tensor([4])], "right")
+    with pytest.raises(InterpError, match="takes no attention_mask"):
+        capture(net, ids, hooks="1", attention_mask=mask)
+    full = capture(net, ids[:1], hooks="1", attention_mask=mask[:1])["1"]  # nothing padded: fine, rows
+    assert full.shape == (3, 4)
