@@ -12,6 +12,7 @@ REGISTRY = Registry({
     "obsprop": "analyses.obsprop",
     "massive": "analyses.massive",
     "hashcodes": "analyses.hashcodes",
+    "sae-evals": "analyses.sae_evals",
 })
 
 __all__ = ["REGISTRY"]

@@ -112,6 +112,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(Path(a.out), quick=a.quick, only=a.only)
 
 
+def cmd_saes(a: argparse.Namespace, rest: list[str]) -> int:
+    from apps.saes_cmd import saes_main
+
+    return saes_main(rest)
+
+
 def cmd_toy(a: argparse.Namespace, rest: list[str]) -> int:
     from apps.toy_cmds import toy_main
 
@@ -143,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="small sizes (what the tests run)")
     d.add_argument("--only", nargs="+", default=None, help="run only these analyses")
     sub.add_parser("toy", help="generate the embedded corpus and train the model suite", add_help=False)
+    sub.add_parser("saes", help="train SAEs on a cache (saes train), score SAEs (saes eval)", add_help=False)
     return p
 
 
@@ -157,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_analyze(args, rest)
         if args.cmd == "toy":
             return cmd_toy(args, rest)
+        if args.cmd == "saes":
+            return cmd_saes(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         rc = {"extract": extract_cmd.cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,

@@ -340,3 +340,44 @@ def train_sae(batches: Callable[[], Iterator[torch.Tensor]] | torch.Tensor | str
     with tempfile.TemporaryDirectory() as tmp:  # training SAE -> inference SAE of the same architecture
         trained.save_inference_model(tmp)
         return SAE.load_from_disk(tmp, device=device)
+
+
+def load_index(folder: str | os.PathLike) -> dict:
+    """The SAE index (index.json) of a folder of sae-lens SAEs, each entry with its absolute `abs_path`."""
+    import json
+
+    folder = Path(folder)
+    path = folder / "index.json"
+    if not path.is_file():
+        raise ConfigError(f"no SAE index at {path}",
+                          hint="build them: python -m apps.build.saes, or pass saes=<folder>")
+    try:
+        index = json.loads(path.read_text())
+        for e in index.get("saes", []):
+            e["abs_path"] = str(folder / e["path"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError covers JSON and UTF-8 errors
+        raise ConfigError(f"SAE index {path} is damaged ({type(err).__name__}: {err})",
+                          hint="rebuild it: python -m apps.build.saes, or pass saes=<folder>") from None
+    return index
+
+
+def sae_entries(source: str | os.PathLike) -> list[dict]:
+    """[{name, hook, abs_path, ...}] for a folder with an index.json of SAEs, or for one sae-lens SAE folder."""
+    import json
+
+    folder = Path(source)
+    if (folder / "index.json").is_file():
+        return list(load_index(folder)["saes"])
+    cfg_path = folder / "cfg.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{folder} is neither an SAE folder (cfg.json) nor a folder of SAEs (index.json)",
+                          hint="pass a sae-lens SAE folder, or a folder with an index.json of them")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except ValueError as err:
+        raise ConfigError(f"{cfg_path} is not JSON ({err})", hint="re-save the SAE with interp.saes.save_sae") from None
+    hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+    if not hook:
+        raise ConfigError(f"{cfg_path} names no hook (metadata.hook_name)", hint="re-save it with its hook name")
+    return [{"name": folder.name, "hook": hook, "abs_path": str(folder), "d_sae": cfg.get("d_sae"),
+             "architecture": cfg.get("architecture", "")}]

@@ -8,9 +8,7 @@ the residual basis) is available as component "attn_out" for SAE folders trained
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -120,20 +118,3 @@ def _from_cache(cache_dir: str, hooks: dict[str, str], model: torch.nn.Module, c
     return Activations(acts=acts, token_ids=blocks[mask], seq_pos=torch.stack([seq, p], 1), blocks=blocks,
                        row_mask=mask, token_loss=per_token_loss(model, blocks, cfg.batch_size)[mask],
                        source=f"cache:{cache_dir}")
-
-
-def load_index(folder: str | Path) -> dict:
-    """The SAE index (index.json) of a folder of sae-lens SAEs, with absolute paths."""
-    folder = Path(folder)
-    path = folder / "index.json"
-    if not path.is_file():
-        raise ConfigError(f"no SAE index at {path}",
-                          hint="build them: python -m apps.build.saes, or pass saes=<folder>")
-    try:
-        index = json.loads(path.read_text())
-        for e in index.get("saes", []):
-            e["abs_path"] = str(folder / e["path"])
-    except (ValueError, TypeError, KeyError, AttributeError) as err:  # ValueError covers JSON and UTF-8 errors
-        raise ConfigError(f"SAE index {path} is damaged ({type(err).__name__}: {err})",
-                          hint="rebuild it: python -m apps.build.saes, or pass saes=<folder>") from None
-    return index

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from analyses.dark_matter.config import Config
-from analyses.dark_matter.data import collect, component_hooks, load_index, middle_layer
+from analyses.dark_matter.data import collect, component_hooks, middle_layer
 from analyses.dark_matter.method import (
     NORM_TARGETS,
     cross_component_regression,
@@ -31,7 +31,7 @@ from interp import progress
 from interp.analysis import Finding, Provenance
 from interp.config_checks import check_context, check_layer
 from interp.errors import ConfigError
-from interp.saes import effective_decoder, flat_rows, load_sae, reconstruct
+from interp.saes import effective_decoder, flat_rows, load_index, load_sae, reconstruct
 
 _ORDER = {"topk": 0, "jumprelu": 1, "standard": 2}
 

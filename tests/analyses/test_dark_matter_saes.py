@@ -170,8 +170,8 @@ def test_saved_sae_loads_as_float32_in_sae_lens_too(tiny, tmp_path) -> None:
 
 
 def test_damaged_sae_index_is_a_typed_error(tmp_path):
-    from analyses.dark_matter.data import load_index
     from interp.errors import ConfigError
+    from interp.saes import load_index
 
     (tmp_path / "index.json").write_bytes(b'{"saes": [{"name": "x"}')
     with pytest.raises(ConfigError, match="damaged"):

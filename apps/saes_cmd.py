@@ -1,0 +1,110 @@
+"""`interp saes train | eval`: train SAEs on a cache of a hook (any model), and score SAEs with the standard evals.
+
+    interp saes train --cache cache/ --hook blocks.2.hook_resid_post --widths 4 8 16 --out my_saes/
+    interp saes eval --model toy-pythia-4l --saes my_saes/ --out results/sae-evals
+
+`train` writes one sae-lens folder per width and an index.json that the dark-matter analysis and `saes eval` read
+(`interp analyze dark-matter --model M --saes my_saes/`). `eval` is `interp analyze sae-evals` under another name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from interp.errors import ConfigError
+
+USAGE = "interp saes train --cache DIR --hook HOOK --widths N [N ...] --out DIR | interp saes eval [options]"
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp saes train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", required=True, help="interp cache holding the hook (interp extract --hooks HOOK)")
+    p.add_argument("--hook", required=True, help="the hook to train on (rows of per-head hooks are flattened)")
+    p.add_argument("--widths", type=int, nargs="+", required=True, help="expansion factors: d_sae = width × d_in")
+    p.add_argument("--architecture", choices=["topk", "jumprelu", "standard"], default="topk",
+                   help="sae-lens architecture (default topk)")
+    p.add_argument("--k", type=int, default=16, help="TopK k, and the JumpReLU target L0 (default 16)")
+    p.add_argument("--training-tokens", type=int, default=500_000, help="rows seen per SAE (default 500,000)")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows per step (default 1024)")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 0.002)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the row order")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--out", required=True, help="folder for the SAEs and their index.json")
+    return p
+
+
+def train_saes(a: argparse.Namespace) -> Path:
+    """Train one SAE per width on the cache's rows of `a.hook`; save them and an index.json; return the folder."""
+    from apps.build.saes import write_index
+    from interp.cache import open_cache
+    from interp.capture import layer_of
+    from interp.fileio import atomic_write_bytes
+    from interp.saes import load_sae, reconstruct, save_sae, train_sae
+
+    reader = open_cache(a.cache)  # refuses a missing or damaged cache before any training
+    if a.hook not in reader.hooks:
+        raise ConfigError(f"cache {a.cache} has no hook {a.hook}", hint=f"it holds {', '.join(reader.hooks)}")
+    if any(w < 1 for w in a.widths) or a.k < 1 or a.training_tokens < a.batch_size:
+        raise ConfigError("widths and k must be >= 1 and training-tokens >= batch-size",
+                          hint="e.g. --widths 4 8 --k 16 --training-tokens 500000")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ident = reader.manifest.identity
+    model = str(ident.get("model", ""))
+    layer = layer_of(a.hook)
+    d = math.prod(reader.manifest.hooks[a.hook]["shape"])
+    x = reader.read(a.hook, 0, min(reader.n_rows, 32_768)).float().reshape(-1, d)
+    component = _component(a.hook, layer)
+    for width in a.widths:
+        name = f"{a.hook.replace('.', '_')}_{a.architecture}_x{width}"
+        print(f"training {name} (d_sae {d * width}) on {a.training_tokens:,} rows", file=sys.stderr, flush=True)
+        sae = train_sae(a.cache, hook=a.hook, d_sae=d * width, architecture=a.architecture, k=a.k, target_l0=a.k,
+                        training_tokens=a.training_tokens, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                        device=a.device)
+        save_sae(sae, out / name, metadata={"hook_name": a.hook, "model_name": model})
+        rec, l0 = reconstruct(load_sae(out / name), x)
+        fvu = float(((x - rec) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+        entry = {"name": name, "path": name, "hook": a.hook, "component": component, "architecture": a.architecture,
+                 "d_in": d, "d_sae": d * width, "expansion": width, "k_or_target_l0": a.k, "l0_train": float(l0.mean()),
+                 "fvu_train": fvu, "training_tokens": a.training_tokens,
+                 "train": {"lr": a.lr, "batch_size": a.batch_size, "seed": a.seed, "cache": str(a.cache)},
+                 "bytes": sum(f.stat().st_size for f in (out / name).iterdir())}
+        atomic_write_bytes(out / name / "entry.json", json.dumps(entry, indent=2).encode())
+        print(f"  {name}: FVU {fvu:.4f}, L0 {float(l0.mean()):.1f}", flush=True)
+    from analyses.dark_matter.data import component_hooks
+
+    write_index(out, model, ident.get("checkpoint"), layer if layer is not None else -1,
+                component_hooks(layer) if layer is not None else {component: a.hook})
+    for junk in out.glob("*/runner_cfg.json"):
+        junk.unlink()
+    return out
+
+
+def _component(hook: str, layer: int | None) -> str:
+    """The dark-matter component name of a hook ("resid" for blocks.L.hook_resid_post), else the hook itself."""
+    if layer is None:
+        return hook
+    from analyses.dark_matter.data import component_hooks
+
+    return next((c for c, h in component_hooks(layer).items() if h == hook), hook)
+
+
+def saes_main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "train":
+        out = train_saes(train_parser().parse_args(rest))
+        print(f"wrote {out / 'index.json'}")
+        return 0
+    if cmd == "eval":
+        from apps.cli import cmd_analyze
+
+        return cmd_analyze(argparse.Namespace(name="sae-evals"), rest)
+    raise ConfigError(f"unknown saes command '{cmd}'", hint=USAGE)
