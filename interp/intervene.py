@@ -209,6 +209,15 @@ def next_token_stats(logits: torch.Tensor, clean: torch.Tensor, tokens: torch.Te
     return float(nll[keep].mean()), float(nll_c[keep].mean()), float(kl[keep].mean())
 
 
+def per_token_nll(model: torch.nn.Module, tokens: torch.Tensor,
+                  edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> torch.Tensor:
+    """Next-token cross-entropy at each position [batch, pos - 1] under `edits` (as transformer-lens'
+    `loss_per_token`, float32 log-softmax), for any model the capture layer supports."""
+    with edit_hooks(model, edits or {}):
+        logits = _logits(model, tokens, None)
+    return -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+
+
 class Intervention:
     """The active intervention of `intervene(...)`: `run(tokens)` gives the intervened and the clean forward."""
 

@@ -39,17 +39,19 @@ class Activations:
 
 
 def middle_layer(model: torch.nn.Module) -> int:
-    """n_layers // 2 for a transformer-lens model."""
+    """n_layers // 2 (transformer-lens models and natively run Hugging Face ones both say n_layers in cfg)."""
     return int(model.cfg.n_layers) // 2
 
 
 @torch.inference_mode()
 def per_token_loss(model: torch.nn.Module, blocks: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """[n_blocks, ctx] next-token cross-entropy at each position (NaN at the last position)."""
+    from interp.intervene import per_token_nll
+
     out = []
     for s in range(0, blocks.shape[0], batch_size):
         b = blocks[s:s + batch_size]
-        lpt = model(b, return_type="loss", loss_per_token=True)  # [batch, ctx - 1]
+        lpt = per_token_nll(model, b)  # [batch, ctx - 1]
         out.append(torch.cat([lpt.float(), torch.full((b.shape[0], 1), float("nan"))], 1))
     return torch.cat(out)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from interp.intervene import per_token_nll
+
 
 @torch.inference_mode()
 def downstream_loss(model: torch.nn.Module, data, hook: str, recon: torch.Tensor, dec, n_blocks: int,
@@ -23,7 +25,7 @@ def downstream_loss(model: torch.nn.Module, data, hook: str, recon: torch.Tensor
         for s in range(0, blocks.shape[0], batch_size):
             b, m = blocks[s:s + batch_size], mask[s:s + batch_size]
             k = int(m.sum())
-            hooks = []
+            hooks = {}
             if values is not None:
                 vals = values[offset:offset + k]
 
@@ -31,8 +33,8 @@ def downstream_loss(model: torch.nn.Module, data, hook: str, recon: torch.Tensor
                     act = act.clone()
                     act[m] = vals.to(act.dtype)
                     return act
-                hooks = [(hook, splice)]
-            lpt = model.run_with_hooks(b, return_type="loss", loss_per_token=True, fwd_hooks=hooks)
+                hooks = {hook: splice}
+            lpt = per_token_nll(model, b, hooks)
             sc = scored[s:s + batch_size][:, :-1]
             total += float(lpt[sc].double().sum())
             count += int(sc.sum())

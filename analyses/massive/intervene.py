@@ -17,11 +17,13 @@ from .method import median_abs
 
 
 def _loss(model: torch.nn.Module, tokens: torch.Tensor, fwd_hooks: list) -> float:
-    """Mean next-token cross-entropy (nats/token) under the given hooks."""
-    with torch.inference_mode():
-        if fwd_hooks:
-            return float(model.run_with_hooks(tokens, return_type="loss", fwd_hooks=fwd_hooks))
-        return float(model(tokens, return_type="loss"))
+    """Mean next-token cross-entropy (nats/token) under the given (hook, fn(x) -> x) edits, on any model the
+    capture layer supports (transformer-lens, natively run Hugging Face models)."""
+    from interp.intervene import _logits, edit_hooks, next_token_stats
+
+    with torch.inference_mode(), edit_hooks(model, dict(fwd_hooks)):
+        logits = _logits(model, tokens, None)
+    return next_token_stats(logits, logits, tokens)[0]
 
 
 def _mask(h: torch.Tensor, dims: list[int], positions: str, rel_ratio: float) -> torch.Tensor:
@@ -45,16 +47,15 @@ def intervene_massive(model: torch.nn.Module, tokens: torch.Tensor, layer: int, 
         raise ConfigError(f"unknown intervention mode {mode!r}", hint="use 'zero' or 'mean'")
     if positions not in ("massive", "all"):
         raise ConfigError(f"unknown positions {positions!r}", hint="use 'massive' or 'all'")
-    if not hasattr(model, "run_with_hooks"):
-        raise ConfigError("the intervention needs a transformer-lens model", hint="load it with interp.models.load")
     n_layers = model.cfg.n_layers
     if not 0 <= layer < n_layers:
         raise ConfigError(f"layer {layer} out of range 0..{n_layers - 1}", hint="pick a detected layer")
     if not dims:
         raise ConfigError("no dims to intervene on", hint="run the detection first or pass dims")
     hook = f"blocks.{layer}.hook_resid_post"
-    _, cache = model.run_with_cache(tokens, names_filter=[hook])
-    h = cache[hook].to(torch.float64)
+    from interp.capture import capture
+
+    h = capture(model, tokens, hooks=hook, dtype=torch.float64)[hook]
     d_model = h.shape[-1]
 
     def run(ds: list[int]) -> dict:
@@ -63,7 +64,7 @@ def intervene_massive(model: torch.nn.Module, tokens: torch.Tensor, layer: int, 
         mean_val = (sel * m).sum((0, 1)) / m.sum((0, 1)).clamp_min(1)  # [len(ds)] mean over overwritten entries
         fill = torch.zeros_like(mean_val) if mode == "zero" else mean_val
 
-        def fn(x: torch.Tensor, hook) -> torch.Tensor:
+        def fn(x: torch.Tensor) -> torch.Tensor:
             mm = _mask(x.to(torch.float64), ds, positions, rel_ratio)
             sub = x[..., ds]
             x[..., ds] = torch.where(mm, fill.to(x.dtype).expand_as(sub), sub)
@@ -84,7 +85,7 @@ def intervene_massive(model: torch.nn.Module, tokens: torch.Tensor, layer: int, 
         # the control overwrites the same positions as the massive entries (all their dims' positions)
         m_pos = _mask(h, list(dims), positions, rel_ratio).any(-1)  # [B, S]
 
-        def fn_ctrl(x: torch.Tensor, hook) -> torch.Tensor:
+        def fn_ctrl(x: torch.Tensor) -> torch.Tensor:
             sub = x[..., ctrl]
             fill = torch.zeros_like(sub) if mode == "zero" else h[..., ctrl].mean((0, 1)).to(x.dtype).expand_as(sub)
             x[..., ctrl] = torch.where(m_pos[..., None], fill, sub)

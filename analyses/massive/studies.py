@@ -44,6 +44,15 @@ def _criteria(cfg: Config) -> DetectionCriteria:
                              rel_ratio=cfg.rel_ratio, mad_thresh=cfg.mad_thresh, persistence=cfg.persistence)
 
 
+def architecture(model: torch.nn.Module) -> dict:
+    """n_layers, d_model, n_heads, d_ff of a transformer-lens model or a natively run Hugging Face one."""
+    cfg = model.cfg
+    hf = getattr(getattr(model, "config", None), "get_text_config", lambda: getattr(model, "config", None))()
+    return {"n_layers": int(cfg.n_layers), "d_model": int(cfg.d_model),
+            "n_heads": int(getattr(cfg, "n_heads", 0) or getattr(hf, "num_attention_heads", 0)),
+            "d_ff": int(getattr(cfg, "d_mlp", 0) or getattr(hf, "intermediate_size", 0))}
+
+
 def checkpoint_metric(tokens: torch.Tensor, cfg: Config, tokenizer=None):
     """The per-checkpoint metric: per-layer top-k/median arrays, the held-out loss and the detected rows."""
     def metric(model: torch.nn.Module, step: int) -> dict:
@@ -51,10 +60,10 @@ def checkpoint_metric(tokens: torch.Tensor, cfg: Config, tokenizer=None):
         hs = layer_outputs(model, tokens, hook=cfg.hook)  # [L, B, S, d] float64
         st = massive_stats(hs, k=cfg.top_k)
         det = detect_massive(hs, tokens, tokenizer, _criteria(cfg))
-        with torch.inference_mode():
-            loss = float(model(tokens, return_type="loss"))
-        arch = {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model, "n_heads": model.cfg.n_heads,
-                "d_ff": model.cfg.d_mlp}
+        from .intervene import _loss
+
+        loss = _loss(model, tokens, [])
+        arch = architecture(model)
         return {"step": step, "loss": loss, "arch": arch, **{k: v.tolist() for k, v in st.items()},
                 "detected": det["rows"][:200], "n_detected": len(det["rows"]), "dims": det["dims"]}
     return metric

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from interp.errors import InterpError, ModelNotFoundError
+from interp.models.checkpoint_dirs import is_checkpoint_dir
 from interp.models.embedded import (
     DEFAULT_MODEL,
     data_dir,
@@ -84,6 +85,16 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
         tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
         return load_hf_folder(path, tokenizer=tok, device=device, dtype=dt, name=f"{name}@step{path.name[4:]}",
                               processing=processing)
+    if is_checkpoint_dir(name):
+        from interp.models.checkpoint_dirs import checkpoint_folder, tokenizer_folder
+
+        path = checkpoint_folder(name, step)
+        model = _load_folder(path, device, dt, processing)
+        tok_dir = tokenizer_folder(name)
+        if getattr(model, "tokenizer", None) is None and tok_dir is not None:
+            model.tokenizer = load_hf_tokenizer(tok_dir)
+        _tag(model, f"{Path(name).name}@step{_step_of(path)}")
+        return model
     if is_hf_folder(name):
         if step is not None:
             raise ModelNotFoundError(f"a local folder has no training steps (got step={step})",
@@ -97,6 +108,19 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
     if official_name(name) is not None:
         return load_hub_model(name, step, device=device, dtype=dt, processing=processing)
     raise _unknown(name)
+
+
+def _step_of(path: Path) -> int:
+    from interp.models.checkpoint_dirs import _STEP
+
+    return int(_STEP.match(path.name).group(1))
+
+
+def _tag(model: torch.nn.Module, name: str) -> None:
+    """Name a loaded checkpoint `run@stepN`, so provenance (`resolved_step`) says which step ran."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "model_name"):
+        cfg.model_name = name
 
 
 def _load_folder(path: Path, device: str, dtype: torch.dtype, processing: bool):
@@ -114,6 +138,10 @@ def checkpoints(model: str = DEFAULT_MODEL) -> list[int]:
     """Training steps with a checkpoint: embedded suites from suite.json, Pythia-style names from transformer-lens."""
     if is_embedded(model):
         return embedded_checkpoints(model)
+    if is_checkpoint_dir(model):
+        from interp.models.checkpoint_dirs import step_folders
+
+        return list(step_folders(model))
     if official_name(model) is not None:
         return hub_checkpoints(model)
     raise _unknown(model)
@@ -130,6 +158,14 @@ def checkpoint_path(model: str = DEFAULT_MODEL, step: int | None = None) -> Path
 def load_tokenizer(model: str | Path = DEFAULT_MODEL):
     """The tokenizer of an embedded suite, a local folder, or a transformer-lens model (hub)."""
     name = str(model)
+    if is_checkpoint_dir(name):
+        from interp.models.checkpoint_dirs import tokenizer_folder
+
+        found = tokenizer_folder(name)
+        if found is None:
+            raise ModelNotFoundError(f"no tokenizer in {name} or its checkpoints",
+                                     hint="save the tokenizer into the run folder (tokenizer.save_pretrained)")
+        return load_hf_tokenizer(found)
     folder = embedded_tokenizer_dir(name) if is_embedded(name) else Path(name) if is_hf_folder(name) else None
     if folder is not None:
         tok = load_hf_tokenizer(folder)

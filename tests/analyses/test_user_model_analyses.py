@@ -1,0 +1,68 @@
+"""The analyses on a user's model that transformer-lens does not convert (a tiny random Qwen3, run natively):
+massive activations across a training run's checkpoint folders, dark matter with SAEs trained by
+`interp saes train` from a cache; each writes its result and a report page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.cli import main
+
+
+@pytest.fixture(scope="module")
+def qwen3_run(tmp_path_factory):
+    """A 'training run': six checkpoint folders step0 .. step5000 (random weights of different seeds)."""
+    from tiny_hf import save_tiny_native
+
+    from helpers import tiny_tokenizer
+
+    run = tmp_path_factory.mktemp("run") / "my-qwen3-run"
+    tok = tiny_tokenizer()
+    for i, step in enumerate((0, 10, 100, 1000, 2000, 5000)):
+        save_tiny_native(run / f"step{step}", "qwen3", tokenizer=tok, seed=i)
+    return run
+
+
+def test_checkpoint_folders_are_a_model(qwen3_run):
+    from interp.models import checkpoints, load, load_tokenizer, resolved_step
+
+    assert checkpoints(str(qwen3_run)) == [0, 10, 100, 1000, 2000, 5000]
+    model = load(str(qwen3_run), step=100)
+    assert type(model).__name__ == "NativeModel" and resolved_step(str(qwen3_run), None, model) == 100
+    assert load_tokenizer(str(qwen3_run)) is not None
+    with pytest.raises(Exception, match="no checkpoint at step 7"):
+        load(str(qwen3_run), step=7)
+
+
+def test_massive_on_a_native_training_run(qwen3_run, tmp_path, capsys):
+    out = tmp_path / "massive"
+    assert main(["analyze", "massive", "--model", str(qwen3_run), "--n-inputs", "2", "--ctx", "16",
+                 "--no-compare-alternatives", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["provenance"]["step"] == [0, 10, 100, 1000, 2000, 5000] and doc["summary"]["n_layers"] == 2
+    assert doc["details"]["fit_status"] == "fitted" and len(doc["findings"]) == 4
+    iv = doc["details"]["interventions"]
+    assert [r["mode"] for r in iv] == ["zero", "mean"] and all(r["loss_clean"] > 0 for r in iv)
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+
+
+def test_dark_matter_with_saes_trained_from_a_cache(qwen3_run, tmp_path):
+    folder = str(qwen3_run / "step5000")
+    cache, saes = tmp_path / "cache", tmp_path / "saes"
+    assert main(["extract", "--model", folder, "--hooks", "blocks.1.hook_resid_post", "--tokens", "8192", "--ctx",
+                 "32", "--out", str(cache), "--quiet"]) == 0
+    assert main(["saes", "train", "--cache", str(cache), "--hook", "blocks.1.hook_resid_post", "--widths", "2", "4",
+                 "8", "--k", "4", "--training-tokens", "8192", "--batch-size", "256", "--out", str(saes)]) == 0
+    out = tmp_path / "dm"
+    assert main(["analyze", "dark-matter", "--model", folder, "--saes", str(saes), "--layer", "1", "--n-tokens",
+                 "2048", "--ctx", "32", "--positions", "range:2:31", "--pursuit-tokens", "64", "--synthetic-tokens",
+                 "512", "--downstream-blocks", "4", "--trace-tokens", "20", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    rows = doc["details"]["saes"]
+    assert [r["d_sae"] for r in rows] == [64, 128, 256]
+    assert all(r["fvu_sae_plus_linear"] <= r["fvu_sae"] + 1e-3 for r in rows)
+    dl = doc["details"]["downstream_loss"]
+    assert dl["clean"] > 0 and dl["n_scored"] > 0
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
