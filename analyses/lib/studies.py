@@ -23,6 +23,7 @@ from analyses.lib.result import LIBResult
 from analyses.lib.sections import LIBModel, transformer_lib_model
 from interp import progress
 from interp.analysis import Finding, Provenance
+from interp.errors import ConfigError
 
 DEFAULT_NODES = ["ln1.0", "ln2.0", "unembed", "output"]
 
@@ -61,6 +62,12 @@ def _load(cfg: Config) -> dict[str, Any]:
 
     step = None if cfg.step < 0 else cfg.step
     model = models.load(cfg.model, step=step, dtype="float64")
+    if not models.is_transformer(model):
+        raise ConfigError(f"LIB on a language model needs a transformer-lens model; {cfg.model} runs natively "
+                          f"({type(model).__name__}), and the section functions and closed-form Jacobians are "
+                          "written against HookedTransformer blocks",
+                          hint="use a model transformer-lens converts (GPT-2, GPT-NeoX/Pythia, GPT-Neo, Llama, or an "
+                               "embedded suite), or model=modadd")
     nodes = cfg.node_layers
     if nodes == DEFAULT_NODES:
         nodes = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)] + ["unembed", "output"]

@@ -41,7 +41,11 @@ def load_model(cfg: Config, model=None):
         name = cfg.model or models.DEFAULT_MODEL
         model = models.load(name, step=None if cfg.step < 0 else cfg.step, device=cfg.device, dtype="float64")
     if not hasattr(model, "cfg") or not hasattr(model, "run_with_cache"):
-        raise ConfigError("obsprop needs a transformer-lens HookedTransformer", hint="load a transformer model")
+        raise ConfigError(f"obsprop needs a transformer-lens HookedTransformer: its pullbacks read the attention "
+                          f"weights, OV circuits and LayerNorm scales of TL blocks, and {type(model).__name__} "
+                          "exposes none of them",
+                          hint="use a model transformer-lens converts (GPT-2, GPT-NeoX/Pythia, GPT-Neo, Llama, or an "
+                               "embedded suite)")
     if getattr(model, "tokenizer", None) is None:
         raise ConfigError("the model has no tokenizer", hint="obsprop builds observables from token strings")
     if model.cfg.dtype != torch.float64:

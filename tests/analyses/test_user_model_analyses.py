@@ -66,3 +66,23 @@ def test_dark_matter_with_saes_trained_from_a_cache(qwen3_run, tmp_path):
     dl = doc["details"]["downstream_loss"]
     assert dl["clean"] > 0 and dl["n_scored"] > 0
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+
+
+@pytest.mark.parametrize("name", ["obsprop", "lib"])
+def test_methods_that_need_transformer_lens_refuse_in_one_line(qwen3_run, tmp_path, capsys, name):
+    """obsprop reads OV circuits and LN scales, LIB's LM mode TL blocks: a natively run model is refused with why."""
+    assert main(["analyze", name, "--model", str(qwen3_run / "step0"), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "transformer-lens" in err and ("runs natively" in err or "exposes none" in err)
+    assert not (tmp_path / name / "result.json").exists()
+
+
+def test_hashcodes_lm_study_on_a_native_model(qwen3_run):
+    """The hash-code LM study reads blocks.*.mlp.hook_post, a canonical alias of the native model."""
+    from analyses.hashcodes import Config, run
+
+    res = run(Config(widths=[5], seeds=[0], epoch_checkpoints=[0], sample_sizes=[], model=str(qwen3_run / "step0"),
+                     lm_tokens=256, lm_ctx=32, max_epochs=2))
+    lm = res.details["lm"]
+    assert lm["status"] == "ok", lm
+    assert 0 <= lm["tokens"]["rr_all"] <= 1 and res.summary["lm_status"] == "ok"
