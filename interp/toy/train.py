@@ -26,6 +26,12 @@ from interp.toy.tokenizer import load_tokenizer
 SUITES: dict[str, dict] = {
     "toy-pythia-2l": {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 256},
     "toy-pythia-4l": {"num_hidden_layers": 4, "hidden_size": 128, "num_attention_heads": 4, "intermediate_size": 256},
+    # the activation-sparsity suites (analyses.sparsity): exact zeros with ReLU, none with SiLU; small enough that
+    # 16 checkpoints each fit the data budget
+    "toy-pythia-relu": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 128,
+                        "hidden_act": "relu"},
+    "toy-pythia-silu": {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 128,
+                        "hidden_act": "silu"},
 }
 
 
@@ -43,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     n_train_docs: int = 60_000
     late_checkpoints: int = 3  # evenly spaced after 512, the last one = steps
+    first_checkpoint: int = 0  # Pythia's log-spaced early checkpoints below this are not saved (step 0 always is)
     eval_batch: int = 64
     eval_blocks: int = 0  # held-out blocks scored per checkpoint (0: all of data/corpus/heldout.jsonl)
 
@@ -66,10 +73,11 @@ def model_config(suite: str, vocab_size: int, ctx: int):
 
     if suite not in SUITES:
         raise ConfigError(f"unknown toy suite {suite!r}", hint=f"choose one of {sorted(SUITES)}")
+    shape = {"hidden_act": "gelu", **SUITES[suite]}  # the MLP activation: gelu unless the suite names another
     return GPTNeoXConfig(vocab_size=vocab_size, max_position_embeddings=ctx, rotary_pct=0.25,
-                         use_parallel_residual=True, tie_word_embeddings=False, hidden_act="gelu",
+                         use_parallel_residual=True, tie_word_embeddings=False,
                          bos_token_id=0, eos_token_id=0, pad_token_id=1, layer_norm_eps=1e-5,
-                         attention_dropout=0.0, hidden_dropout=0.0, **SUITES[suite])
+                         attention_dropout=0.0, hidden_dropout=0.0, **shape)
 
 
 def pack_blocks(tokenizer, texts: list[str], ctx: int) -> torch.Tensor:
@@ -143,7 +151,8 @@ def train_suite(suite: str = "toy-pythia-4l", out_dir: Path | str | None = None,
     log = log or (lambda s: None)
     tok = load_tokenizer(tok_dir)
     cfg = model_config(suite, len(tok), tc.ctx)
-    steps_to_save = checkpoint_steps(tc.steps, tc.late_checkpoints)
+    steps_to_save = [s for s in checkpoint_steps(tc.steps, tc.late_checkpoints)
+                     if s == 0 or s >= tc.first_checkpoint]
 
     t0 = time.time()
     train = pack_blocks(tok, corpus.train_texts(tc.seed, tc.n_train_docs), tc.ctx)
@@ -191,7 +200,8 @@ def train_suite(suite: str = "toy-pythia-4l", out_dir: Path | str | None = None,
                   "device": str(torch.device(device)) if device == "cpu" else torch.cuda.get_device_name(device),
                   "torch": torch.__version__, "seconds": round(seconds, 1),
                   "tokens_per_s": round(tc.steps * tc.batch * tc.ctx / max(seconds, 1e-9))},
-        "architecture": {"family": "gpt_neox", **SUITES[suite], "vocab_size": len(tok), "ctx": tc.ctx},
+        "architecture": {"family": "gpt_neox", "hidden_act": "gelu", **SUITES[suite], "vocab_size": len(tok),
+                         "ctx": tc.ctx},
         "tokenizer": "data/tokenizer",
     }
     (out / "suite.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -206,14 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
     defaults = TrainConfig()
-    for k in ("seed", "steps", "batch", "ctx", "late_checkpoints", "n_train_docs"):
+    for k in ("seed", "steps", "batch", "ctx", "late_checkpoints", "first_checkpoint", "n_train_docs"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(defaults, k))
     ap.add_argument("--lr", type=float, default=defaults.lr)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     tc = TrainConfig(seed=args.seed, steps=args.steps, batch=args.batch, ctx=args.ctx, lr=args.lr,
-                     late_checkpoints=args.late_checkpoints, n_train_docs=args.n_train_docs)
+                     late_checkpoints=args.late_checkpoints, first_checkpoint=args.first_checkpoint,
+                     n_train_docs=args.n_train_docs)
     for s in sorted(SUITES) if args.suite == "all" else [args.suite]:
         train_suite(s, args.out, config=tc, device=args.device)
 
