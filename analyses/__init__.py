@@ -13,6 +13,7 @@ REGISTRY = Registry({
     "massive": "analyses.massive",
     "hashcodes": "analyses.hashcodes",
     "sae-evals": "analyses.sae_evals",
+    "sparsity": "analyses.sparsity",
 })
 
 __all__ = ["REGISTRY"]

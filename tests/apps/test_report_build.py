@@ -218,7 +218,8 @@ def test_registry_resolves_lazily_and_reports_missing():
     from apps.report import result_class
     from apps.report.registry import UnknownAnalysisError
 
-    assert set(REGISTRY.names()) == {"dark-matter", "lib", "obsprop", "massive", "hashcodes", "sae-evals"}
+    assert set(REGISTRY.names()) == {"dark-matter", "lib", "obsprop", "massive", "hashcodes", "sae-evals",
+                                     "sparsity"}
     assert result_class("synthetic", S.REGISTRY) is S.SynthResult
     with pytest.raises(UnknownAnalysisError, match="cannot import"):
         result_class("missing_pkg", S.REGISTRY)
