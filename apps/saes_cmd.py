@@ -104,7 +104,7 @@ def saes_main(argv: list[str]) -> int:
         print(f"wrote {out / 'index.json'}")
         return 0
     if cmd == "eval":
-        from apps.cli import cmd_analyze
+        from apps.analyze_cmd import cmd_analyze
 
         return cmd_analyze(argparse.Namespace(name="sae-evals"), rest)
     raise ConfigError(f"unknown saes command '{cmd}'", hint=USAGE)
