@@ -22,8 +22,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def _extract_parser(sub) -> None:
     p = sub.add_parser("extract", help="stream activations of chosen hooks into an on-disk cache")
-    p.add_argument("--model", default=None, help="embedded suite name, local HF folder or transformer-lens name "
-                   "(default: the embedded default)")
+    p.add_argument("--model", default=None, help="embedded suite name, local HF folder, module.path:factory or "
+                   "transformer-lens name (default: the embedded default)")
     p.add_argument("--checkpoint", type=int, default=None, help="training step of a suite (default: final)")
     p.add_argument("--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="hook-name globs")
     p.add_argument("--data", default="embedded", help="'embedded', a .txt/.jsonl/.parquet file, a folder, hf:NAME")

@@ -27,7 +27,7 @@ from interp.models import DEFAULT_MODEL, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
 from interp.shard_capture import InFlightShard, land_shard, launch_shard
-from interp.sources import BlockReader, describe_source
+from interp.sources import BlockReader, added_specials, describe_source
 
 
 @dataclass
@@ -105,9 +105,13 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
 
 
-def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
-    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
-    remove an existing cache). Refuses to clobber anything interp did not write."""
+def _check_out(out: Path, cfg: ExtractConfig) -> bool:
+    """Refusals that need only the folder and the flags (run before the model loads, so that they are instant):
+    --out is a file, a non-cache folder, a cache without --resume/--overwrite. Returns whether it holds a cache."""
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"--out {out} is a file, not a folder", hint="choose an empty or new --out")
+    if not out.is_dir():
+        return False
     has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
     # interp's own lock and half-written temporaries (an atomic write cut short by a kill; removed after the
     # barrier below) do not make a folder "somebody else's"
@@ -115,11 +119,18 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     if not has_cache and any(p for p in out.iterdir() if not ours(p)):
         # Never delete files interp did not write, --overwrite or not.
         raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
-    if has_cache and cfg.overwrite:
-        return None, True
-    if has_cache and not cfg.resume:
+    if has_cache and not cfg.resume and not cfg.overwrite:
         raise CacheError(f"{out} already holds a cache",
                          hint="pass --resume to continue it or --overwrite to replace it")
+    return has_cache
+
+
+def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
+    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
+    remove an existing cache). Refuses to clobber anything interp did not write."""
+    has_cache = _check_out(out, cfg)
+    if has_cache and cfg.overwrite:
+        return None, True
     # every manifest in the folder: this rank's, the merged one and other ranks' (the world size may differ from
     # the run that started it: one process resuming a torchrun cache, or 2 ranks resuming 3); done = their union
     names = dict.fromkeys([manifest_name, MANIFEST, *sorted(p.name for p in out.glob("manifest.rank*.json"))])
@@ -155,8 +166,14 @@ def _clear(out: Path, wipe: bool) -> None:
             p.unlink(missing_ok=True)
 
 
-def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
-    """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input."""
+def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True,
+            tokenizer=None) -> ExtractSummary:
+    """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input.
+
+    `model` replaces loading `cfg.model` (any model `interp.models.load` returns, or your own nn.Module);
+    `tokenizer` is used where given, else the model's `.tokenizer`. Every check that needs only the flags and the
+    output folder runs before the model is loaded.
+    """
     t_start = time.perf_counter()
     _validate(cfg)
     rank, world = distributed.rank_world()
@@ -165,12 +182,15 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     positions = Positions.parse(cfg.positions)
     if positions.kind == "mask":
         raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
+    _check_out(out, cfg)  # before the model loads: a refusal here takes no time
     device = distributed.local_device(cfg.device)
     model = model if model is not None else load(cfg.model, cfg.checkpoint, device=device)
     capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise ConfigError(f"model {model_id(model)} has no tokenizer", hint="extraction needs a language model")
+        raise ConfigError(f"model {model_id(model)} has no tokenizer",
+                          hint="pass extract(cfg, model=m, tokenizer=tok), or return (model, tokenizer) from a "
+                               "--model module:factory")
 
     check_context(model, cfg.ctx, "--ctx")
     rows_per_block = int(positions.row_mask(1, cfg.ctx).sum())
@@ -183,6 +203,9 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         "formats": {h: cfg.formats.get(h, {"format": "dense"}) for h in capturer.names},
         "shard_mb": cfg.shard_mb,
     }
+    specials = added_specials(cfg.data, tokenizer, cfg.prepend_bos)
+    if specials:  # what the tokenizer adds to every block (absent where nothing is: the embedded default)
+        identity["special_tokens"] = specials
     manifest_name = MANIFEST if world == 1 else f"manifest.rank{rank}.json"
     out.mkdir(parents=True, exist_ok=True)
     lock = CacheLock(out, owner="" if world == 1 else f"rank{rank}")
