@@ -42,6 +42,9 @@ def _extract_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--model-dtype", default="float32", help="weights' dtype at load time: float32, bfloat16, float16")
+    p.add_argument("--device-map", default=None, help="'auto': spread a natively run HF folder over the GPUs, "
+                   "the CPU and disk with accelerate")
     p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook")
     p.add_argument("--sparse", choices=["topk", "threshold"], default=None, help="store activations sparsely")
     p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
@@ -53,7 +56,7 @@ def _extract_parser(sub) -> None:
 def extract_options(a: argparse.Namespace) -> dict:
     """The ExtractConfig fields that `interp extract` takes straight from its flags (dense and sparse alike)."""
     names = ("out", "checkpoint", "data", "text_column", "tokens", "ctx", "batch_size", "dtype", "positions",
-             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads")
+             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads", "model_dtype", "device_map")
     return {n: getattr(a, n) for n in names}
 
 

@@ -23,7 +23,7 @@ from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.config_checks import check_context, check_device
 from interp.errors import CacheError, ConfigError, InterpError
-from interp.models import DEFAULT_MODEL, load, model_id
+from interp.models import DEFAULT_MODEL, WEIGHT_DTYPES, input_device, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
 from interp.shard_capture import InFlightShard, land_shard, launch_shard
@@ -53,6 +53,9 @@ class ExtractConfig:
     max_pending: int = 2  # shards queued for the writer before capture waits
     writer_threads: int = 0  # threads hashing and writing shards; 0: one per four cores, at most four
     formats: dict[str, dict] = field(default_factory=dict)  # hook -> {"format": "topk", ...}; default dense
+    model_dtype: str = "float32"  # the weights' dtype at load time (dtype above is the cache's)
+    device_map: str | None = None  # "auto": place a natively run folder with accelerate (offloading what won't fit)
+    max_memory: dict | None = None  # with device_map: {"cpu": "2GiB", 0: "20GiB"}
 
 
 @dataclass
@@ -103,6 +106,8 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError(f"unknown --dtype {cfg.dtype}", hint="use float32, bfloat16 or float16") from None
     if not floating:  # would truncate or wrap activations silently
         raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
+    if str(cfg.model_dtype) not in WEIGHT_DTYPES:
+        raise ConfigError(f"unknown --model-dtype {cfg.model_dtype}", hint=f"use one of {', '.join(WEIGHT_DTYPES)}")
 
 
 def _check_out(out: Path, cfg: ExtractConfig) -> bool:
@@ -184,7 +189,9 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
     _check_out(out, cfg)  # before the model loads: a refusal here takes no time
     device = distributed.local_device(cfg.device)
-    model = model if model is not None else load(cfg.model, cfg.checkpoint, device=device)
+    if model is None:
+        model = load(cfg.model, cfg.checkpoint, device=device, dtype=cfg.model_dtype, device_map=cfg.device_map,
+                     max_memory=cfg.max_memory)
     capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -203,6 +210,8 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         "formats": {h: cfg.formats.get(h, {"format": "dense"}) for h in capturer.names},
         "shard_mb": cfg.shard_mb,
     }
+    if WEIGHT_DTYPES[str(cfg.model_dtype)] != torch.float32:  # other weights, other activations
+        identity["model_dtype"] = str(WEIGHT_DTYPES[str(cfg.model_dtype)]).removeprefix("torch.")
     specials = added_specials(cfg.data, tokenizer, cfg.prepend_bos)
     if specials:  # what the tokenizer adds to every block (absent where nothing is: the embedded default)
         identity["special_tokens"] = specials
@@ -332,7 +341,7 @@ def _ran_out(have_blocks: int, n_blocks: int, ctx: int) -> None:
 
 def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     """Hook specs (shape, dtype, format, file stem) and blocks per shard, from one probe batch."""
-    probe = capturer(first_batch[:1].to(next(iter(capturer.model.parameters())).device))
+    probe = capturer(first_batch[:1].to(input_device(capturer.model)))
     bytes_per_row = 0
     for name, x in probe.items():
         fmt = dict(cfg.formats.get(name, {"format": "dense"}))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import InterpError, ModelNotFoundError
+from interp.errors import ConfigError, InterpError, ModelNotFoundError
 from interp.models.embedded import (
     DEFAULT_MODEL,
     data_dir,
@@ -45,10 +45,10 @@ from interp.models.native import load_native, native_model_type
 
 __all__ = [
     "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
-    "suite_info", "data_dir", "is_transformer", "resolved_step",
+    "suite_info", "data_dir", "is_transformer", "resolved_step", "input_device", "native_types",
 ]
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
+WEIGHT_DTYPES = _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
@@ -72,13 +72,25 @@ def _unknown(name: str) -> ModelNotFoundError:
 
 
 def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None = None, *, device: str = "cpu",
-         dtype: torch.dtype | str = torch.float32, processing: bool = False):
+         dtype: torch.dtype | str = torch.float32, processing: bool = False, device_map: str | dict | None = None,
+         max_memory: dict | None = None):
     """A hookable model: HookedTransformer for names and converted folders, NativeModel for the other supported
-    folders, the factory's model for `module:function`, the module itself for an nn.Module."""
+    folders, the factory's model for `module:function`, the module itself for an nn.Module.
+
+    `dtype` is the weights' dtype; `device_map` / `max_memory` (natively run folders only) place the model with
+    accelerate, offloading what does not fit (see `native.load_native`).
+    """
     if isinstance(model, torch.nn.Module):
         return model
     dt = _dtype(dtype)
     name = str(model)
+    if device_map is not None or max_memory is not None:
+        if not (is_hf_folder(name) and native_model_type(name) is not None
+                and folder_architecture(name) not in SUPPORTED_ARCHITECTURES):
+            raise ConfigError(f"a device map applies to natively run Hugging Face folders, not to {name}",
+                              hint=f"model types: {', '.join(native_types())}; or drop --device-map")
+        check_safetensors(Path(name).resolve())
+        return load_native(name, device=device, dtype=dt, device_map=device_map or "auto", max_memory=max_memory)
     if is_embedded(name):
         path = embedded_checkpoint_path(name, step)
         tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
@@ -145,6 +157,23 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
     if official_name(name) is not None:
         return load_hub_model(name).tokenizer
     raise _unknown(name)
+
+
+def native_types() -> list[str]:
+    """The Hugging Face model types interp runs natively (with canonical hook names)."""
+    from interp.models.aliases import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's inputs go: `model.input_device` where it says (a NativeModel, device maps included), else
+    the device of its first parameter (cpu for a module without parameters)."""
+    placed = getattr(model, "input_device", None)
+    if placed is not None:
+        return torch.device(placed)
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def is_transformer(model: torch.nn.Module) -> bool:
