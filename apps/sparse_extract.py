@@ -10,12 +10,14 @@ def sparse_extract(a: argparse.Namespace) -> int:
     from apps.cli import extract_options
     from interp import distributed
     from interp.cache.sparse_formats import sparse_hook_formats
-    from interp.extract import ExtractConfig, extract
+    from interp.extract import ExtractConfig, extract, preflight
     from interp.models import DEFAULT_MODEL, load
 
     distributed.init_from_env(a.device)
     model_name = a.model or DEFAULT_MODEL
-    model = load(model_name, a.checkpoint, device=distributed.local_device(a.device))
+    preflight(ExtractConfig(model=model_name, **extract_options(a)))  # refusals before the model loads
+    model = load(model_name, a.checkpoint, device=distributed.local_device(a.device), dtype=a.model_dtype,
+                 device_map=a.device_map)
     value_dtype = a.dtype if a.dtype in ("bfloat16", "float16", "bf16", "fp16") else "bfloat16"
     hooks, formats = sparse_hook_formats(model, list(a.hooks), a.sparse, k=a.k, threshold=a.threshold, sae=a.sae,
                                          value_dtype=value_dtype)

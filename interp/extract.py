@@ -171,6 +171,18 @@ def _clear(out: Path, wipe: bool) -> None:
             p.unlink(missing_ok=True)
 
 
+def preflight(cfg: ExtractConfig) -> Positions:
+    """Every check that needs only the options and the output folder (sizes, dtypes, positions, an existing cache
+    without --resume/--overwrite, a folder interp did not write); callers that load a model themselves run it
+    first. Returns the parsed positions."""
+    _validate(cfg)
+    positions = Positions.parse(cfg.positions)
+    if positions.kind == "mask":
+        raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
+    _check_out(Path(cfg.out), cfg)
+    return positions
+
+
 def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True,
             tokenizer=None) -> ExtractSummary:
     """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input.
@@ -180,14 +192,10 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     output folder runs before the model is loaded.
     """
     t_start = time.perf_counter()
-    _validate(cfg)
+    positions = preflight(cfg)  # before the model loads: a refusal here takes no time
     rank, world = distributed.rank_world()
     out = Path(cfg.out)
     dtype = dtype_name(cfg.dtype)
-    positions = Positions.parse(cfg.positions)
-    if positions.kind == "mask":
-        raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
-    _check_out(out, cfg)  # before the model loads: a refusal here takes no time
     device = distributed.local_device(cfg.device)
     if model is None:
         model = load(cfg.model, cfg.checkpoint, device=device, dtype=cfg.model_dtype, device_map=cfg.device_map,

@@ -162,3 +162,13 @@ def test_refusals_come_before_the_model_loads(tmp_path, text_file, no_loading):
             extract(cfg, progress=False)
     assert no_loading == []
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("sparse", [[], ["--sparse", "topk", "--k", "4"]])
+def test_cli_refuses_an_existing_cache_before_loading(tmp_path, text_file, capsys, sparse):
+    """Dense and sparse `interp extract`: the model named cannot even be imported, the folder refusal wins."""
+    (tmp_path / "manifest.json").write_text("{}")
+    rc = main(["extract", "--model", "no_such_module_xyz:make", "--data", str(text_file), "--out", str(tmp_path),
+               "--quiet", *sparse])
+    assert rc == 2
+    assert "already holds a cache" in capsys.readouterr().err
