@@ -84,13 +84,10 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
         return model
     dt = _dtype(dtype)
     name = str(model)
-    if device_map is not None or max_memory is not None:
-        if not (is_hf_folder(name) and native_model_type(name) is not None
-                and folder_architecture(name) not in SUPPORTED_ARCHITECTURES):
-            raise ConfigError(f"a device map applies to natively run Hugging Face folders, not to {name}",
-                              hint=f"model types: {', '.join(native_types())}; or drop --device-map")
-        check_safetensors(Path(name).resolve())
-        return load_native(name, device=device, dtype=dt, device_map=device_map or "auto", max_memory=max_memory)
+    placed = device_map is not None or max_memory is not None
+    if placed and not (is_hf_folder(name) and not _converted(Path(name))):
+        raise ConfigError(f"a device map applies to natively run Hugging Face folders, not to {name}",
+                          hint=f"model types: {', '.join(native_types())}; or drop --device-map")
     if is_embedded(name):
         path = embedded_checkpoint_path(name, step)
         tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
@@ -100,6 +97,9 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
         if step is not None:
             raise ModelNotFoundError(f"a local folder has no training steps (got step={step})",
                                      hint="pass the folder of that checkpoint instead")
+        if placed:
+            check_safetensors(Path(name).resolve())
+            return load_native(name, dtype=dt, device_map=device_map or "auto", max_memory=max_memory)
         return _load_folder(Path(name), device, dt, processing)
     if Path(name).exists():
         raise ModelNotFoundError(f"{name} exists but has no config.json",
@@ -111,9 +111,14 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
     raise _unknown(name)
 
 
+def _converted(path: Path) -> bool:
+    """Whether a folder loads as a HookedTransformer (converted, or refused there as unknown) rather than natively."""
+    return folder_architecture(path) in SUPPORTED_ARCHITECTURES or native_model_type(path) is None
+
+
 def _load_folder(path: Path, device: str, dtype: torch.dtype, processing: bool):
     """Converted to a HookedTransformer where interp converts the architecture, else run natively."""
-    if folder_architecture(path) in SUPPORTED_ARCHITECTURES or native_model_type(path) is None:
+    if _converted(path):
         return load_hf_folder(path, device=device, dtype=dtype, processing=processing)  # refuses the unknown
     if processing:
         raise ModelNotFoundError(f"{path} runs natively (not converted), so transformer-lens weight processing "

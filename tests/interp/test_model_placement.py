@@ -66,8 +66,13 @@ def test_bf16_weights_match_transformers_in_bf16(tmp_path, qwen2_dir, text_file)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
-def test_device_map_is_refused_where_it_cannot_apply(tiny_neox_dir):
-    with pytest.raises(ConfigError, match="natively run"):
-        models.load(tiny_neox_dir, device_map="auto")
+def test_device_map_is_refused_where_it_cannot_apply(tiny_neox_dir, qwen2_dir):
+    from interp.errors import ModelNotFoundError
+
+    for converted in (tiny_neox_dir, models.DEFAULT_MODEL, "own_model_factory:qwen2_pair"):
+        with pytest.raises(ConfigError, match="natively run"):
+            models.load(converted, device_map="auto")
+    with pytest.raises(ModelNotFoundError, match="no training steps"):
+        models.load(qwen2_dir, step=3, device_map="auto")
     with pytest.raises(ConfigError, match="model-dtype"):
         extract(extract_config("/nonexistent/out", tiny_neox_dir, "embedded", model_dtype="int3"), progress=False)
