@@ -115,3 +115,19 @@ def test_padded_batch_for_a_module_without_a_mask_is_refused():
         capture(net, ids, hooks="1", attention_mask=mask)
     full = capture(net, ids[:1], hooks="1", attention_mask=mask[:1])["1"]  # nothing padded: fine, rows
     assert full.shape == (3, 4)
+
+
+def test_batch_encoding_into_a_hooked_transformer(tiny_model):
+    """The same for transformer-lens: a left-padded BatchEncoding equals the texts one by one."""
+    tok = tiny_model.tokenizer
+    texts = ["Alice met Bob in the garden.", "thanks", "She gave him 3 apples, and he said thanks."]
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        enc = tok(texts, padding=True, return_tensors="pt")
+    finally:
+        tok.padding_side = side  # the model is shared by the session's tests
+    assert not bool(enc["attention_mask"][:, 0].all())  # left padding
+    got = capture(tiny_model, enc, hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    want = torch.cat([capture(tiny_model, tok([t], return_tensors="pt")["input_ids"], hooks="blocks.1.hook_resid_post",
+                              positions="drop:0")["blocks.1.hook_resid_post"] for t in texts])
+    torch.testing.assert_close(got, want, **TOL)
