@@ -12,8 +12,8 @@ import argparse
 def add_parser(sub) -> None:
     """Register the `extract` subcommand."""
     p = sub.add_parser("extract", help="stream activations of chosen hooks into an on-disk cache")
-    p.add_argument("--model", default=None, help="embedded suite name, local HF folder or transformer-lens name "
-                   "(default: the embedded default)")
+    p.add_argument("--model", default=None, help="embedded suite name, local HF folder, module.path:factory or "
+                   "transformer-lens name (default: the embedded default)")
     p.add_argument("--checkpoint", type=int, default=None, help="training step of a suite (default: final)")
     p.add_argument("--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="hook-name globs")
     p.add_argument("--data", default="embedded", help="'embedded', a .txt/.jsonl/.parquet file, a folder, hf:NAME")
@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--model-dtype", default="float32", help="weights' dtype at load time: float32, bfloat16, float16")
+    p.add_argument("--device-map", default=None, help="'auto': spread a natively run HF folder over the GPUs, "
+                   "the CPU and disk with accelerate")
     p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook")
     p.add_argument("--sparse", choices=["topk", "threshold"], default=None, help="store activations sparsely")
     p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
@@ -43,7 +46,7 @@ def add_parser(sub) -> None:
 def extract_options(a: argparse.Namespace) -> dict:
     """The ExtractConfig fields that `interp extract` takes straight from its flags (dense and sparse alike)."""
     names = ("out", "checkpoint", "data", "text_column", "tokens", "ctx", "batch_size", "dtype", "positions",
-             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads")
+             "prepend_bos", "shard_mb", "device", "resume", "overwrite", "writer_threads", "model_dtype", "device_map")
     return {n: getattr(a, n) for n in names}
 
 
@@ -72,12 +75,14 @@ def sparse_extract(a: argparse.Namespace) -> int:
     """Store SAE latents (or thresholded / top-k activations) sparsely in the cache; print the summary line."""
     from interp import distributed
     from interp.encode import sparse_hook_formats
-    from interp.extract import ExtractConfig, extract
+    from interp.extract import ExtractConfig, extract, preflight
     from interp.models import DEFAULT_MODEL, load
 
     distributed.init_from_env(a.device)
     model_name = a.model or DEFAULT_MODEL
-    model = load(model_name, a.checkpoint, device=distributed.local_device(a.device))
+    preflight(ExtractConfig(model=model_name, **extract_options(a)))  # refusals before the model loads
+    model = load(model_name, a.checkpoint, device=distributed.local_device(a.device), dtype=a.model_dtype,
+                 device_map=a.device_map)
     value_dtype = a.dtype if a.dtype in ("bfloat16", "float16", "bf16", "fp16") else "bfloat16"
     hooks, formats = sparse_hook_formats(model, list(a.hooks), a.sparse, k=a.k, threshold=a.threshold, sae=a.sae,
                                          value_dtype=value_dtype)

@@ -1,8 +1,8 @@
 """interp: capture activations into an on-disk cache and analyse them.
 
 Public API (imported lazily so `import interp` stays cheap):
-    interp.load_model(name, step=None)   -> HookedTransformer | nn.Module
-    interp.capture(model, tokens, hooks) -> dict[str, Tensor]
+    interp.load_model(name, step=None)   -> HookedTransformer | NativeModel | nn.Module (folder, module:factory)
+    interp.capture(model, inputs, hooks) -> dict[str, Tensor]   (inputs: token ids, or a tokenizer's padded output)
     interp.open_cache(path)              -> CacheReader
     interp.token_blocks(source, tokenizer, ctx, n_tokens) -> LongTensor[n_blocks, ctx]
 """

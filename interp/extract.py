@@ -25,11 +25,11 @@ from interp.config_checks import check_context, check_device
 from interp.encode import check_sae_width
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.fileio import remove_empty_folders
-from interp.models import DEFAULT_MODEL, load, model_id
+from interp.models import DEFAULT_MODEL, WEIGHT_DTYPES, input_device, load, model_id
 from interp.positions import Positions
 from interp.provenance import environment
 from interp.shard_capture import InFlightShard, land_shard, launch_shard
-from interp.sources import BlockReader, describe_source
+from interp.sources import BlockReader, added_specials, describe_source
 
 
 @dataclass
@@ -55,6 +55,9 @@ class ExtractConfig:
     max_pending: int = 2  # shards queued for the writer before capture waits
     writer_threads: int = 0  # threads hashing and writing shards; 0: one per four cores, at most four
     formats: dict[str, dict] = field(default_factory=dict)  # hook -> {"format": "topk", ...}; default dense
+    model_dtype: str = "float32"  # the weights' dtype at load time (dtype above is the cache's)
+    device_map: str | None = None  # "auto": place a natively run folder with accelerate (offloading what won't fit)
+    max_memory: dict | None = None  # with device_map: {"cpu": "2GiB", 0: "20GiB"}
 
 
 @dataclass
@@ -105,11 +108,17 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError(f"unknown --dtype {cfg.dtype}", hint="use float32, bfloat16 or float16") from None
     if not floating:  # would truncate or wrap activations silently
         raise ConfigError(f"--dtype {cfg.dtype} cannot hold activations", hint="use float32, bfloat16 or float16")
+    if str(cfg.model_dtype) not in WEIGHT_DTYPES:
+        raise ConfigError(f"unknown --model-dtype {cfg.model_dtype}", hint=f"use one of {', '.join(WEIGHT_DTYPES)}")
 
 
-def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
-    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
-    remove an existing cache). Refuses to clobber anything interp did not write."""
+def _check_out(out: Path, cfg: ExtractConfig) -> bool:
+    """Refusals that need only the folder and the flags (run before the model loads, so that they are instant):
+    --out is a file, a non-cache folder, a cache without --resume/--overwrite. Returns whether it holds a cache."""
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"--out {out} is a file, not a folder", hint="choose an empty or new --out")
+    if not out.is_dir():
+        return False
     has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
     # interp's own lock and half-written temporaries (an atomic write cut short by a kill; removed after the
     # barrier below) do not make a folder "somebody else's"
@@ -117,12 +126,19 @@ def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: s
     if not has_cache and any(p for p in out.iterdir() if not ours(p)):
         # Never delete files interp did not write, --overwrite or not.
         raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
-    if has_cache and cfg.overwrite:
-        return None, True
-    if has_cache and not cfg.resume:
+    if has_cache and not cfg.resume and not cfg.overwrite:
         raise CacheError(f"{out} already holds a cache ({describe_cache(out)})",
                          hint="pass --resume to continue it (with the options that started it), --overwrite to "
                          "replace it, or another --out")
+    return has_cache
+
+
+def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
+    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
+    remove an existing cache). Refuses to clobber anything interp did not write."""
+    has_cache = _check_out(out, cfg)
+    if has_cache and cfg.overwrite:
+        return None, True
     # every manifest in the folder: this rank's, the merged one and other ranks' (the world size may differ from
     # the run that started it: one process resuming a torchrun cache, or 2 ranks resuming 3); done = their union
     names = dict.fromkeys([manifest_name, MANIFEST, *sorted(p.name for p in out.glob("manifest.rank*.json"))])
@@ -158,25 +174,44 @@ def _clear(out: Path, wipe: bool) -> None:
             p.unlink(missing_ok=True)
 
 
-def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True) -> ExtractSummary:
-    """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input."""
-    t_start = time.perf_counter()
+def preflight(cfg: ExtractConfig) -> Positions:
+    """Every check that needs only the options and the output folder (sizes, dtypes, positions, an existing cache
+    without --resume/--overwrite, a folder interp did not write); callers that load a model themselves run it
+    first. Returns the parsed positions."""
     _validate(cfg)
-    rank, world = distributed.rank_world()
-    out = Path(cfg.out)
-    dtype = dtype_name(cfg.dtype)
     positions = Positions.parse(cfg.positions)
     if positions.kind == "mask":
         raise ConfigError("extraction takes position specs (all, last, drop:K, range:A:B), not masks")
     if not bool(positions.row_mask(1, cfg.ctx).any()):  # before the model loads or --out is created
         raise ConfigError(f"--positions {positions.spec()} selects no position of a block of --ctx {cfg.ctx} tokens",
                           hint=f"select positions below {cfg.ctx} (e.g. drop:1), or raise --ctx")
+    _check_out(Path(cfg.out), cfg)
+    return positions
+
+
+def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: bool = True,
+            tokenizer=None) -> ExtractSummary:
+    """Run one extraction (or resume it) and return its summary. Raises InterpError subclasses on bad input.
+
+    `model` replaces loading `cfg.model` (any model `interp.models.load` returns, or your own nn.Module);
+    `tokenizer` is used where given, else the model's `.tokenizer`. Every check that needs only the flags and the
+    output folder runs before the model is loaded.
+    """
+    t_start = time.perf_counter()
+    positions = preflight(cfg)  # before the model loads: a refusal here takes no time
+    rank, world = distributed.rank_world()
+    out = Path(cfg.out)
+    dtype = dtype_name(cfg.dtype)
     device = distributed.local_device(cfg.device)
-    model = model if model is not None else load(cfg.model, cfg.checkpoint, device=device)
+    if model is None:
+        model = load(cfg.model, cfg.checkpoint, device=device, dtype=cfg.model_dtype, device_map=cfg.device_map,
+                     max_memory=cfg.max_memory)
     capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
-        raise ConfigError(f"model {model_id(model)} has no tokenizer", hint="extraction needs a language model")
+        raise ConfigError(f"model {model_id(model)} has no tokenizer",
+                          hint="pass extract(cfg, model=m, tokenizer=tok), or return (model, tokenizer) from a "
+                               "--model module:factory")
 
     check_context(model, cfg.ctx, "--ctx")
     rows_per_block = int(positions.row_mask(1, cfg.ctx).sum())
@@ -189,6 +224,11 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         "formats": {h: cfg.formats.get(h, {"format": "dense"}) for h in capturer.names},
         "shard_mb": cfg.shard_mb,
     }
+    if WEIGHT_DTYPES[str(cfg.model_dtype)] != torch.float32:  # other weights, other activations
+        identity["model_dtype"] = str(WEIGHT_DTYPES[str(cfg.model_dtype)]).removeprefix("torch.")
+    specials = added_specials(cfg.data, tokenizer, cfg.prepend_bos)
+    if specials:  # what the tokenizer adds to every block (absent where nothing is: the embedded default)
+        identity["special_tokens"] = specials
     manifest_name = MANIFEST if world == 1 else f"manifest.rank{rank}.json"
     created = [p for p in (out, *out.parents) if not p.exists()]  # the folders mkdir makes: a failed run removes
     out.mkdir(parents=True, exist_ok=True)  # those it leaves empty, nothing else
@@ -318,7 +358,7 @@ def _ran_out(have_blocks: int, n_blocks: int, ctx: int) -> None:
 
 def _layout(cfg, capturer, specs, first_batch, rows_per_block, dtype, n_blocks):
     """Hook specs (shape, dtype, format, file stem) and blocks per shard, from one probe batch."""
-    probe = capturer(first_batch[:1].to(next(iter(capturer.model.parameters())).device))
+    probe = capturer(first_batch[:1].to(input_device(capturer.model)))
     bytes_per_row = 0
     for name, x in probe.items():
         fmt = dict(cfg.formats.get(name, {"format": "dense"}))

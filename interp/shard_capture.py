@@ -18,6 +18,7 @@ from interp.cache.formats import get as get_format
 from interp.cache.shards import shard_file
 from interp.encode import encode_rows
 from interp.errors import CacheError
+from interp.models import input_device
 
 
 class Transfers:
@@ -80,7 +81,7 @@ def launch_shard(capturer, tokens: torch.Tensor, batch_size: int, index: int, bl
                  seq_all: torch.Tensor, pos_all: torch.Tensor, transfers: Transfers | None = None) -> InFlightShard:
     """Queue the forward passes of one shard and the copies of its activations to the host; does not wait."""
     t = time.perf_counter()
-    transfers = transfers or transfers_for(next(iter(capturer.model.parameters())).device)
+    transfers = transfers or transfers_for(input_device(capturer.model))
     shard = InFlightShard(index, block_start, tokens, batch_size, {n: [] for n in capturer.names}, [])
     flags = []
     on_device = transfers.upload(tokens)

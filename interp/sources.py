@@ -1,8 +1,10 @@
 """Token sources: text, folders, jsonl/parquet, in-memory lists, HF datasets -> fixed-length token blocks.
 
 Documents are tokenized one by one, separated by the tokenizer's end-of-text token (as Pythia's training data
-is), and cut into blocks of `ctx` tokens; the last partial block is dropped. The order is deterministic, so a
-source plus (tokenizer, ctx, n_tokens) always yields the same blocks, and `source_hash` fingerprints them.
+is), and cut into blocks of `ctx` tokens, each wrapped in the special tokens the tokenizer adds to a sequence
+(BOS, or [CLS] ... [SEP]; none for the embedded default); the last partial block is dropped. The order is
+deterministic, so a source plus (tokenizer, ctx, n_tokens) always yields the same blocks, and `source_hash`
+fingerprints them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from interp.errors import ConfigError, DataSourceError
 
 EMBEDDED = "embedded"
+SPECIALS_ATTR = "interp_block_specials"  # (prefix ids, suffix ids) set on a tokenizer whose own answer misleads
 
 
 def _read_utf8(path: Path) -> str:
@@ -178,8 +181,10 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
     """Consecutive blocks of `ctx` token ids, streamed (memory does not grow with the source's size): lists of
     ints from text, int64 numpy rows from a pre-tokenized `.npy` (`blocks_tensor` stacks either).
 
-    prepend_bos puts the end-of-text token at position 0 of every block (the Pythia convention for a fresh
-    context); the block then holds ctx-1 corpus tokens.
+    Text blocks follow the tokenizer's own convention (`block_specials`): a tokenizer that adds BOS (Llama) starts
+    every block with it, a BERT tokenizer wraps it as [CLS] ... [SEP]; the rest of the block is corpus tokens.
+    prepend_bos puts the BOS (else end-of-text) token at position 0 of every block where the tokenizer adds no
+    prefix itself (the Pythia convention for a fresh context). Token files are taken as they are.
     """
     _check_ctx(ctx)
     if _is_token_file(source):
@@ -188,18 +193,66 @@ def iter_blocks(source, tokenizer, ctx: int = 128, max_blocks: int | None = None
         for start in range(0, n, 1024):  # rows of 1024-block reads: one numpy call per read, not per block
             yield from file.blocks(start, min(start + 1024, n))
         return
-    body = ctx - 1 if prepend_bos else ctx
-    bos = _bos_id(tokenizer)
+    prefix, suffix = block_specials(tokenizer, prepend_bos)
+    body = ctx - len(prefix) - len(suffix)
+    if body < 1:
+        raise DataSourceError(f"ctx={ctx} leaves no room for text between the special tokens {prefix} ... {suffix}",
+                              hint=f"pass a ctx of at least {len(prefix) + len(suffix) + 1}")
     buf: list[int] = []
     n = 0
     for ids in tokenize_stream(iter_texts(source, text_column), tokenizer):
         buf.extend(ids)
         while len(buf) >= body:
-            yield ([bos] if prepend_bos else []) + buf[:body]
+            yield prefix + buf[:body] + suffix
             del buf[:body]
             n += 1
             if max_blocks is not None and n >= max_blocks:
                 return
+
+
+def block_specials(tokenizer, prepend_bos: bool = False) -> tuple[list[int], list[int]]:
+    """(prefix, suffix): the special token ids that start and end every text block.
+
+    They are what the tokenizer adds around one sequence with `add_special_tokens=True` (nothing for GPT-2 and
+    Pythia tokenizers, `[BOS]` for Llama's, `[CLS]` and `[SEP]` for BERT's); prepend_bos adds the BOS where the
+    tokenizer adds no prefix. A tokenizer marked with `SPECIALS_ATTR` answers with the mark: transformer-lens
+    swaps in a BOS-adding copy of every tokenizer, so interp marks that copy with the original's convention.
+    """
+    prefix: list[int] = []
+    suffix: list[int] = []
+    known = getattr(tokenizer, SPECIALS_ATTR, None)
+    if known is not None:
+        prefix, suffix = list(known[0]), list(known[1])
+        marked = plain = []
+    else:
+        marked, plain = _with_and_without_specials(tokenizer)
+    for i in range(len(marked) - len(plain) + 1):
+        if plain and marked[i: i + len(plain)] == plain:
+            prefix, suffix = marked[:i], marked[i + len(plain):]
+            break
+    if prepend_bos and not prefix:
+        prefix = [_bos_id(tokenizer)]
+    return [int(t) for t in prefix], [int(t) for t in suffix]
+
+
+def _with_and_without_specials(tokenizer) -> tuple[list[int], list[int]]:
+    try:
+        marked = list(tokenizer("a", add_special_tokens=True)["input_ids"])
+        plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    except (TypeError, KeyError, ValueError, AttributeError):  # a minimal tokenizer: it adds nothing
+        return [], []
+    return marked, plain
+
+
+def added_specials(source, tokenizer, prepend_bos: bool = False) -> dict | None:
+    """`{"prefix": [...], "suffix": [...]}` when text blocks of `source` carry special tokens of the tokenizer's
+    convention beyond --prepend-bos (for manifests), else None (token files are taken as they are)."""
+    if _is_token_file(source):
+        return None
+    prefix, suffix = block_specials(tokenizer, prepend_bos)
+    if (prefix, suffix) == (([_bos_id(tokenizer)] if prepend_bos else []), []):
+        return None
+    return {"prefix": prefix, "suffix": suffix}
 
 
 def _check_ctx(ctx: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from interp.errors import CacheLockedError
 
 LOCK = ".lock"
-EMPTY_LOCK_GRACE_S = 10.0  # a lock file without a readable holder is a write in progress for this long
+EMPTY_LOCK_GRACE_S = 10.0  # without flock: a lock file without a readable holder is a write in progress this long
 
 
 def _flock(fd: int) -> bool | None:
@@ -183,6 +183,8 @@ class CacheLock:
         nobody holds the file's flock, so its holder is gone whatever process now has its pid (a restarted
         container reuses pids)."""
         if holder is None:
+            if unflocked:  # its creator holds the flock before it writes: nobody holds it, so the creator died
+                return True  # (or has not taken it yet, and will then fail to take it and be refused)
             try:
                 return time.time() - (path or self.path).stat().st_mtime > EMPTY_LOCK_GRACE_S
             except FileNotFoundError:

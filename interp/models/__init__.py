@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from interp.errors import InterpError, ModelNotFoundError
+from interp.errors import ConfigError, InterpError, ModelNotFoundError
 from interp.models.checkpoint_dirs import is_checkpoint_dir
 from interp.models.embedded import (
     DEFAULT_MODEL,
@@ -46,10 +46,10 @@ from interp.models.native import load_native, native_model_type
 
 __all__ = [
     "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
-    "suite_info", "data_dir", "is_transformer", "resolved_step",
+    "suite_info", "data_dir", "is_transformer", "resolved_step", "input_device", "native_types",
 ]
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
+WEIGHT_DTYPES = _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
@@ -73,13 +73,22 @@ def _unknown(name: str) -> ModelNotFoundError:
 
 
 def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None = None, *, device: str = "cpu",
-         dtype: torch.dtype | str = torch.float32, processing: bool = False):
+         dtype: torch.dtype | str = torch.float32, processing: bool = False, device_map: str | dict | None = None,
+         max_memory: dict | None = None):
     """A hookable model: HookedTransformer for names and converted folders, NativeModel for the other supported
-    folders, the factory's model for `module:function`, the module itself for an nn.Module."""
+    folders, the factory's model for `module:function`, the module itself for an nn.Module.
+
+    `dtype` is the weights' dtype; `device_map` / `max_memory` (natively run folders only) place the model with
+    accelerate, offloading what does not fit (see `native.load_native`).
+    """
     if isinstance(model, torch.nn.Module):
         return model
     dt = _dtype(dtype)
     name = str(model)
+    placed = device_map is not None or max_memory is not None
+    if placed and not (is_hf_folder(name) and not _converted(Path(name))):
+        raise ConfigError(f"a device map applies to natively run Hugging Face folders, not to {name}",
+                          hint=f"model types: {', '.join(native_types())}; or drop --device-map")
     if is_embedded(name):
         path = embedded_checkpoint_path(name, step)
         tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
@@ -99,6 +108,9 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
         if step is not None:
             raise ModelNotFoundError(f"a local folder has no training steps (got step={step})",
                                      hint="pass the folder of that checkpoint instead")
+        if placed:
+            check_safetensors(Path(name).resolve())
+            return load_native(name, dtype=dt, device_map=device_map or "auto", max_memory=max_memory)
         return _load_folder(Path(name), device, dt, processing)
     if Path(name).exists():
         raise ModelNotFoundError(f"{name} exists but has no config.json",
@@ -123,9 +135,14 @@ def _tag(model: torch.nn.Module, name: str) -> None:
         cfg.model_name = name
 
 
+def _converted(path: Path) -> bool:
+    """Whether a folder loads as a HookedTransformer (converted, or refused there as unknown) rather than natively."""
+    return folder_architecture(path) in SUPPORTED_ARCHITECTURES or native_model_type(path) is None
+
+
 def _load_folder(path: Path, device: str, dtype: torch.dtype, processing: bool):
     """Converted to a HookedTransformer where interp converts the architecture, else run natively."""
-    if folder_architecture(path) in SUPPORTED_ARCHITECTURES or native_model_type(path) is None:
+    if _converted(path):
         return load_hf_folder(path, device=device, dtype=dtype, processing=processing)  # refuses the unknown
     if processing:
         raise ModelNotFoundError(f"{path} runs natively (not converted), so transformer-lens weight processing "
@@ -181,6 +198,23 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
     if official_name(name) is not None:
         return load_hub_model(name).tokenizer
     raise _unknown(name)
+
+
+def native_types() -> list[str]:
+    """The Hugging Face model types interp runs natively (with canonical hook names)."""
+    from interp.models.aliases import ARCHITECTURES
+
+    return list(ARCHITECTURES)
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's inputs go: `model.input_device` where it says (a NativeModel, device maps included), else
+    the device of its first parameter (cpu for a module without parameters)."""
+    placed = getattr(model, "input_device", None)
+    if placed is not None:
+        return torch.device(placed)
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def is_transformer(model: torch.nn.Module) -> bool:

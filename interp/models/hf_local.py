@@ -104,6 +104,10 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                                  hint="load it with transformers directly and capture with interp's nn.Module "
                                       "hooks (module paths as hook names)") from None
+    if model.tokenizer is not None:  # transformer-lens swapped in a BOS-adding copy: blocks follow the original
+        from interp.sources import SPECIALS_ATTR, block_specials
+
+        setattr(model.tokenizer, SPECIALS_ATTR, block_specials(tokenizer) if tokenizer is not None else ([], []))
     if str(device) != "cpu":
         model = model.to(device)
     return (model if dtype == torch.float32 else model.to(dtype)).eval()

@@ -65,6 +65,11 @@ def load_hub_model(name: str, step: int | None = None, device: str = "cpu", dtyp
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return loader(name, **kwargs).eval()
+            model = loader(name, **kwargs).eval()
     except (OSError, ConnectionError, TimeoutError) as e:
         raise _unavailable(name, e) from e
+    if model.tokenizer is not None:  # transformer-lens' BOS-adding copy: blocks keep the plain text convention
+        from interp.sources import SPECIALS_ATTR
+
+        setattr(model.tokenizer, SPECIALS_ATTR, ([], []))
+    return model

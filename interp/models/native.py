@@ -57,6 +57,17 @@ class NativeModel(torch.nn.Module):
             raise ModelNotFoundError(f"{type(hf).__name__} lacks the modules its hook table names "
                                      f"({', '.join(missing[:3])})", hint="capture with module paths as hook names")
 
+    @property
+    def input_device(self) -> torch.device:
+        """Where token ids go: the input embedding's device (with a device map, its entry; accelerate's hooks move
+        activations between the devices and the disk from there)."""
+        placed = getattr(self.hf, "hf_device_map", None)
+        if placed:
+            emb = next((d for name, d in placed.items() if "embed" in name), next(iter(placed.values())))
+            return torch.device(f"cuda:{emb}" if isinstance(emb, int) else emb if emb not in ("disk", "meta")
+                                else "cpu")
+        return self.hf.get_input_embeddings().weight.device
+
     def hook_names(self) -> list[str]:
         """Canonical aliases in forward order, then the model's module paths."""
         return list(self.aliases) + [name for name in self._modules_by_path if name]
@@ -99,8 +110,16 @@ def native_model_type(path: str | Path) -> str | None:
 
 
 def load_native(path: str | Path, *, tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                name: str | None = None) -> NativeModel:
-    """A local Hugging Face folder of a supported model type, loaded with transformers and wrapped."""
+                name: str | None = None, device_map: str | dict | None = None,
+                max_memory: dict | None = None) -> NativeModel:
+    """A local Hugging Face folder of a supported model type, loaded with transformers and wrapped.
+
+    `dtype` is the weights' dtype. `device_map` ("auto", or a module -> device dict) and `max_memory`
+    ({"cpu": "2GiB", 0: "20GiB"}) place the model with accelerate: what does not fit the caps is offloaded to the
+    next device, then to a temporary folder on disk that lives as long as the model.
+    """
+    import tempfile
+
     from transformers import AutoModel, AutoModelForCausalLM
 
     from interp.models.hf_local import load_hf_tokenizer, quiet_transformers
@@ -109,10 +128,16 @@ def load_native(path: str | Path, *, tokenizer=None, device: str = "cpu", dtype:
     spec = ARCHITECTURES[native_model_type(path)]
     quiet_transformers()
     cls = AutoModel if spec.encoder else AutoModelForCausalLM
+    placement, offload = {}, None
+    if device_map is not None:
+        offload = tempfile.TemporaryDirectory(prefix="interp-offload-")
+        placement = dict(device_map=device_map, max_memory=max_memory, offload_folder=offload.name)
     try:
-        hf = cls.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        hf = cls.from_pretrained(str(path), dtype=dtype, use_safetensors=True, **placement)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as e:
         raise ModelNotFoundError(f"{path}: transformers cannot load it ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:200]})", hint="check the folder's files") from None
-    hf = hf.to(device).eval()
-    return NativeModel(hf, tokenizer if tokenizer is not None else load_hf_tokenizer(path), name=name or path.name)
+    hf = (hf if device_map is not None else hf.to(device)).eval()
+    model = NativeModel(hf, tokenizer if tokenizer is not None else load_hf_tokenizer(path), name=name or path.name)
+    model._offload = offload  # removed with the model
+    return model

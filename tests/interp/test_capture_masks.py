@@ -1,6 +1,6 @@
 """Padded batches with their attention mask capture exactly the rows of the same sequences captured one by one
-without padding: decoders (HookedTransformer with rotary and with learned positions, native Qwen2 and Gemma 2, a
-raw HF module) and an encoder (BERT), right and left padding.
+without padding: decoders (HookedTransformer with rotary and with learned positions, every natively run
+architecture) and encoders (BERT natively and as a raw HF module), right and left padding.
 
 Float32; the padded forward runs attention over masked keys, so sums are reordered: compared to rtol 1e-4,
 atol 1e-5.
@@ -17,12 +17,13 @@ from interp.errors import ConfigError, InterpError
 LENGTHS = [5, 9, 7]
 TOL = dict(rtol=1e-4, atol=1e-5)
 PAD = 1
+NATIVE = ["mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "olmo2", "bert"]
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory):
     root = tmp_path_factory.mktemp("masks")
-    return {kind: models.load(save_tiny_native(root / kind, kind)) for kind in ("qwen2", "gemma2", "bert")}
+    return {kind: models.load(save_tiny_native(root / kind, kind)) for kind in NATIVE}
 
 
 def _sequences(seed=0):
@@ -55,7 +56,7 @@ def _model(which, native, tiny_model, tiny_gpt2_dir):
     return native[which]
 
 
-MODELS = ["tl-neox", "tl-gpt2", "qwen2", "gemma2", "bert", "hf-raw-bert"]
+MODELS = ["tl-neox", "tl-gpt2", *NATIVE, "hf-raw-bert"]
 
 
 @pytest.mark.parametrize("which", MODELS)
@@ -114,3 +115,19 @@ def test_padded_batch_for_a_module_without_a_mask_is_refused():
         capture(net, ids, hooks="1", attention_mask=mask)
     full = capture(net, ids[:1], hooks="1", attention_mask=mask[:1])["1"]  # nothing padded: fine, rows
     assert full.shape == (3, 4)
+
+
+def test_batch_encoding_into_a_hooked_transformer(tiny_model):
+    """The same for transformer-lens: a left-padded BatchEncoding equals the texts one by one."""
+    tok = tiny_model.tokenizer
+    texts = ["Alice met Bob in the garden.", "thanks", "She gave him 3 apples, and he said thanks."]
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        enc = tok(texts, padding=True, return_tensors="pt")
+    finally:
+        tok.padding_side = side  # the model is shared by the session's tests
+    assert not bool(enc["attention_mask"][:, 0].all())  # left padding
+    got = capture(tiny_model, enc, hooks="blocks.1.hook_resid_post")["blocks.1.hook_resid_post"]
+    want = torch.cat([capture(tiny_model, tok([t], return_tensors="pt")["input_ids"], hooks="blocks.1.hook_resid_post",
+                              positions="drop:0")["blocks.1.hook_resid_post"] for t in texts])
+    torch.testing.assert_close(got, want, **TOL)

@@ -394,12 +394,28 @@ def test_a_released_lock_file_is_not_reused_by_a_late_opener(tmp_path, monkeypat
     b.release()
 
 
-def test_empty_lock_file_is_a_write_in_progress_until_old(tmp_path):
-    """A lock file created but not yet written is not stale at once (its writer may be between open and write)."""
-    (tmp_path / ".lock").write_text("")
+def test_empty_lock_file_is_a_write_in_progress_only_while_its_flock_is_held(tmp_path, monkeypatch):
+    """A lock file created but not yet written: while its creator holds the flock it is a writer starting; with
+    nobody holding it the creator died between create and write (a SIGKILL there made the next --resume fail for
+    10 s). Without flock support, only age tells, as before."""
+    import fcntl
+
+    from interp.cache import lock as lock_mod
+
+    path = tmp_path / ".lock"
+    path.write_text("")
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live creator between open and write
+    with pytest.raises(CacheLockedError, match="a writer that is starting"):
+        CacheLock(tmp_path).acquire()
+    os.close(fd)  # the creator died: the kernel drops its flock
+    with CacheLock(tmp_path) as lock:
+        assert lock.held
+    path.write_text("")
+    monkeypatch.setattr(lock_mod, "_flock", lambda fd: None)  # a file system without flock
     with pytest.raises(CacheLockedError):
         CacheLock(tmp_path).acquire()
     old = time.time() - 60
-    os.utime(tmp_path / ".lock", (old, old))
+    os.utime(path, (old, old))
     with CacheLock(tmp_path) as lock:
         assert lock.held
