@@ -1,0 +1,41 @@
+"""`interp browse` on a synthetic cache: writes the site, refuses foreign folders (exit 2, one line), and the report
+index links a browser folder placed beside its pages."""
+
+from __future__ import annotations
+
+import browser_support as B
+import report_support as S
+from apps.cli import main
+
+
+def test_cli_browse_writes_site_and_report_links_it(tmp_path, capsys):
+    B.make_sae(tmp_path / "sae")
+    cache = B.make_cache(tmp_path / "cache", B.make_data(), dense=False)
+    report = tmp_path / "report"
+    site = report / "latents <b>"  # a folder name that is markup: escaped in the index
+    args = ["browse", "--sae", str(tmp_path / "sae"), "--cache", str(cache), "--out", str(site), "--no-model",
+            "--k-top", "3", "--bins", "8", "--quantiles", "2", "--per-quantile", "1", "--device", "cpu"]
+    assert main(args) == 0
+    assert f"wrote {site / 'index.html'}" in capsys.readouterr().out
+    _, meta = B.read_chunk(site / "data" / "meta.js")
+    assert meta["n_latents"] == B.D_SAE and "skipped" in meta["logit_note"]
+    assert main(args) == 0  # a rebuild into its own folder is allowed
+
+    from apps.report import build_report
+
+    S.make_results(tmp_path / "results", hostile=False)
+    index = build_report(tmp_path / "results", report, registry=S.REGISTRY).read_text()
+    assert "<a href='latents &lt;b&gt;/index.html'>latents &lt;b&gt;</a>" in index
+
+
+def test_cli_browse_refuses_a_foreign_folder(tmp_path, capsys):
+    B.make_sae(tmp_path / "sae")
+    cache = B.make_cache(tmp_path / "cache", B.make_data(), dense=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    rc = main(["browse", "--sae", str(tmp_path / "sae"), "--cache", str(cache), "--out", str(other), "--no-model"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds no latent browser" in err and (other / "keep.txt").read_text() == "mine"
+    rc = main(["browse", "--sae", str(tmp_path / "sae"), "--cache", str(tmp_path / "nope"), "--out", str(other)])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
