@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub) -> None:
@@ -31,3 +32,30 @@ def cmd_browse(a: argparse.Namespace) -> int:
                          n_quantiles=a.quantiles, per_quantile=a.per_quantile, device=a.device, seed=a.seed)
     print(f"wrote {site / 'index.html'}")
     return 0
+
+
+def build_demo_browser(out: Path, sae: str = "L2_resid_topk_x4", *, quick: bool = False, dense: bool = True,
+                       device: str = "auto") -> Path:
+    """The demo's browser of one shipped SAE: extract its latents (top-k) over the embedded corpus into
+    `out/latent-cache` (and, with `dense`, its hook densely into `out/latent-cache-dense` for the SAE-error
+    correlation), then build the site into `out/report/latents`, which the report index built afterwards links.
+    quick: 4,096 tokens instead of 65,536."""
+    from interp.browser import build_browser
+    from interp.encode import DEFAULT_HOOKS, sparse_hook_formats
+    from interp.extract import ExtractConfig, extract
+    from interp.models import DEFAULT_MODEL, load
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "saes" / DEFAULT_MODEL / sae
+    model = load(DEFAULT_MODEL)
+    tokens = 4096 if quick else 65_536
+    hooks, formats = sparse_hook_formats(model, DEFAULT_HOOKS, "topk", sae=str(folder))
+    common = {"model": DEFAULT_MODEL, "data": "embedded", "tokens": tokens, "ctx": 128, "batch_size": 16,
+              "overwrite": True}
+    extract(ExtractConfig(out=str(out / "latent-cache"), hooks=hooks, formats=formats, **common), model=model,
+            progress=not quick)
+    dense_cache = None
+    if dense:
+        dense_cache = out / "latent-cache-dense"
+        extract(ExtractConfig(out=str(dense_cache), hooks=hooks, **common), model=model, progress=not quick)
+    return build_browser(folder, out / "latent-cache", out / "report" / "latents", model=model,
+                         dense_cache=dense_cache, device=device)

@@ -39,3 +39,17 @@ def test_cli_browse_refuses_a_foreign_folder(tmp_path, capsys):
     assert rc == 2 and "holds no latent browser" in err and (other / "keep.txt").read_text() == "mine"
     rc = main(["browse", "--sae", str(tmp_path / "sae"), "--cache", str(tmp_path / "nope"), "--out", str(other)])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_demo_browser_of_a_shipped_sae(tmp_path):
+    """The demo hook on 4,096 embedded tokens: latents sparse, the hook dense beside them, logit effects from the
+    model, the error-norm correlation, and the report index linking the site."""
+    from apps.browse_cmd import build_demo_browser
+
+    site = build_demo_browser(tmp_path, quick=True, device="cpu")
+    assert site == tmp_path / "report" / "latents"
+    _, meta = B.read_chunk(site / "data" / "meta.js")
+    assert meta["n_latents"] == 512 and meta["n_rows"] == 4096 and meta["has_err"] and meta["logit_note"] == ""
+    _, recs = B.read_chunk(site / "data" / "latents" / "c00000.js")
+    fired = [r for r in recs.values() if r["count"]]
+    assert fired and all(len(r["logits"]["pos"]) == 10 and r["err_corr"] is not None for r in fired)
