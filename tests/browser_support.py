@@ -58,11 +58,12 @@ def make_sae(path: Path, seed: int = 0) -> dict[str, np.ndarray]:
     return {"W_dec": W_dec, "b_dec": b_dec}
 
 
-def make_cache(path: Path, data: dict[str, np.ndarray], dense: bool = True, shard_rows: int = 500) -> Path:
+def make_cache(path: Path, data: dict[str, np.ndarray], dense: bool = True, shard_rows: int = 500,
+               csr: bool = False) -> Path:
     lat = torch.from_numpy(data["A"])
     extra = {HOOK_X: torch.from_numpy(data["X"])} if dense else {}
     return write_sparse_cache(path, dense_shards(lat, data["tokens"], K, shard_rows, extra), hook=HOOK_LAT,
-                              d_sae=D_SAE, k=K, dense_shapes={HOOK_X: D_IN} if dense else None)
+                              d_sae=D_SAE, k=K, dense_shapes={HOOK_X: D_IN} if dense else None, csr=csr)
 
 
 class FakeModel:

@@ -23,14 +23,15 @@ Shard = tuple[np.ndarray, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]  
 
 def write_sparse_cache(out: str | Path, shards: Iterator[Shard], *, hook: str, d_sae: int, k: int,
                        value_dtype: str = "bfloat16", model: str = "synthetic", sae: str | None = None,
-                       dense_shapes: dict[str, int] | None = None) -> Path:
+                       dense_shapes: dict[str, int] | None = None, csr: bool = False) -> Path:
     """Write a complete cache from `(tokens [n,3], idx [n,k], val [n,k], {dense_hook: [n, d]})` shards.
 
     Only one shard is in memory at a time (the generator's). `dense_shapes` names the dense hooks and their widths
-    (stored float32)."""
+    (stored float32). `csr=True` stores the latents as CSR ("threshold" format, the nonzero entries of each row)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = sparse_spec("topk", d=d_sae, k=k, value_dtype=value_dtype, by="value")
+    spec = sparse_spec("threshold", d=d_sae, threshold=0.0, value_dtype=value_dtype, by="value") if csr else \
+        sparse_spec("topk", d=d_sae, k=k, value_dtype=value_dtype, by="value")
     if sae is not None:
         spec["sae"] = str(sae)
     hooks = {hook: {"shape": [d_sae], "file_stem": file_stem(hook), **spec}}
@@ -46,8 +47,14 @@ def write_sparse_cache(out: str | Path, shards: Iterator[Shard], *, hook: str, d
         files = {shard_file("tokens", index): write_npy_atomic(out / shard_file("tokens", index),
                                                                 np.ascontiguousarray(tokens, dtype=np.int64))}
         stem = hooks[hook]["file_stem"]
+        if csr:  # the nonzero entries of each row, in row order
+            keep = val != 0
+            crow = np.concatenate([[0], np.cumsum(keep.sum(1).numpy())]).astype(np.int64)
+            idx, val = idx[keep], val[keep]
         ids = idx.to(torch.int32).numpy().astype(np.uint16 if spec["index_dtype"] == "uint16" else np.int32)
         arrays = {f"{stem}.idx": ids, f"{stem}.val": to_storage(val.to(torch.float32), value_dtype)}
+        if csr:
+            arrays[f"{stem}.crow"] = crow
         for name, x in dense.items():
             arrays[hooks[name]["file_stem"]] = x.to(torch.float32).numpy()
         for role, arr in arrays.items():

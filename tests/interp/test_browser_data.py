@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import browser_support as B
-from interp.browser import build_browser
+from interp.browser import build_browser, collect
 from interp.browser.contexts import visible
 from interp.browser.site import bucket, search_key
+from interp.cache import open_cache
+from interp.cache.sparse_formats import gather_sparse
 
 K_TOP, N_BINS, NQ, S = 7, 16, 4, 3
 MINSTD = 2_147_483_647
@@ -186,3 +188,25 @@ def test_no_dense_hook_gives_a_note(tmp_path):
     assert ld.err_corr is None and "densely" in ex.notes["err"] and "skipped" in ex.notes["logit"]
     _, meta = B.read_chunk(tmp_path / "site" / "data" / "meta.js")
     assert not meta["has_err"] and meta["err_note"] == ex.notes["err"]
+
+
+def test_csr_cache_gives_the_same_data(built, tmp_path):
+    """The same latents stored as CSR (threshold format) give the same statistics, top-k and samples."""
+    reader = open_cache(B.make_cache(tmp_path / "csr", built["data"], dense=False, shard_rows=300, csr=True))
+    assert reader.spec(B.HOOK_LAT)["format"] == "threshold"
+    ld = collect(reader, B.HOOK_LAT, k_top=K_TOP, n_bins=N_BINS, n_quantiles=NQ, per_quantile=S, device="cpu")
+    ref = built["ld"]
+    for name in ("count", "total", "lo", "hi", "top_rows", "top_vals", "hist", "qbin", "sample_rows"):
+        assert np.array_equal(getattr(ld, name), getattr(ref, name)), name
+
+
+def test_gather_sparse_and_token_rows_read_arbitrary_rows(built, tmp_path):
+    """Rows in any order, with repeats, across shards: the same as densifying and indexing."""
+    reader = open_cache(built["site"].parent / "cache")
+    rows = np.array([2999, 0, 501, 501, 1499, 7, 2500])
+    dense = gather_sparse(reader, B.HOOK_LAT, rows).to_dense().float().numpy()
+    np.testing.assert_array_equal(dense, built["data"]["A"][rows])
+    np.testing.assert_array_equal(reader.token_rows(rows), built["data"]["tokens"][rows])
+    csr = open_cache(B.make_cache(tmp_path / "csr", built["data"], dense=False, csr=True))
+    np.testing.assert_array_equal(gather_sparse(csr, B.HOOK_LAT, rows).to_dense().float().numpy(),
+                                  built["data"]["A"][rows])
