@@ -76,7 +76,8 @@ function renderIndex(){
   form.appendChild(el('button',{type:'submit',text:'search'}));
   form.onsubmit=function(e){e.preventDefault();location.hash=inp.value?'search='+encodeURIComponent(inp.value):'';};
   var sec=el('section',{},[form]);main.appendChild(sec);
-  var list=state.hits===null?rows:rows.filter(function(r){return state.hits.indexOf(r.id)>=0;});
+  var hit={};(state.hits||[]).forEach(function(j){hit[j]=1;});
+  var list=state.hits===null?rows:rows.filter(function(r){return hit[r.id]===1;});
   var k=state.sort,sign=state.desc?-1:1;list=list.slice().sort(function(a,b){var x=a[k],y=b[k];
     if(x===null||x===undefined)x=-Infinity;if(y===null||y===undefined)y=-Infinity;
     return x<y?-sign:x>y?sign:a.id-b.id;});
