@@ -39,6 +39,7 @@ def make_data(seed: int = 0) -> dict[str, np.ndarray]:
         if she:
             A[r, PLANTED] = 8.0 + rng.integers(0, 5) / 4.0
     A[:, D_SAE - 1] = 0.0  # a latent that never fires
+    A[1000:1500] = 0.0  # a shard (of 500 rows) where nothing fires
     X = rng.standard_normal((N, D_IN)).astype(np.float32) + A[:, :D_IN] * 0.5
     tok3 = np.stack([tokens, np.arange(N) // SEQ, np.arange(N) % SEQ], 1).astype(np.int64)
     return {"A": A, "X": X, "tokens": tok3}

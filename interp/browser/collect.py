@@ -193,6 +193,8 @@ class Collector:
         best_val = torch.full((G, s), float("nan"), device=dev)
         for off, sp in self.shards():
             lat, val, row = _entries(sp, off)
+            if not lat.numel():  # nothing fires in this shard
+                continue
             b = hist_bins(val, lo[lat], hi[lat], self.n_bins)
             groups = lat * self.nq + qmap[lat, b].long()
             keys = priority(row, self.seed)
