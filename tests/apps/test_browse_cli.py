@@ -53,3 +53,30 @@ def test_demo_browser_of_a_shipped_sae(tmp_path):
     _, recs = B.read_chunk(site / "data" / "latents" / "c00000.js")
     fired = [r for r in recs.values() if r["count"]]
     assert fired and all(len(r["logits"]["pos"]) == 10 and r["err_corr"] is not None for r in fired)
+
+
+def test_wrong_sae_is_refused_and_browse_returns_a_site(tmp_path, capsys):
+    """An SAE of another width is refused before any work (one line, exit 2); interp.browse returns the site,
+    which Jupyter shows as an iframe of its index.html."""
+    import json
+
+    import interp
+
+    B.make_sae(tmp_path / "sae")
+    cache = B.make_cache(tmp_path / "cache", B.make_data(), dense=False)
+    cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
+    other = tmp_path / "other_sae"
+    B.make_sae(other)
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(other / "sae_weights.safetensors"))
+    save_file({k: (v[:10].contiguous() if k == "W_dec" else v) for k, v in w.items()},
+              str(other / "sae_weights.safetensors"))
+    (other / "cfg.json").write_text(json.dumps({**cfg, "d_sae": 10}))
+    rc = main(["browse", "--sae", str(other), "--cache", str(cache), "--out", str(tmp_path / "s"), "--no-model"])
+    assert rc == 2 and "the SAE has 10 latents" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    site = interp.browse(tmp_path / "sae", cache, tmp_path / "site", model=False, tokenizer=B.vocab(), k_top=2,
+                         n_bins=4, n_quantiles=2, per_quantile=1, device="cpu")
+    assert site.path == tmp_path / "site" and "<iframe" in site._repr_html_()
+    assert "index.html" in site._repr_html_()
