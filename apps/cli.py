@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from apps import extract_cmd, tokenize_cmd
+from apps import browse_cmd, extract_cmd, tokenize_cmd
 from interp.errors import InterpError
 
 for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="build the HTML report from result folders")
     r.add_argument("results", nargs="+", help="result folders (or one folder holding them)")
     r.add_argument("--out", required=True)
+    browse_cmd.add_parser(sub)
     d = sub.add_parser("demo", help="extract, run every analysis and write the report")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--quick", action="store_true", help="small sizes (what the tests run)")
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         rc = {"extract": extract_cmd.cmd_extract, "cache": cmd_cache, "models": cmd_models, "report": cmd_report,
-              "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize}[args.cmd](args)
+              "demo": cmd_demo, "tokenize": tokenize_cmd.cmd_tokenize,
+              "browse": browse_cmd.cmd_browse}[args.cmd](args)
         sys.stdout.flush()  # here, so that a reader that left (`| head`) is seen below, not at exit
         return rc
     except InterpError as e:

@@ -63,6 +63,17 @@ def run_demo(out: Path, quick: bool = False, only: list[str] | None = None) -> i
             failures.append(name)
             print(f"[{name}] FAILED: {type(e).__name__}: {e}")
             traceback.print_exc()
+    if only is None:  # the whole demo also builds a latent browser of one shipped SAE; the index links it
+        start = time.perf_counter()
+        try:
+            from apps.browse_cmd import build_demo_browser
+
+            site = build_demo_browser(out, quick=quick)
+            print(f"[browser] {time.perf_counter() - start:.0f} s: {site}")
+        except Exception as e:  # noqa: BLE001 - keep going, report at the end
+            failures.append("browser")
+            print(f"[browser] FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc()
     from apps.report import build_report
 
     index = build_report(result_dirs, out / "report") if result_dirs else None

@@ -5,6 +5,7 @@ Public API (imported lazily so `import interp` stays cheap):
     interp.capture(model, inputs, hooks) -> dict[str, Tensor]   (inputs: token ids, or a tokenizer's padded output)
     interp.open_cache(path)              -> CacheReader
     interp.token_blocks(source, tokenizer, ctx, n_tokens) -> LongTensor[n_blocks, ctx]
+    interp.browse(sae, cache, out)       -> Site (latent browser of a sparse cache; an iframe in Jupyter)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _LAZY = {
     "open_cache": ("interp.cache", "open_cache"),
     "token_blocks": ("interp.sources", "token_blocks"),
     "InterpError": ("interp.errors", "InterpError"),
+    "browse": ("interp.browser", "browse"),
 }
 
 __all__ = list(_LAZY)

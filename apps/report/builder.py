@@ -231,8 +231,15 @@ def _config_cell(key: str, value: Any) -> Any:
     return json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
 
 
-def _index(pages: list[PageInfo], title: str) -> str:
-    """The index page: one row per result, linking its page, with status and the first headline numbers."""
+def browser_folders(out: Path) -> list[str]:
+    """Sub-folders of the report folder that hold a latent browser (`interp browse --out REPORT/NAME`)."""
+    return sorted(p.name for p in out.iterdir() if p.is_dir() and (p / "index.html").is_file()
+                  and (p / "data" / "meta.js").is_file()) if out.is_dir() else []
+
+
+def _index(pages: list[PageInfo], title: str, browsers: Sequence[str] = ()) -> str:
+    """The index page: one row per result, linking its page, with status and the first headline numbers; then a
+    link to each latent browser folder beside the pages."""
     rows = []
     for p in pages:
         status = ("<span class='badge ok'>ok</span>" if p.ok
@@ -247,7 +254,11 @@ def _index(pages: list[PageInfo], title: str) -> str:
              f"<th>findings</th><th>folder</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     n_bad = sum(not p.ok for p in pages)
     note = f"{len(pages)} result(s)" + (f", {n_bad} with problems" if n_bad else "")
-    return render.page(title, f"<section><p class='muted'>{render.esc(note)}</p>{table}</section>")
+    extra = ""
+    if browsers:
+        links = "".join(f"<li><a href='{render.esc(b)}/index.html'>{render.esc(b)}</a></li>" for b in browsers)
+        extra = f"<section><h2>Latent browsers</h2><ul>{links}</ul></section>"
+    return render.page(title, f"<section><p class='muted'>{render.esc(note)}</p>{table}</section>{extra}")
 
 
 def build_report(results: str | os.PathLike | Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
@@ -289,7 +300,7 @@ def build_report_pages(results: str | os.PathLike | Sequence[str | os.PathLike],
     index = out / INDEX
     order = analysis_order()
     pages.sort(key=lambda p: (order.get(normalize(p.analysis), len(order)), p.analysis, str(p.source)))
-    atomic_write_bytes(index, _index(pages, title).encode())
+    atomic_write_bytes(index, _index(pages, title, browser_folders(out)).encode())
     _remove_stale(out, {f"{p.slug}.html" for p in pages} | {INDEX})
     return index, pages
 

@@ -206,6 +206,24 @@ class CacheReader:
             parts.append(torch.from_numpy(np.array(a)))
         return torch.cat(parts) if parts else torch.empty((0, 3), dtype=torch.long)
 
+    def token_rows(self, rows: np.ndarray) -> np.ndarray:
+        """int64 `[len(rows), 3]` (token id, sequence, position) of arbitrary rows, read from the memory-mapped token
+        sidecars of only the shards they fall in (`tokens` loads every row)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_rows):
+            raise ConfigError(f"row index out of range [0, {self.n_rows})")
+        out = np.empty((rows.size, 3), dtype=np.int64)
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for i in np.unique(shard_of):
+            s = self.shards[int(i)]
+            a = self._open(s, shard_file("tokens", s.index))
+            if a.shape != (s.rows[1] - s.rows[0], 3) or a.dtype != np.dtype("<i8"):
+                raise CacheCorruptError(f"tokens of shard {s.index} in {self.path} hold {a.dtype} {list(a.shape)}",
+                                        hint=_MISMATCH)
+            sel = shard_of == i
+            out[sel] = a[rows[sel] - self.offsets[i]]
+        return out
+
     def iter_batches(self, hook: str, batch_size: int = 4096, start: int = 0, stop: int | None = None,
                      shuffle: bool = False, seed: int = 0, drop_last: bool = False, dtype: torch.dtype | None = None,
                      rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:

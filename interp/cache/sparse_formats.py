@@ -229,6 +229,30 @@ def read_sparse(reader: Any, hook: str, start: int = 0, stop: int | None = None)
     return parts[0] if len(parts) == 1 else concat(parts)
 
 
+def gather_sparse(reader: Any, hook: str, rows: np.ndarray) -> SparseActs:
+    """Arbitrary rows (any order, repeats) of a sparse hook as SparseActs, without densifying: only those rows'
+    entries leave the memory maps (what a dashboard needs for the tokens around its examples)."""
+    spec = reader.spec(hook)
+    kind = spec.get("format")
+    if kind not in SPARSE_FORMATS:
+        raise CacheError(f"hook '{hook}' is stored as {kind!r}, not sparsely", hint="use reader.gather for dense hooks")
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= reader.n_rows):
+        raise ConfigError(f"row index out of range [0, {reader.n_rows})")
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    shard_of = np.searchsorted(reader.offsets, srt, side="right") - 1
+    parts = [_GATHER[kind](reader.shard_arrays(hook, int(i)), spec, srt[shard_of == i] - reader.offsets[i])
+             for i in np.unique(shard_of)]
+    if not parts:
+        return read_sparse(reader, hook, 0, 0)
+    from interp.kernels.gather import gather_tokens
+
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return gather_tokens(concat(parts) if len(parts) > 1 else parts[0], torch.from_numpy(inverse))
+
+
 def concat(parts: list[SparseActs]) -> SparseActs:
     """Stack row blocks of one format."""
     if parts[0].is_csr:
