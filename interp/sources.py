@@ -91,7 +91,7 @@ def _file_texts(path: Path, column: str) -> Iterator[str]:
 
 
 def embedded_corpus_path() -> Path:
-    from interp.models.embedded import data_dir
+    from interp.data_paths import data_dir
 
     return data_dir() / "corpus" / "heldout.jsonl"
 

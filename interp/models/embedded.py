@@ -10,19 +10,13 @@ Layout (see data/README.md):
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
+from interp.data_paths import data_dir
 from interp.errors import ModelNotFoundError
 
 DEFAULT_MODEL = "toy-pythia-4l"
-
-
-def data_dir() -> Path:
-    """The embedded data folder: $INTERP_DATA if set, else `data/` beside the installed package."""
-    env = os.environ.get("INTERP_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "data"
 
 
 def suites_dir() -> Path:
