@@ -6,6 +6,7 @@ gradient pursuit (§6), cross-component regressions (§7), the introduced-error 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,63 @@ def _check_entry(entry: dict, sae) -> None:
                           hint="rebuild the index (python -m apps.build.saes) or fix index.json")
 
 
+@dataclass
+class SweepDecomposition:
+    """§3 for every SAE of the sweep: its row of numbers, its decomposition and reconstruction, L0, norm-prediction
+    R² per target, and the per-token norms of its error and nonlinear error [n_tokens]."""
+
+    rows: list[dict]
+    decs: dict
+    suites: list[list[float]]
+    norms: list[torch.Tensor]
+    nonlin_norms: list[torch.Tensor]
+    l0s: dict
+    saes: dict
+
+
+def decompose_sweep(cfg: Config, sweep: list[dict], x: torch.Tensor, split, kw: dict, hook: str) -> SweepDecomposition:
+    """Eq. 2-4 per SAE: x = Sae(x) + LinearError + NonlinearError, with the linear part fitted on the train split;
+    the error-norm prediction suite (§4) per SAE."""
+    out = SweepDecomposition([], {}, [], [], [], {}, {})
+    progress.stage("dark-matter", f"decomposing the errors of {len(sweep)} SAEs on {hook}")
+    for e in progress.bar(sweep, "SAEs", unit="sae"):
+        sae = load_sae(e["abs_path"])
+        _check_entry(e, sae)
+        out.saes[e["name"]] = sae
+        rec, l0 = reconstruct(sae, x)
+        dec = decompose_sae_error(x, rec, split=split, **kw)
+        out.decs[e["name"]] = (dec, rec)
+        out.l0s[e["name"]] = l0
+        suite = norm_prediction_suite(x, rec, dec, fit_intercept=cfg.fit_intercept)
+        out.suites.append([suite[k] for k in NORM_TARGETS])
+        out.norms.append(dec.sae_error.norm(dim=1))
+        out.nonlin_norms.append(dec.nonlinear_error.norm(dim=1))
+        out.rows.append({"name": e["name"], "architecture": e["architecture"], "d_sae": e["d_sae"],
+                         "expansion": e["d_sae"] / e["d_in"], "l0": float(l0[split.test].mean()), **dec.scalars(),
+                         **{f"norm_r2_{k}": v for k, v in suite.items()}})
+    return out
+
+
+def scaling_study(cfg: Config, d: SweepDecomposition) -> tuple[dict, dict]:
+    """Per architecture: saturating power laws of FVU against width (≥ 3 widths, Fig. 3) and the per-token
+    predictability of error norms across widths (Fig. 5)."""
+    fits, per_token = {}, {}
+    rows = d.rows
+    for arch in sorted({r["architecture"] for r in rows}, key=lambda a: _ORDER.get(a, 9)):
+        idx = [i for i, r in enumerate(rows) if r["architecture"] == arch]
+        w = np.array([rows[i]["d_sae"] for i in idx], dtype=np.float64)
+        fits[arch] = {}
+        for q in ("fvu_sae", "fvu_sae_plus_linear", "r2_vec", "r2_norm"):
+            y = np.array([rows[i][q] for i in idx])
+            fits[arch][q] = fit_saturating_power_law(w, y) if len(idx) >= 3 and q.startswith("fvu") else None
+        fits[arch]["nonlinear_band"] = float(np.mean([rows[i]["fvu_sae_plus_linear"] for i in idx]))
+        r2m, gain = per_token_width_predictability(torch.stack([d.norms[i] for i in idx], 1),
+                                                    torch.stack([d.nonlin_norms[i] for i in idx], 1), seed=1,
+                                                    train_frac=cfg.train_frac)
+        per_token[arch] = {"names": [rows[i]["name"] for i in idx], "r2": r2m.numpy(), "gain_pct": gain.numpy()}
+    return fits, per_token
+
+
 def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -> DarkMatterResult:
     """Decompose the SAE error of every SAE in the sweep and run the paper's follow-up studies."""
     from interp.models import load, resolved_step
@@ -123,41 +181,10 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     split = make_split(x.shape[0], train_frac=cfg.train_frac, seed=cfg.seed)
     kw = {"fit_intercept": cfg.fit_intercept, "ridge": cfg.ridge, "convention": cfg.r2_convention}
 
-    rows, decs, suites, norms, lin_norms, nonlin_norms, l0s, saes = [], {}, [], [], [], [], {}, {}
-    progress.stage("dark-matter", f"decomposing the errors of {len(sweep)} SAEs on {hooks['resid']}")
-    for e in progress.bar(sweep, "SAEs", unit="sae"):
-        sae = load_sae(e["abs_path"])
-        _check_entry(e, sae)
-        saes[e["name"]] = sae
-        rec, l0 = reconstruct(sae, x)
-        dec = decompose_sae_error(x, rec, split=split, **kw)
-        decs[e["name"]] = (dec, rec)
-        l0s[e["name"]] = l0
-        suite = norm_prediction_suite(x, rec, dec, fit_intercept=cfg.fit_intercept)
-        suites.append([suite[k] for k in NORM_TARGETS])
-        norms.append(dec.sae_error.norm(dim=1))
-        lin_norms.append(dec.linear_error.norm(dim=1))
-        nonlin_norms.append(dec.nonlinear_error.norm(dim=1))
-        rows.append({"name": e["name"], "architecture": e["architecture"], "d_sae": e["d_sae"],
-                     "expansion": e["d_sae"] / e["d_in"], "l0": float(l0[split.test].mean()), **dec.scalars(),
-                     **{f"norm_r2_{k}": v for k, v in suite.items()}})
-
-    # power laws per architecture (≥ 3 widths), per-token predictability across widths
-    fits, per_token = {}, {}
-    for arch in sorted({r["architecture"] for r in rows}, key=lambda a: _ORDER.get(a, 9)):
-        idx = [i for i, r in enumerate(rows) if r["architecture"] == arch]
-        w = np.array([rows[i]["d_sae"] for i in idx], dtype=np.float64)
-        fits[arch] = {}
-        for q in ("fvu_sae", "fvu_sae_plus_linear", "r2_vec", "r2_norm"):
-            y = np.array([rows[i][q] for i in idx])
-            fits[arch][q] = fit_saturating_power_law(w, y) if len(idx) >= 3 and q.startswith("fvu") else None
-        fits[arch]["nonlinear_band"] = float(np.mean([rows[i]["fvu_sae_plus_linear"] for i in idx]))
-        r2m, gain = per_token_width_predictability(torch.stack([norms[i] for i in idx], 1),
-                                                    torch.stack([nonlin_norms[i] for i in idx], 1), seed=1,
-                                                    train_frac=cfg.train_frac)
-        per_token[arch] = {"names": [rows[i]["name"] for i in idx], "r2": r2m.numpy(), "gain_pct": gain.numpy()}
-
+    dec_sweep = decompose_sweep(cfg, sweep, x, split, kw, hooks["resid"])
+    rows, decs, suites, l0s, saes = dec_sweep.rows, dec_sweep.decs, dec_sweep.suites, dec_sweep.l0s, dec_sweep.saes
     progress.stage("dark-matter", "power laws and per-token predictability across widths")
+    fits, per_token = scaling_study(cfg, dec_sweep)
     ref = _pick_reference(sweep, cfg.reference_sae)
     ref_dec, ref_rec = decs[ref["name"]]
     ref_sae = saes[ref["name"]]
