@@ -93,3 +93,16 @@ def pretokenize(model_dir, data, out, tokens: int = 4096, ctx: int = 32, env: di
     """`interp tokenize` the data into a .npy token file (what torchrun jobs read); returns its path."""
     run_cli("tokenize", "--model", model_dir, "--data", data, "--ctx", ctx, "--tokens", tokens, "--out", out, env=env)
     return Path(out)
+
+
+def assert_findings_cite_their_numbers(result) -> None:
+    """Every finding's verdict follows from its number and rule, and the number is the result's own (the summary
+    value its key names, booleans counted as 0/1)."""
+    import math
+
+    assert result.findings, "the result states findings"
+    for f in result.findings:
+        assert f.consistent(), f
+        if f.measured is not None and f.key in result.summary:
+            value = result.summary[f.key]
+            assert math.isclose(float(value), float(f.measured), rel_tol=1e-9, abs_tol=1e-12), (f.key, value, f)

@@ -5,6 +5,7 @@ import torch
 
 from analyses.lib import Config, LIBResult, run
 from analyses.lib.modadd import SHIPPED_SEEDS, load_modadd, modadd_data, modadd_meta
+from helpers import assert_findings_cite_their_numbers
 
 torch.set_num_threads(2)
 RANGES = {"ln1.0": (8, 13), "ln2.0": (13, 17), "unembed": (7, 10)}
@@ -58,6 +59,7 @@ def test_result_roundtrip_and_figures(small_run, tmp_path):
     small_run.save(tmp_path)
     back = LIBResult.load(tmp_path)
     assert back.summary == small_run.summary
+    assert_findings_cite_their_numbers(small_run)
     figs = back.figures()
     assert {"node_ablation", "interaction_graph", "fourier_spectra"} <= set(figs)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from analyses.massive import Config, MassiveResult, run
+from helpers import assert_findings_cite_their_numbers
 from interp import models
 
 SUITE = "toy-pythia-massive"
@@ -22,6 +23,7 @@ def test_massive_run_subset_save_load_figures_and_resume(tmp_path):
     np.testing.assert_allclose(r.arrays["ratio_of_means"], top1.mean(-1) / med.mean(-1))
     np.testing.assert_allclose(r.arrays["mean_of_ratios"], (top1 / med).mean(-1))
     assert len(r.details["fits"]) == 4 and len(list((tmp_path / "cache").glob("step*.json"))) == 6
+    assert_findings_cite_their_numbers(r)
     # resume: a rerun reads every checkpoint from the cache and gives the same numbers
     again = run(cfg)
     np.testing.assert_array_equal(again.arrays["top"], r.arrays["top"])

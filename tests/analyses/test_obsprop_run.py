@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from helpers import assert_findings_cite_their_numbers
+
 pytest.importorskip("transformer_lens")
 from analyses.obsprop import Config, ObsPropResult, run  # noqa: E402
 from interp.errors import ConfigError, InterpError  # noqa: E402
@@ -88,6 +90,7 @@ def test_run_pipeline_on_random_model(tmp_path, rand_model):
                 "coupling_top", "slope_top", "debias_bias_gap_after", "ln_cos_approx_exact_min"):
         assert isinstance(res.summary[key], float) and math.isfinite(res.summary[key]), key
     assert res.details["ln"]["random_y"]["perp_rel_err_max"] < 1e-4
+    assert_findings_cite_their_numbers(res)
     for row in res.details["mlp"]:
         if row["boundary"]["crossed"]:
             assert row["boundary"]["residual"] < 1e-6
