@@ -24,7 +24,7 @@ def _extract(out: Path, record: Analysis, quick: bool) -> Path:
     from interp.models import load
 
     cfg = record.make_config(quick)
-    model = load(cfg.model, step=cfg.step)
+    model = load(cfg.model, step=cfg.load_step)
     extract_cfg = ExtractConfig(out=str(out), model=cfg.model, tokens=cfg.n_tokens, ctx=cfg.ctx,
                                 batch_size=16, hooks=record.cache_hooks(cfg, model.cfg.n_layers), data=cfg.data,
                                 overwrite=True)

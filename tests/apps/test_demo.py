@@ -15,8 +15,9 @@ needs_model = pytest.mark.skipif(DEFAULT_MODEL not in embedded_names(), reason="
 
 @needs_model
 def test_reduced_demo_one_analysis(tmp_path):
-    """The default suite's reduced demo: one analysis, the report, checked in a browser."""
-    assert _check_demo(tmp_path, ["massive"]) == ["massive"]
+    """The default suite's reduced demo: extraction into a cache that dark matter reads (model -> cache -> result),
+    one analysis that captures its own inputs, the report, checked in a browser."""
+    assert _check_demo(tmp_path, ["dark-matter", "massive"]) == ["dark-matter", "massive"]
 
 
 @needs_model
