@@ -267,9 +267,18 @@ def sparse_gemv_config(batch: int, m: int, n: int) -> dict:
     sparsity against cuBLAS's dense 24.7 µs; benchmarks/results/sparse_gather.md). 2-4 rows: the atomic kernel.
     """
     if batch == 1:
-        return {"KERNEL": "dot", "BLOCK_M": 16, "STREAM_M": 32, "BLOCK_N": 256,
-                "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4, "num_stages": 3, "SUM_BLOCK": 128,
-                "DENSE_ABOVE": 0.75, "PDL": "both"}
+        cfg = {"KERNEL": "dot", "BLOCK_M": 16, "STREAM_M": 32, "BLOCK_N": 256,
+               "SPLIT_K": max(1, min(8, m // 512)), "num_warps": 4, "num_stages": 3, "SUM_BLOCK": 128,
+               "DENSE_ABOVE": 0.75, "PDL": "both"}
+        # by shape, from the H100 sweep of benchmarks/sparse_linear_shapes.py (session 9): a long reduction over
+        # few columns (the down projection, 11008 -> 4096) is 0.68x / 1.05x of cuBLAS at 0 / 50 % with the dot
+        # kernel and 1.00x / 1.55x with the atomic one; a square 4096 x 4096 gains from 32-row blocks (1.51x ->
+        # 1.66x at 50 %); 4096 -> 11008 keeps the default (1.10x / 1.86x)
+        if m > n:
+            cfg = {**cfg, "KERNEL": "atomic", "BLOCK_M": 128, "BLOCK_N": 64, "SPLIT_K": 8}
+        elif m == n:
+            cfg = {**cfg, "BLOCK_M": 32}
+        return cfg
     return {"KERNEL": "atomic", "BLOCK_M": 16, "BLOCK_N": 128, "SPLIT_K": max(1, min(8, m // 256)), "num_warps": 4,
             "FP16_ATOMIC": False}
 
