@@ -45,6 +45,11 @@ class Config(AnalysisConfig):
     """Also sparsify one layer at a time, to say which method wins per layer."""
     batch_size: int = 16
     """Sequences per forward pass."""
+    size_suites: list[str] = field(default_factory=lambda: ["toy-pythia-2l", "toy-pythia-4l"])
+    """Suites of different sizes, smallest first, whose checkpoints get the census only (Lazy Neuron: larger models
+    are sparser)."""
+    speed_results: str = ""
+    """A benchmarks/sparsity_speed.py JSON to show as the measured speed-ups ("" = the repository's own, if any)."""
 
     def check(self) -> None:
         check_ranges(self, at_least={"n_tokens": 1, "calib_tokens": 1, "ctx": 2, "last_k": 1, "batch_size": 1},

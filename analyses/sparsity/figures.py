@@ -64,4 +64,31 @@ def build_figures(res) -> dict[str, Any]:
                                    texttemplate="%{text}", showscale=False))
         fig.update_layout(title="Best method per layer", xaxis_title="sparsity", height=300)
         figs["winners"] = fig
+    sizes = res.details.get("sizes", {})
+    if sizes:
+        fig = go.Figure()
+        for name in sizes:
+            steps, arr = res.arrays.get(f"{name}.steps"), res.arrays.get(f"{name}.fat_0.01")
+            if steps is not None and arr is not None:
+                fig.add_trace(go.Scatter(x=np.maximum(steps, 1), y=arr.mean(1), mode="lines+markers",
+                                         name=f"{name} ({sizes[name]['n_layers']} layers)"))
+        fig.update_layout(title="FAT-0.01 kept fraction over training, by model size", xaxis_type="log",
+                          xaxis_title="training step", yaxis_title="kept fraction (mean over layers)", height=400)
+        figs["sizes"] = fig
+    speed = res.details.get("speed_measured")
+    if speed:
+        fig = go.Figure()
+        by_proj: dict[str, list] = {}
+        for row in speed["layer"]:
+            by_proj.setdefault(row["projection"], []).append(row)
+        for proj, rows in by_proj.items():
+            fig.add_trace(go.Scatter(x=[r["sparsity"] for r in rows], y=[r["speedup"] for r in rows],
+                                     mode="lines+markers", name=f"{proj} (layer)"))
+        if speed["decode"]:
+            fig.add_trace(go.Scatter(x=[r["sparsity"] for r in speed["decode"]],
+                                     y=[r["speedup"] for r in speed["decode"]], mode="lines+markers",
+                                     name="decode, end to end", line={"width": 4}))
+        fig.update_layout(title=f"Measured speed-up over dense on {speed['machine']} (batch 1, fp16)",
+                          xaxis_title="input sparsity", yaxis_title="speed-up (x)", height=420)
+        figs["speed"] = fig
     return figs

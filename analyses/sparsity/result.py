@@ -20,6 +20,10 @@ class SparsityResult(Result):
         "methods": "Held-out loss increase against input sparsity for each training-free method: lower is better; "
                    "the gap between methods grows with sparsity.",
         "winners": "Per layer, the method with the smallest loss increase when only that layer is sparsified.",
+        "sizes": "FAT-0.01 kept fraction over training for models of different sizes: Lazy Neuron says the larger "
+                 "one ends sparser.",
+        "speed": "sparse_linear against cuBLAS per Llama-7B projection, and a whole batch-1 decode, at each input "
+                 "sparsity, on the GPU named in the title (benchmarks/sparsity_speed.py).",
     }
 
     def figures(self) -> dict[str, Any]:

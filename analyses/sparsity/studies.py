@@ -248,6 +248,40 @@ def speed_bound(model_cfg: dict, sparsities: list[float]) -> dict:
     return {f"{s:g}": {"projection": 1 / (1 - s), "block": 1 / (1 - s)} for s in sparsities}
 
 
+def measured_speed(cfg: Config) -> dict | None:
+    """The kernel and decode timings of benchmarks/sparsity_speed.py (measured on a GPU, machine named), if any."""
+    import json
+    from pathlib import Path
+
+    path = Path(cfg.speed_results) if cfg.speed_results else (
+        Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "sparsity_speed_shapes.json")
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        from interp.errors import ConfigError
+
+        raise ConfigError(f"{path} is not JSON", hint="pass the --out file of benchmarks/sparsity_speed.py") from None
+    return {"file": str(path), "machine": doc.get("machine"), "layer": doc.get("layer", []),
+            "decode": doc.get("decode", [])}
+
+
+def size_census(cfg: Config) -> dict[str, dict]:
+    """Lazy Neuron across model sizes: the census of each size suite (FAT-ε; its activation has no exact zeros)."""
+    from interp.models import embedded_names
+
+    out = {}
+    for name in cfg.size_suites:
+        if name not in embedded_names():
+            continue
+        progress.stage("sparsity", f"{name}: census across checkpoints (model sizes)")
+        suite = _suite(cfg, name)
+        cen = census(cfg, suite)
+        out[name] = {"steps": suite.steps, "census": cen}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ findings
 def findings(summary: dict) -> list[Finding]:
     def get(k):
@@ -278,6 +312,15 @@ def findings(summary: dict) -> list[Finding]:
                         "50 % (loss increase, WINA minus TEAL)", get("wina_minus_teal_0.5"), "<=", 0.0,
                         key="wina_minus_teal_0.5", paper="WINA beats TEAL by 2.9 points at 65 % on Qwen-2.5-7B",
                         why_not_applicable="0.5 is not among the sparsities"),
+        Finding.compare("Larger models are sparser (FAT-0.01 kept fraction of the final checkpoint, larger suite "
+                        "minus smaller)", get("larger_minus_smaller_fat"), "<", 0.0, key="larger_minus_smaller_fat",
+                        paper="sparsity grows with depth and width (Lazy Neuron)",
+                        why_not_applicable="fewer than two size suites in this run"),
+        Finding.compare("50 % input sparsity speeds up memory-bound batch-1 decode (Llama-7B shape, measured)",
+                        get("decode_speedup_0.5"), ">=", 1.3, key="decode_speedup_0.5",
+                        paper="1.8x at 50 % and 1.53x at 40 % (TEAL's kernels)",
+                        why_not_applicable="no benchmarks/sparsity_speed.py results were found",
+                        detail=f"Measured on {get('speed_machine') or 'n/a'}."),
     ]
 
 
@@ -312,6 +355,23 @@ def run(config: Config | None = None) -> SparsityResult:
             summary["relu_eq4_r2" if act == "relu" else "silu_eq5_r2"] = tr[first][act]["r2"]
     if "relu_ratio_final" in summary and "silu_ratio_final" in summary:
         summary["relu_minus_silu_ratio"] = summary["relu_ratio_final"] - summary["silu_ratio_final"]
+    sizes = size_census(cfg)
+    for name, info in sizes.items():
+        for k, v in info["census"].items():
+            arrays[f"{name}.{k}"] = v
+        arrays[f"{name}.steps"] = np.asarray(info["steps"], dtype=np.int64)
+    details["sizes"] = {name: {"n_layers": int(info["census"]["nnz"].shape[1]),
+                               "fat_0.01_final": float(info["census"]["fat_0.01"][-1].mean())
+                               if "fat_0.01" in info["census"] else None} for name, info in sizes.items()}
+    kept = [v["fat_0.01_final"] for v in details["sizes"].values() if v["fat_0.01_final"] is not None]
+    if len(kept) >= 2:
+        summary["larger_minus_smaller_fat"] = kept[-1] - kept[0]
+    speed = measured_speed(cfg)
+    if speed:
+        details["speed_measured"] = speed
+        summary["speed_machine"] = speed["machine"]
+        for row in speed["decode"]:
+            summary[f"decode_speedup_{row['sparsity']:g}"] = row["speedup"]
     suite = _suite(cfg, cfg.model)
     methods = compare_methods(cfg, suite)
     details["methods"] = methods
