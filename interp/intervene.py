@@ -181,7 +181,9 @@ def _attach_edit(model: torch.nn.Module, name: str, fn: Callable[[torch.Tensor],
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
-def _logits(model: torch.nn.Module, tokens: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+def model_logits(model: torch.nn.Module, tokens: torch.Tensor,
+                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token logits [batch, pos, vocab] of any model the capture layer supports (TL, native HF, a module)."""
     from interp.models import is_transformer
 
     if is_transformer(model):
@@ -214,7 +216,7 @@ def per_token_nll(model: torch.nn.Module, tokens: torch.Tensor,
     """Next-token cross-entropy at each position [batch, pos - 1] under `edits` (as transformer-lens'
     `loss_per_token`, float32 log-softmax), for any model the capture layer supports."""
     with edit_hooks(model, edits or {}):
-        logits = _logits(model, tokens, None)
+        logits = model_logits(model, tokens)
     return -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
 
 
@@ -230,10 +232,10 @@ class Intervention:
             attention_mask: torch.Tensor | None = None) -> InterventionResult:
         """tokens [batch, pos]: logits, loss, KL against the clean forward, and captures of `capture` hooks."""
         names = [capture] if isinstance(capture, str) else list(capture)
-        clean = _logits(self.model, tokens, attention_mask)
+        clean = model_logits(self.model, tokens, attention_mask)
         store: dict[str, torch.Tensor] = dict.fromkeys(names)  # type: ignore[arg-type]
         with edit_hooks(self.model, self.edits, store):
-            logits = _logits(self.model, tokens, attention_mask)
+            logits = model_logits(self.model, tokens, attention_mask)
         loss, clean_loss, kl = next_token_stats(logits, clean, tokens, attention_mask)
         return InterventionResult(logits=logits, clean_logits=clean, loss=loss, clean_loss=clean_loss, kl=kl,
                                   captures={k: v for k, v in store.items() if v is not None})

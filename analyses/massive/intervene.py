@@ -19,10 +19,10 @@ from .method import median_abs
 def _loss(model: torch.nn.Module, tokens: torch.Tensor, fwd_hooks: list) -> float:
     """Mean next-token cross-entropy (nats/token) under the given (hook, fn(x) -> x) edits, on any model the
     capture layer supports (transformer-lens, natively run Hugging Face models)."""
-    from interp.intervene import _logits, edit_hooks, next_token_stats
+    from interp.intervene import edit_hooks, model_logits, next_token_stats
 
     with torch.inference_mode(), edit_hooks(model, dict(fwd_hooks)):
-        logits = _logits(model, tokens, None)
+        logits = model_logits(model, tokens)
     return next_token_stats(logits, logits, tokens)[0]
 
 

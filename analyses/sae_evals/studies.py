@@ -94,7 +94,7 @@ def reconstruction(cfg: Config, inp: Inputs) -> tuple[dict[str, ReconSums], dict
 
 def splice_losses(cfg: Config, inp: Inputs, means: dict[str, torch.Tensor]) -> dict[str, dict[str, LossSums]]:
     """Study 2: CE and KL against the clean forward with each SAE spliced in and each hook zero/mean-ablated."""
-    from interp.intervene import edit_hooks, next_token_stats, sae_edit_fn
+    from interp.intervene import edit_hooks, model_logits, next_token_stats, sae_edit_fn
 
     hooks = sorted({e["hook"] for e in inp.entries.values()})
     out = {**{n: {"sae": LossSums()} for n in inp.saes}, **{h: {"zero": LossSums(), "mean": LossSums()}
@@ -105,7 +105,7 @@ def splice_losses(cfg: Config, inp: Inputs, means: dict[str, torch.Tensor]) -> d
         toks = inp.blocks[start:start + cfg.batch_size].to(cfg.device)
         n = toks.shape[0] * (toks.shape[1] - 1)
         with torch.no_grad():
-            clean = _logits(inp.model, toks)
+            clean = model_logits(inp.model, toks)
             ce, _, _ = next_token_stats(clean, clean, toks)
             clean_sum.update(ce, 0.0, n)
             runs = [(out[n_]["sae"], {inp.entries[n_]["hook"]: sae_edit_fn(s)}) for n_, s in inp.saes.items()]
@@ -115,17 +115,11 @@ def splice_losses(cfg: Config, inp: Inputs, means: dict[str, torch.Tensor]) -> d
                 runs.append((out[h]["mean"], {h: lambda x, m=mean: m.to(x.dtype).expand_as(x).clone()}))
             for sums, edits in runs:
                 with edit_hooks(inp.model, edits):
-                    logits = _logits(inp.model, toks)
+                    logits = model_logits(inp.model, toks)
                 ce_i, _, kl_i = next_token_stats(logits, clean, toks)
                 sums.update(ce_i, kl_i, n)
     out["clean"] = {"clean": clean_sum}
     return out
-
-
-def _logits(model, toks):
-    from interp.intervene import _logits as logits
-
-    return logits(model, toks, None)
 
 
 def findings(rows: list[dict]) -> list[Finding]:
