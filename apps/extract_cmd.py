@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prepend-bos", action="store_true", help="start every sequence with the end-of-text token")
     p.add_argument("--shard-mb", type=float, default=64.0, help="target size of one shard across hooks (MiB)")
     p.add_argument("--writer-threads", type=int, default=0,
-                   help="threads hashing and writing shards (0: one per four cores, at most four)")
+                   help="threads hashing and writing shard files (0: automatic; on the CPU one per four cores, at most "
+                        "four; with a CUDA device all cores but four, at most twelve)")
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted extraction")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")

@@ -53,7 +53,7 @@ class ExtractConfig:
     resume: bool = False
     overwrite: bool = False
     max_pending: int = 2  # shards queued for the writer before capture waits
-    writer_threads: int = 0  # threads hashing and writing shards; 0: one per four cores, at most four
+    writer_threads: int = 0  # shard-file writer threads; 0: auto (CPU: cores/4 up to 4; CUDA: cores-4 up to 12)
     formats: dict[str, dict] = field(default_factory=dict)  # hook -> {"format": "topk", ...}; default dense
     model_dtype: str = "float32"  # the weights' dtype at load time (dtype above is the cache's)
     device_map: str | None = None  # "auto": place a natively run folder with accelerate (offloading what won't fit)
@@ -265,7 +265,7 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
     manifest = old or Manifest(identity=identity, hooks={}, layout={}, environment=environment())
     specs: dict[str, dict] = dict(manifest.hooks)
     writer = ShardWriter(out, manifest, manifest_name, max_pending=cfg.max_pending,
-                         threads=cfg.writer_threads or default_writer_threads())
+                         threads=cfg.writer_threads or default_writer_threads(str(input_device(model))))
     seq_all, pos_all = capturer.positions.index(cfg.batch_size, cfg.ctx)
     bar = None
     if progress and rank == 0:

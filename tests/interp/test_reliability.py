@@ -419,3 +419,69 @@ def test_empty_lock_file_is_a_write_in_progress_only_while_its_flock_is_held(tmp
     os.utime(path, (old, old))
     with CacheLock(tmp_path) as lock:
         assert lock.held
+
+
+def test_the_files_of_one_shard_are_written_by_several_threads(tmp_path, monkeypatch):
+    """An all-hooks shard is many files: each is its own writer task, so three threads write one shard at once (a
+    barrier of three breaks unless three writes of the same shard overlap), and the listing keeps the given order."""
+    import threading
+
+    import numpy as np
+
+    from interp.cache import writer as writer_mod
+    from interp.cache.manifest import Manifest
+    from interp.cache.shards import write_npy_atomic
+
+    barrier, names = threading.Barrier(3, timeout=60), set()
+
+    def meeting(path, array):
+        if path.name.startswith("h") and int(path.name[1]) < 3:
+            barrier.wait()  # the first three files of the shard must be in flight together
+        names.add(threading.current_thread().name)
+        return write_npy_atomic(path, array)
+
+    monkeypatch.setattr(writer_mod, "write_npy_atomic", meeting)
+    w = writer_mod.ShardWriter(tmp_path, Manifest(identity={}, hooks={}, layout={}), max_pending=1, threads=3)
+    files = {f"h{i}.00000.npy": np.full((4, 2), i, dtype=np.float32) for i in (5, 0, 3, 1, 4, 2)}
+    w.submit(0, (0, 4), (0, 1), files)
+    w.close()
+    assert len(names) == 3
+    (shard,) = w.manifest.shards
+    assert list(shard.files) == list(files)
+    for name, arr in files.items():
+        assert np.array_equal(np.load(tmp_path / name), arr)
+    _listed_shards_complete(tmp_path)
+
+
+def test_submit_waits_while_max_pending_plus_one_shards_are_unwritten(tmp_path, monkeypatch):
+    """Host memory is bounded in shards: with max_pending=1 and the disk stalled, a third shard is not taken."""
+    import threading
+
+    import numpy as np
+
+    from interp.cache import writer as writer_mod
+    from interp.cache.manifest import Manifest
+    from interp.cache.shards import write_npy_atomic
+
+    go, submitted = threading.Event(), []
+
+    def stalled(path, array):
+        go.wait(60)
+        return write_npy_atomic(path, array)
+
+    monkeypatch.setattr(writer_mod, "write_npy_atomic", stalled)
+    w = writer_mod.ShardWriter(tmp_path, Manifest(identity={}, hooks={}, layout={}), max_pending=1, threads=4)
+
+    def feed():
+        for i in range(4):
+            w.submit(i, (i, i + 1), (i, i + 1), {f"h.{i:05d}.npy": np.zeros(2), f"t.{i:05d}.npy": np.zeros(2)})
+            submitted.append(i)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    feeder.join(timeout=1.0)  # it blocks on the third shard however long it is given
+    assert feeder.is_alive() and submitted == [0, 1]
+    go.set()
+    feeder.join(timeout=60)
+    w.close()
+    assert submitted == [0, 1, 2, 3] and sorted(s.index for s in w.manifest.shards) == [0, 1, 2, 3]
