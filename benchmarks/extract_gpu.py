@@ -382,8 +382,11 @@ class Bench:
         batches encodes to (the format's own encoder, on the host), bit for bit."""
         import numpy as np
 
+        from interp.cache.formats import get as get_format
         from interp.cache.manifest import Manifest
+        from interp.cache.shards import STORAGE
         from interp.capture import Capturer
+        from interp.encode import encode_rows
         from interp.shard_capture import shard_arrays
 
         man = Manifest.load(out)
@@ -396,7 +399,13 @@ class Bench:
             for i in range(b0, b1, batch):
                 t = self.torch.from_numpy(self.blocks[i:min(i + batch, b1)]).to(self.device)
                 for h, x in cap(t).items():
-                    rows[h].append(x.cpu())
+                    spec = specs[h]
+                    if spec.get("encode_device"):  # encoded and selected on the device, as extraction does there
+                        parts = get_format(spec["format"]).select(encode_rows(x, spec), spec)
+                        parts["val"] = parts["val"].to(STORAGE[spec["dtype"]][0])
+                        rows[h].append({role: v.cpu() for role, v in parts.items()})
+                    else:
+                        rows[h].append(x.cpu())
             want = shard_arrays(rows, specs, rec.index)
             for fname, arr in want.items():
                 got = np.load(out / fname)
@@ -619,7 +628,7 @@ def main() -> None:
     ap.add_argument("--disk-variants", nargs="+", default=["b_one", "b_all_tuned", "c_hand", "d_saelens"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--disk-repeats", type=int, default=1)
-    ap.add_argument("--sparse-repeats", type=int, default=1, help="the SAE is encoded on the host: slow, run once")
+    ap.add_argument("--sparse-repeats", type=int, default=1, help="b_sparse and c_sparse_gpu repeats")
     ap.add_argument("--ctx", type=int, default=0, help="override the model's default")
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--tokens", type=int, default=0)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.cache.formats import get as get_format
 from interp.cache.sparse_formats import sparse_spec as storage_spec
 from interp.capture import Capturer, resolve_hooks
 from interp.errors import ConfigError
@@ -62,13 +63,25 @@ def encode_rows(x: torch.Tensor, spec: dict) -> torch.Tensor:
     if not spec.get("sae"):
         return x
     x = x.reshape(x.shape[0], -1)
-    sae = sae_model(spec["sae"])
+    sae = sae_model(spec["sae"], str(x.device))  # where the rows are: on the model's GPU during extraction
     if x.shape[1] != int(sae.cfg.d_in):  # extract checks this up front; this guards other callers
         raise ConfigError(f"SAE {spec['sae']} has d_in={int(sae.cfg.d_in)}, but the activations it should "
                           f"encode have width {x.shape[1]}", hint="pass activations of the hook the SAE was "
                           "trained on")
     with torch.no_grad(), flat_rows(sae):
         return sae.encode(x.to(sae.W_enc.dtype))
+
+
+def with_encode_device(formats: dict[str, dict], device: torch.device | str) -> dict[str, dict]:
+    """The hook formats with "encode_device" added where extraction encodes and selects on a non-CPU device (every
+    sparse format): GPU matmuls and top-k differ from the host's in the last bits or the order of ties, so the
+    manifest's identity must say where a cache was encoded, and a resume on the other kind of device is refused.
+    On the CPU the specs stay as they were, so caches written before this was recorded resume as before."""
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return formats
+    return {hook: {**spec, "encode_device": kind} if get_format(spec.get("format", "dense")).select else spec
+            for hook, spec in formats.items()}
 
 
 def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | None, *, k: int | None = None,

@@ -8,7 +8,7 @@ a pre-tokenized `.npy` source a rank reads only its own shards' blocks (text is 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.config_checks import check_context, check_device
-from interp.encode import check_sae_width
+from interp.encode import check_sae_width, with_encode_device
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.fileio import remove_empty_folders
 from interp.models import DEFAULT_MODEL, WEIGHT_DTYPES, input_device, load, model_id
@@ -207,6 +207,7 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
         model = load(cfg.model, cfg.checkpoint, device=device, dtype=cfg.model_dtype, device_map=cfg.device_map,
                      max_memory=cfg.max_memory)
     capturer = Capturer(model, cfg.hooks, positions=positions, dtype=STORAGE[dtype][0], flatten=True)
+    cfg = replace(cfg, formats=with_encode_device(cfg.formats, input_device(model)))  # sparse hooks: where encoded
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ConfigError(f"model {model_id(model)} has no tokenizer",
@@ -308,7 +309,8 @@ def _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, ran
             if k in done:
                 resumed += 1
             elif mine:  # launch this shard, then land the previous one while the device computes this one
-                launched = launch_shard(capturer, shard, cfg.batch_size, k, block_start, seq_all, pos_all)
+                launched = launch_shard(capturer, shard, cfg.batch_size, k, block_start, seq_all, pos_all,
+                                        specs=specs)
                 written += _submit(in_flight, writer, specs, capturer.positions, rows_per_block, timings)
                 in_flight = launched
             if bar is not None:

@@ -38,6 +38,10 @@ class Format:
     # Optional check of one shard's arrays against the manifest (rows, shapes, dtypes, index ranges) the first time
     # the reader opens them: check_arrays(arrays, spec, n_rows) raises ValueError naming what disagrees.
     check_arrays: Callable[[dict[str, np.ndarray], dict, int], None] | None = None
+    # Optional split of `encode` for extraction on a GPU: select(x, spec) keeps a batch's entries as tensors on x's
+    # device (only they are copied to the host), pack([parts of each batch], spec) makes the shard's arrays.
+    select: Callable[[torch.Tensor, dict], dict[str, torch.Tensor]] | None = None
+    pack: Callable[[list[dict[str, torch.Tensor]], dict], dict[str, np.ndarray]] | None = None
 
 
 def _dense_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:

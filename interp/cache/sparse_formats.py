@@ -113,35 +113,62 @@ def _stored_values(val: torch.Tensor, spec: dict) -> np.ndarray:
     v = val.to(STORAGE[spec["dtype"]][0])
     if not bool(torch.isfinite(v).all()):
         kind = "NaN" if bool(torch.isnan(v).any()) else "inf"
-        raise CacheError(f"{kind} in the {spec['format']} values stored as {spec['dtype']} (largest |value| "
-                         f"{float(val.abs().nan_to_num(0).max()):.4g}); nothing of this shard was written",
-                         hint="store values as bfloat16 or float32, or check the model / SAE; earlier shards stay "
-                         "valid")
+        raise CacheError(f"{kind} in the {spec['format']} values stored as {spec['dtype']} (largest finite |value| "
+                         f"{float(val.float().abs().nan_to_num(0, posinf=0).max()):.4g}); nothing of this shard was "
+                         "written", hint="store values as bfloat16 or float32, or check the model / SAE; earlier "
+                         "shards stay valid")
     return to_storage(v, spec["dtype"])
 
 
-def topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
-    """Keep the k largest entries of each row (by |a| or by value, spec["by"]): ids `[rows, k]`, values."""
+# Each codec is split in two so that extraction can run the selection where the rows are (the GPU) and copy only
+# the kept entries to the host: `select` (any device) keeps a batch's entries as tensors, `pack` (host) joins the
+# batches of a shard into the stored arrays. On the CPU `encode = pack([select(x)])` is the same bytes either way.
+
+def topk_select(x: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+    """Keep the k largest entries of each row (by |a| or by value, spec["by"]): ids `[rows, k]` int32, values."""
     a = _rows_2d(x)
     score = a.abs() if spec.get("by") == "abs" else a
     idx = torch.topk(score, spec["k"], dim=-1, sorted=False).indices
-    val = a.gather(1, idx)
-    return {"idx": _ids(idx, spec), "val": _stored_values(val, spec)}
+    return {"idx": idx.to(torch.int32), "val": a.gather(1, idx)}
+
+
+def csr_select(x: torch.Tensor, spec: dict) -> dict[str, torch.Tensor]:
+    """Keep the entries with |a| > spec["threshold"] as CSR: row offsets `[rows + 1]`, ids int32, values."""
+    a = _rows_2d(x)
+    mask = a.abs() > spec["threshold"]
+    crow = torch.zeros(a.shape[0] + 1, dtype=torch.int64, device=a.device)
+    torch.cumsum(mask.sum(1), 0, out=crow[1:])
+    _, cols = mask.nonzero(as_tuple=True)
+    return {"crow": crow, "idx": cols.to(torch.int32), "val": a[mask]}
+
+
+def pack(parts: list[dict[str, torch.Tensor]], spec: dict) -> dict[str, np.ndarray]:
+    """Join the selected entries of a shard's batches (host tensors, in row order) into its stored arrays; CSR
+    offsets of later batches are shifted by the entries before them."""
+    out = {"idx": _ids(torch.cat([p["idx"] for p in parts]), spec),
+           "val": _stored_values(torch.cat([p["val"] for p in parts]), spec)}
+    if "crow" in parts[0]:
+        crows, base = [parts[0]["crow"][:1]], 0
+        for p in parts:
+            crows.append(p["crow"][1:] + base)
+            base += int(p["crow"][-1])
+        out = {"crow": torch.cat(crows).numpy(), **out}
+    return out
+
+
+def topk_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    """Top-k ids `[rows, k]` and values of a shard's rows, as stored."""
+    return pack([topk_select(x, spec)], spec)
+
+
+def csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
+    """CSR offsets, ids and values of a shard's rows above the threshold, as stored."""
+    return pack([csr_select(x, spec)], spec)
 
 
 def _topk_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
     idx = torch.from_numpy(np.array(arrays["idx"][a:b])).to(torch.int32)
     return SparseActs(idx, from_storage(np.array(arrays["val"][a:b]), spec["dtype"]), int(spec["d_sae"]))
-
-
-def csr_encode(x: torch.Tensor, spec: dict) -> dict[str, np.ndarray]:
-    """Keep the entries with |a| > spec["threshold"] as CSR: row offsets, ids, values."""
-    a = _rows_2d(x)
-    mask = a.abs() > spec["threshold"]
-    crow = torch.zeros(a.shape[0] + 1, dtype=torch.int64)
-    torch.cumsum(mask.sum(1), 0, out=crow[1:])
-    _, cols = mask.nonzero(as_tuple=True)
-    return {"crow": crow.numpy(), "idx": _ids(cols, spec), "val": _stored_values(a[mask], spec)}
 
 
 def _csr_rows(arrays: dict[str, np.ndarray], spec: dict, a: int, b: int) -> SparseActs:
@@ -193,6 +220,7 @@ def codecs(kind: str) -> dict[str, Callable]:
     """The keyword arguments of `interp.cache.formats.Format` for sparse format `kind` (its table lists them)."""
     whole, rows, gather = _dense_rows(kind)
     return {"encode": topk_encode if kind == "topk" else csr_encode, "decode": whole,
+            "select": topk_select if kind == "topk" else csr_select, "pack": pack,
             "roles": ("idx", "val") if kind == "topk" else ("crow", "idx", "val"), "decode_rows": rows,
             "gather_rows": gather, "validate": validate_spec, "check_arrays": check_arrays}
 

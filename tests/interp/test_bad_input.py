@@ -65,17 +65,24 @@ def test_garbage_manifest_refused(tmp_path):
         Manifest.load(tmp_path)
 
 
-def test_nan_activation_reported_with_location(tmp_path, tiny_neox_dir, text_file):
+@pytest.mark.parametrize("kind", ["dense", "topk", "threshold"])
+def test_nan_activation_reported_with_location(tmp_path, tiny_neox_dir, text_file, kind):
+    """Dense rows are checked on the host; a sparse hook's rows are selected on the device and never copied, so
+    its per-row NaN/inf codes name the place instead."""
+    from interp.cache.sparse_formats import sparse_spec
+
     model = load(tiny_neox_dir)
+    hook = "blocks.1.hook_resid_post"
+    formats = {} if kind == "dense" else {hook: sparse_spec(kind, k=4, threshold=0.5, d=model.cfg.d_model)}
 
     def poison(x, hook):
         if len(x) > 1:
             x[1, 7, 0] = float("nan")  # second sequence of each batch, position 7
         return x
 
-    model.add_hook("blocks.1.hook_resid_post", poison)
+    model.add_hook(hook, poison)
     with pytest.raises(CacheError, match=r"NaN in blocks.1.hook_resid_post at sequence 1, position 7"):
-        extract(_cfg(tmp_path / "nan", tiny_neox_dir, text_file), model=model, progress=False)
+        extract(_cfg(tmp_path / "nan", tiny_neox_dir, text_file, formats=formats), model=model, progress=False)
     assert not (tmp_path / "nan" / "manifest.json").exists() or \
         json.loads((tmp_path / "nan" / "manifest.json").read_text())["status"] != "complete"
 

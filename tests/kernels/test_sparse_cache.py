@@ -5,6 +5,8 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import dataclasses  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -107,12 +109,17 @@ def test_hook_z_sae_latents_cached(tmp_path, tiny_model, text_file):
     assert want.shape == (512, 64) and torch.equal(got, want.bfloat16().float())
 
 
-def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file):
+@pytest.mark.parametrize("batch_size,shard_mb", [(8, 0.01), (2, 0.05)])
+def test_threshold_activations_csr_cache(tmp_path, tiny_model, text_file, batch_size, shard_mb):
+    """CSR rows selected batch by batch (several batches a shard in the second case: their offsets are joined)
+    equal the thresholded dense capture."""
     hooks, formats = sparse_hook_formats(tiny_model, ["blocks.0.hook_resid_post"], "threshold", threshold=0.8)
     cfg = ExtractConfig(out=str(tmp_path / "c"), model="tiny", data=str(text_file), tokens=512, ctx=32,
-                        batch_size=8, shard_mb=0.01, hooks=hooks, formats=formats)
+                        batch_size=batch_size, shard_mb=shard_mb, hooks=hooks, formats=formats)
     extract(cfg, model=tiny_model, progress=False)
     reader = open_cache(tmp_path / "c")
+    per_shard = reader.manifest.layout["blocks_per_shard"]
+    assert len(reader.shards) > 1 and (per_shard > batch_size) == (batch_size == 2)
     blocks = token_blocks(str(text_file), tiny_model.tokenizer, ctx=32, n_tokens=512)
     x = capture(tiny_model, blocks, hooks=hooks, positions="all")[hooks[0]].reshape(-1, 32)
     ref = (x * (x.abs() > 0.8)).bfloat16()
@@ -184,3 +191,27 @@ def test_gather_decodes_only_the_asked_rows(sparse_cache, tmp_path, tiny_model, 
     assert torch.equal(reader.gather(HOOK, rows), ref)
     assert torch.equal(csr.gather(hooks[0], csr_rows), csr_ref)
     assert set(reader.shard_arrays(HOOK, 0)) == {"idx", "val"}
+
+
+def test_where_sparse_hooks_were_encoded_is_part_of_the_identity(tmp_path, tiny_model, text_file, sae_dir):
+    """A GPU encodes and selects SAE latents on the device (other last bits, other tie order than the host), so
+    the spec records the device kind there; on the CPU the spec is unchanged (older caches resume), and a cache
+    encoded on a GPU is not resumed on the CPU."""
+    import json
+
+    from interp.encode import with_encode_device
+
+    hooks, formats = sparse_hook_formats(tiny_model, [HOOK], None, sae=str(sae_dir))
+    assert with_encode_device(formats, "cpu") == formats
+    on_gpu = with_encode_device({**formats, "x": {"format": "dense"}}, "cuda:0")
+    assert on_gpu[HOOK] == {**formats[HOOK], "encode_device": "cuda"} and on_gpu["x"] == {"format": "dense"}
+    cfg = ExtractConfig(out=str(tmp_path / "c"), model="tiny", data=str(text_file), tokens=256, ctx=32,
+                        batch_size=8, shard_mb=0.02, hooks=hooks, formats=formats)
+    extract(cfg, model=tiny_model, progress=False)
+    doc = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert "encode_device" not in doc["identity"]["formats"][HOOK]
+    doc["identity"]["formats"][HOOK]["encode_device"] = "cuda"  # as if a GPU had started it
+    doc["status"], doc["shards"] = "in_progress", doc["shards"][:1]
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(CacheError, match="cannot resume .*formats.*encode_device"):
+        extract(dataclasses.replace(cfg, resume=True), model=tiny_model, progress=False)

@@ -27,6 +27,35 @@ def test_topk_format_round_trip_uint16():
     assert sum(a.nbytes for a in arrays.values()) == 160 * 4  # 2-byte id + 2-byte bf16 value per entry
 
 
+@pytest.mark.parametrize("kind", ["topk", "threshold"])
+def test_batches_selected_apart_pack_into_the_whole_shard(kind):
+    """Extraction selects each batch on the device and packs a shard's batches on the host: for any split of the
+    rows the stored arrays equal those of the whole shard, and densify to the kept entries of a numpy reference."""
+    from interp.cache.sparse_formats import pack
+
+    g = torch.Generator().manual_seed(3)
+    acts = torch.randn(37, 300, generator=g)
+    acts[5] = 0.0  # a row with nothing above the threshold
+    spec = sparse_spec(kind, d=300, k=6, threshold=1.5, by="abs")
+    fmt = get_format(kind)
+    whole = fmt.encode(acts, spec)
+    for cuts in ([37], [1, 36], [5, 1, 20, 11], [12, 25]):
+        parts, start = [], 0
+        for n in cuts:
+            parts.append(fmt.select(acts[start: start + n], spec))
+            start += n
+        got = pack(parts, spec)
+        assert set(got) == set(whole) and all(np.array_equal(got[r], whole[r]) for r in whole), cuts
+    a = acts.numpy()
+    if kind == "topk":
+        keep = np.zeros_like(a, dtype=bool)
+        np.put_along_axis(keep, np.argsort(-np.abs(a), axis=1)[:, :6], True, axis=1)
+    else:
+        keep = np.abs(a) > 1.5
+    want = torch.from_numpy(np.where(keep, a, 0.0)).bfloat16()
+    assert torch.equal(sparse_rows(whole, spec, 0, 37).to_dense(), want)
+
+
 def test_large_dictionary_uses_int32():
     assert sparse_spec("topk", d=65536, k=1)["index_dtype"] == "uint16"
     assert sparse_spec("topk", d=65537, k=1)["index_dtype"] == "int32"
