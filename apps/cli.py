@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="cache_cmd", required=True)
     ci = csub.add_parser("info", help="summary of a cache's manifest")
     ci.add_argument("dir")
-    cv = csub.add_parser("verify", help="check every shard's size and sha256; exit 1 on any problem")
+    cv = csub.add_parser("verify", help="check every shard file's size and checksum (xxh3_128, or sha256 in "
+                         "older caches); exit 1 on any problem")
     cv.add_argument("dir")
     cv.add_argument("--repair", action="store_true", help="unlist bad shards so that extract --resume redoes them "
                     "(exit 0 once the rest is sound)")

@@ -1,7 +1,7 @@
 """Extraction throughput, side by side in one run on the same model, hooks and tokens.
 
 (a) plain forward loop, no hooks (the ceiling; logits, and return_type=None)
-(b) interp extract writing to disk (background writer, fsync, sha256)
+(b) interp extract writing to disk (background writer, fsync, xxh3_128 checksum)
 (c) transformer-lens run_with_cache(names_filter) + torch.save per batch
 (d) sae-lens CacheActivationsRunner (one hook: it takes one)
 plus memory-mapped read-back bandwidth of the cache written by (b).
@@ -160,7 +160,8 @@ def main() -> None:
         "| ratio | value |", "|---|---|", *[f"| {k} | {v:.2f}x |" for k, v in ratios.items()], "",
         "| memory-mapped read-back | GB/s |", "|---|---|",
         *[f"| verify={v} ({nb / 2**20:.0f} MiB) | {nb / sec / 1e9:.2f} |" for v, (sec, nb) in reads.items()],
-        "", "verify=size checks file sizes only; verify=lazy also hashes each file (sha256) the first time it is read.",
+        "", "verify=size checks file sizes only; verify=lazy also hashes each file (xxh3_128) the first time it is "
+        "read.",
     ]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text("\n".join(lines) + "\n")

@@ -32,7 +32,7 @@ class CacheError(InterpError):
 
 
 class CacheCorruptError(CacheError):
-    """A shard whose bytes do not match the manifest's sha256 or size."""
+    """A shard whose bytes do not match the manifest's checksum (xxh3_128, or sha256 in older caches) or size."""
 
 
 class CacheLockedError(CacheError):

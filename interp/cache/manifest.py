@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from interp.cache import checksum
 from interp.errors import CacheError
 from interp.fileio import atomic_write_bytes
 
@@ -24,7 +25,8 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class ShardRecord:
-    """One complete shard: its index, the rows and token blocks it covers, and sha256/size of every file."""
+    """One complete shard: its index, the rows and token blocks it covers, and the size and checksum of every file
+    (`{"xxh3_128": hex, "bytes": n}`, or sha256 in caches written before xxh3_128: interp.cache.checksum)."""
 
     index: int
     rows: tuple[int, int]
@@ -46,14 +48,14 @@ class ShardRecord:
         for name, rec in files.items():
             if not SAFE_NAME.fullmatch(name) or name.startswith(".."):
                 raise ValueError(f"shard file name {name!r} is not a plain file name inside the cache")
-            if not isinstance(rec, dict) or not isinstance(rec.get("bytes"), int) or rec["bytes"] < 0 \
-                    or not isinstance(rec.get("sha256"), str) or not SHA256.fullmatch(rec["sha256"]):
-                raise ValueError(f"record of {name!r} needs a non-negative integer 'bytes' and a hex 'sha256'")
+            try:
+                checksum.validate(rec)
+            except ValueError as e:
+                raise ValueError(f"record of {name!r}: {e}") from None
         return ShardRecord(index, rows, blocks, dict(files))
 
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # no separators, no absolute paths, no leading dots
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _span(value, what: str) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """Reading a cache: memory-mapped shards, random access by row, batches as torch tensors, exports for sae-lens.
 
 Readers need only the cache folder (never the model). Every shard file is checked against the manifest the
-first time it is opened: its size always, its sha256 too unless verify="size".
+first time it is opened: its size always, its checksum too unless verify="size" (xxh3_128, or sha256 in caches
+written before it: interp.cache.checksum).
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ class CacheReader:
 
     # ------------------------------------------------------------------------------------------ checks
     def verify_shards(self) -> dict[int, list[str]]:
-        """Check every file's size and sha256 against the manifest: {shard index: problems} for bad shards."""
+        """Check every file's size and checksum against the manifest: {shard index: problems} for bad shards."""
         bad: dict[int, list[str]] = {}
         for shard in self.listed:
             for name, record in shard.files.items():

@@ -1,4 +1,4 @@
-"""Shard files: `.npy` arrays written atomically with their sha256, memory-mapped on read.
+"""Shard files: `.npy` arrays written atomically with their checksum (interp.cache.checksum), memory-mapped on read.
 
 bfloat16 has no numpy dtype, so bf16 tensors are stored as int16 bit patterns and viewed back on read;
 the manifest records the logical dtype.
@@ -6,7 +6,6 @@ the manifest records the logical dtype.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp.cache import checksum
 from interp.errors import CacheCorruptError, CacheError
 from interp.fileio import atomic_file
 
@@ -72,7 +72,8 @@ def _npy_header(array: np.ndarray) -> bytes | None:
 
 
 def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dict:
-    """Write `array` to `path` via temp file + fsync + rename; return {"sha256", "bytes"} of the file.
+    """Write `array` to `path` via temp file + fsync + rename; return the file's manifest record
+    ({"xxh3_128": hex, "bytes": n}, see interp.cache.checksum).
 
     The file is `np.save`'s bytes. The data goes out straight from the array's memory in 4 MiB pieces, each hashed
     and written while it is in cache (numpy's own writer copies every piece through `tobytes` first)."""
@@ -80,7 +81,7 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
     array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray makes them 1-d)
     plain = not array.dtype.hasobject and array.dtype.names is None
     header = _npy_header(array) if plain else None
-    sha, size = hashlib.sha256(), 0
+    h, size = checksum.hasher(checksum.DEFAULT), 0
     with atomic_file(path) as f:
         if header is None:  # rare layouts (structured dtypes, huge headers): numpy's own writer, in memory
             buf = io.BytesIO()
@@ -90,23 +91,14 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
             data = array.reshape(-1).view(np.uint8)  # raw bytes of any dtype (datetime64 has no buffer format)
             pieces = [memoryview(header), *(data[i: i + chunk] for i in range(0, len(data), chunk))]
         for piece in pieces:
-            sha.update(piece)
+            h.update(piece)
             size += f.write(piece)
-    return {"sha256": sha.hexdigest(), "bytes": size}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
+    return checksum.record(h.hexdigest(), size, checksum.DEFAULT)
 
 
 def check_file(path: Path, record: dict, full: bool = True) -> None:
-    """Raise CacheCorruptError naming the file when its size (and, if full, sha256) differ from the manifest."""
+    """Raise CacheCorruptError naming the file when its size (and, if full, its checksum, in the algorithm the record
+    names: xxh3_128, or sha256 for caches written before it) differ from the manifest."""
     if not path.is_file():
         raise CacheCorruptError(f"shard file {path} is missing",
                                 hint="run interp cache verify --repair, then interp extract --resume")
@@ -114,8 +106,9 @@ def check_file(path: Path, record: dict, full: bool = True) -> None:
     if size != record["bytes"]:
         raise CacheCorruptError(f"shard file {path} has {size} bytes, the manifest says {record['bytes']} (truncated?)",
                                 hint="run interp cache verify --repair, then interp extract --resume")
-    if full and sha256_file(path) != record["sha256"]:
-        raise CacheCorruptError(f"shard file {path} does not match its sha256 in the manifest (corrupted bytes)",
+    algorithm = checksum.algorithm_of(record) if full else None
+    if algorithm is not None and checksum.digest_file(path, algorithm) != record[algorithm]:
+        raise CacheCorruptError(f"shard file {path} does not match its {algorithm} in the manifest (corrupted bytes)",
                                 hint="run interp cache verify --repair, then interp extract --resume")
 
 

@@ -1,14 +1,13 @@
 """Feature-major (CSC) indices of a sparse hook as safetensors files, written atomically.
 
 `build_feature_index` (interp.cache.sparse_formats) writes one beside a cache: "every token where latent j fires".
-The writer returns the `{"sha256", "bytes"}` record of the file it renamed into place (the same record dense
+The writer returns the `{"xxh3_128", "bytes"}` record of the file it renamed into place (the same record dense
 shards list in `ShardRecord.files`), and the reader can check a file against such a record. The cache's own
 top-k / CSR shards are `.npy` files (interp.cache.formats), not safetensors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
+from interp.cache import checksum
 from interp.errors import CacheCorruptError, CacheError, ConfigError
 from interp.fileio import atomic_write_bytes
 from interp.kernels.types import FeatureMajor
@@ -45,12 +45,13 @@ def _write(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = st_save(tensors, metadata={"interp": json.dumps(meta, sort_keys=True)})
     atomic_write_bytes(Path(path), data)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), **{
+    return {**checksum.record(checksum.digest_bytes(data), len(data)), **{
         k: meta[k] for k in ("format", "n_rows", "nnz", "d_sae") if k in meta}}
 
 
 def _read(path: Path, record: dict | None, expect: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read a sparse shard, verifying size and sha256 against `record` when one is given."""
+    """Read a sparse shard, verifying size and checksum against `record` when one is given (in the algorithm the
+    record names: xxh3_128, or sha256 for files written before it)."""
     path = Path(path)
     if not path.is_file():
         raise CacheCorruptError(f"sparse shard {path} is missing", hint="re-extract the cache (or --resume)")
@@ -59,8 +60,9 @@ def _read(path: Path, record: dict | None, expect: str) -> tuple[dict[str, Tenso
         if len(data) != record["bytes"]:
             raise CacheCorruptError(f"sparse shard {path} has {len(data)} bytes, the manifest says {record['bytes']}",
                                     hint="run interp cache verify --repair, then interp extract --resume")
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise CacheCorruptError(f"sparse shard {path} does not match its sha256 in the manifest",
+        algorithm = checksum.algorithm_of(record)
+        if checksum.digest_bytes(data, algorithm) != record[algorithm]:
+            raise CacheCorruptError(f"sparse shard {path} does not match its {algorithm} in the manifest",
                                     hint="run interp cache verify --repair, then interp extract --resume")
     try:
         tensors = st_load(data)

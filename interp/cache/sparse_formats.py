@@ -1,7 +1,7 @@
 """Sparse storage formats for the activation cache: "topk" (fixed k per row) and "threshold" (CSR), on tensors only.
 
 The codecs here turn a shard's `[rows, d]` tensor into role arrays and back; `interp.cache.formats` lists them in
-its one table of formats, so `interp.extract` writes them with the same manifest, atomic `.npy` shards, sha256
+its one table of formats, so `interp.extract` writes them with the same manifest, atomic `.npy` shards, checksum
 records and resume as dense hooks, and `CacheReader.read` densifies them on demand. `read_sparse` /
 `iter_sparse_batches` return `SparseActs` without densifying.
 
@@ -305,7 +305,7 @@ def build_feature_index(reader: Any, hook: str, path: str | Path | None = None) 
     """Feature-major (CSC) index of a sparse hook over the whole cache: "every token where latent j fires".
 
     Written as a safetensors file (default: beside the cache, `<hook>.feature_major.safetensors`, not listed
-    in the manifest); returns the index and the file's {"sha256", "bytes", ...} record. Needs the hook's
+    in the manifest); returns the index and the file's {"xxh3_128", "bytes", ...} record. Needs the hook's
     nonzeros in memory (N·k·18 bytes for the int64 rows/positions).
     """
     from interp.cache.sparse import write_feature_major_shard

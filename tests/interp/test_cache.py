@@ -79,7 +79,8 @@ def test_manifest_round_trip_and_contents(cache_dir):
     assert doc["status"] == "complete" and doc["n_rows"] == 2048
     assert doc["identity"]["hooks"] == ["blocks.0.attn.hook_z", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert doc["hooks"]["blocks.0.attn.hook_z"]["shape"] == [4, 8]
-    assert all(len(f["sha256"]) == 64 for s in doc["shards"] for f in s["files"].values())
+    assert all(set(f) == {"xxh3_128", "bytes"} and len(f["xxh3_128"]) == 32 for s in doc["shards"]
+               for f in s["files"].values())
     assert "torch" in doc["environment"]["versions"]
 
 
@@ -278,9 +279,10 @@ def test_summary_times_each_phase(tmp_path, tiny_neox_dir, text_file):
     np.random.default_rng(0).standard_normal((300, 1000)).astype(np.float16),
 ])
 def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
-    """Shard files are exactly np.save's bytes; the recorded sha256 and size are those of the file."""
-    import hashlib
+    """Shard files are exactly np.save's bytes; the recorded xxh3_128 and size are those of the file."""
     import io
+
+    import xxhash
 
     from interp.cache.shards import write_npy_atomic
 
@@ -289,7 +291,7 @@ def test_shard_files_are_the_bytes_np_save_writes(tmp_path, array):
     rec = write_npy_atomic(tmp_path / "a.npy", array)
     data = (tmp_path / "a.npy").read_bytes()
     assert data == ref.getvalue()
-    assert rec == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    assert rec == {"xxh3_128": xxhash.xxh3_128(data).hexdigest(), "bytes": len(data)}
 
 
 def test_summary_line_says_whose_counts_under_torchrun():

@@ -30,7 +30,7 @@ def test_four_readers_while_appending(tmp_path, tiny_neox_dir, text_file):
     def reader(i: int) -> None:
         while writer.poll() is None:
             try:
-                r = open_cache(out, allow_incomplete=True)  # verify="lazy": sha256 of every file it touches
+                r = open_cache(out, allow_incomplete=True)  # verify="lazy": checksum of every file it touches
             except CacheError:
                 time.sleep(0.01)  # no manifest yet
                 continue

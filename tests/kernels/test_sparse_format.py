@@ -95,7 +95,7 @@ def test_corruption_and_truncation_detected(tmp_path):
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
-    with pytest.raises(CacheCorruptError, match="sha256"):
+    with pytest.raises(CacheCorruptError, match="does not match its xxh3_128"):
         read_feature_major_shard(p, rec)
     p.write_bytes(bytes(data[:-4]))
     with pytest.raises(CacheCorruptError, match="bytes"):
