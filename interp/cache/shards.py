@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +113,18 @@ def check_file(path: Path, record: dict, full: bool = True) -> None:
                                 hint="run interp cache verify --repair, then interp extract --resume")
 
 
+# numpy parses an .npy header with ast.literal_eval. CPython 3.11 keeps the AST builder's recursion counter per
+# interpreter, not per thread, so reader threads parsing headers at once can fail with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905; it broke a four-thread reader test here). Headers are parsed one
+# at a time; the memory maps themselves are read concurrently.
+_HEADER_LOCK = threading.Lock()
+
+
 def open_npy(path: Path) -> np.ndarray:
     """Memory-map an .npy file read-only."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        with _HEADER_LOCK:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
         raise CacheCorruptError(f"shard file {path} is not a readable .npy array ({e})",
                                 hint="run interp cache verify") from e

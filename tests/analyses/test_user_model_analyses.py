@@ -86,3 +86,60 @@ def test_hashcodes_lm_study_on_a_native_model(qwen3_run):
     lm = res.details["lm"]
     assert lm["status"] == "ok", lm
     assert 0 <= lm["tokens"]["rr_all"] <= 1 and res.summary["lm_status"] == "ok"
+
+
+def test_sae_evals_on_a_native_model_equal_a_hand_written_hf_splice(qwen3_run, tmp_path):
+    """`interp saes eval` on a natively run Qwen3 with an SAE from `interp saes train`: FVU from the SAE on rows
+    captured here, CE and KL of the spliced and zero-ablated forward from a forward hook on the Hugging Face decoder
+    layer written here (float64 log-softmax)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from interp.models import load
+    from interp.saes import load_sae, reconstruct, sae_entries
+    from interp.sources import token_blocks
+
+    folder, hook = str(qwen3_run / "step5000"), "blocks.1.hook_resid_post"
+    cache, saes, out = tmp_path / "cache", tmp_path / "saes", tmp_path / "evals"
+    assert main(["extract", "--model", folder, "--hooks", hook, "--tokens", "4096", "--ctx", "32", "--out",
+                 str(cache), "--quiet"]) == 0
+    assert main(["saes", "train", "--cache", str(cache), "--hook", hook, "--widths", "4", "--k", "4",
+                 "--training-tokens", "4096", "--batch-size", "256", "--out", str(saes)]) == 0
+    assert main(["saes", "eval", "--model", folder, "--saes", str(saes), "--n-tokens", "256", "--ctx", "32",
+                 "--batch-size", "3", "--out", str(out), "--quiet"]) == 0
+    (row,) = json.loads((out / "result.json").read_text())["details"]["saes"]
+    (entry,) = sae_entries(str(saes))
+    sae = load_sae(entry["abs_path"])
+    blocks = token_blocks("embedded", load(folder).tokenizer, ctx=32, n_tokens=256)
+    hf = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    layer, seen = hf.model.layers[1], {}
+
+    def splice(edit):
+        def hook_fn(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            seen["x"] = h.detach().reshape(-1, h.shape[-1])
+            h = edit(h)
+            return (h, *output[1:]) if isinstance(output, tuple) else h
+        return hook_fn
+
+    def log_probs(edit):
+        handle = layer.register_forward_hook(splice(edit))
+        try:
+            with torch.no_grad():
+                return torch.log_softmax(hf(blocks).logits.double(), -1)[:, :-1]
+        finally:
+            handle.remove()
+
+    tgt = blocks[:, 1:, None]
+    clean = log_probs(lambda h: h)
+    x = seen["x"]
+    rec, l0 = reconstruct(sae, x)
+    fvu = float(((x - rec).double() ** 2).sum() / ((x.double() - x.double().mean(0)) ** 2).sum())
+    assert row["fvu"] == pytest.approx(fvu, rel=1e-4) and row["l0"] == pytest.approx(float(l0.mean()))
+    assert row["ce_clean"] == pytest.approx(float(-clean.gather(-1, tgt).mean()), rel=1e-5)
+    for kind, edit in (("sae", lambda h: reconstruct(sae, h.reshape(-1, h.shape[-1]))[0].reshape(h.shape)),
+                       ("zero", torch.zeros_like)):
+        lp = log_probs(edit)
+        assert row[f"ce_{kind}"] == pytest.approx(float(-lp.gather(-1, tgt).mean()), rel=1e-4)
+        assert row[f"kl_{kind}"] == pytest.approx(float((clean.exp() * (clean - lp)).sum(-1).mean()), rel=1e-3,
+                                                  abs=1e-6)
