@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp import distributed
+from interp import distributed, extract_folder
 from interp.cache.formats import get as get_format
 from interp.cache.lock import CacheLock
-from interp.cache.manifest import MANIFEST, Manifest, describe_cache, identity_mismatch
+from interp.cache.manifest import MANIFEST, Manifest
 from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_file
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
@@ -112,68 +112,6 @@ def _validate(cfg: ExtractConfig) -> None:
         raise ConfigError(f"unknown --model-dtype {cfg.model_dtype}", hint=f"use one of {', '.join(WEIGHT_DTYPES)}")
 
 
-def _check_out(out: Path, cfg: ExtractConfig) -> bool:
-    """Refusals that need only the folder and the flags (run before the model loads, so that they are instant):
-    --out is a file, a non-cache folder, a cache without --resume/--overwrite. Returns whether it holds a cache."""
-    if out.exists() and not out.is_dir():
-        raise CacheError(f"--out {out} is a file, not a folder", hint="choose an empty or new --out")
-    if not out.is_dir():
-        return False
-    has_cache = (out / MANIFEST).is_file() or any(out.glob("manifest.rank*.json"))
-    # interp's own lock and half-written temporaries (an atomic write cut short by a kill; removed after the
-    # barrier below) do not make a folder "somebody else's"
-    ours = lambda p: p.name.startswith(".lock") or (p.name.startswith(".") and p.name.endswith(".tmp"))  # noqa: E731
-    if not has_cache and any(p for p in out.iterdir() if not ours(p)):
-        # Never delete files interp did not write, --overwrite or not.
-        raise CacheError(f"{out} exists, is not empty and is not an interp cache", hint="choose an empty or new --out")
-    if has_cache and not cfg.resume and not cfg.overwrite:
-        raise CacheError(f"{out} already holds a cache ({describe_cache(out)})",
-                         hint="pass --resume to continue it (with the options that started it), --overwrite to "
-                         "replace it, or another --out")
-    return has_cache
-
-
-def _prepare_dir(out: Path, cfg: ExtractConfig, identity: dict, manifest_name: str) -> tuple[Manifest | None, bool]:
-    """Look at the folder, changing nothing: (the manifest to resume from or None, whether --overwrite must first
-    remove an existing cache). Refuses to clobber anything interp did not write."""
-    has_cache = _check_out(out, cfg)
-    if has_cache and cfg.overwrite:
-        return None, True
-    # every manifest in the folder: this rank's, the merged one and other ranks' (the world size may differ from
-    # the run that started it: one process resuming a torchrun cache, or 2 ranks resuming 3); done = their union
-    names = dict.fromkeys([manifest_name, MANIFEST, *sorted(p.name for p in out.glob("manifest.rank*.json"))])
-    found = [Manifest.load(out, n) for n in names if (out / n).is_file()]
-    if not found:
-        return None, False
-    for m in found:
-        diff = identity_mismatch(m.identity, identity)
-        if diff:
-            detail = "; ".join(f"{k}: {m.identity.get(k)!r} -> {identity.get(k)!r}" for k in diff[:4])
-            raise CacheError(f"cannot resume {out}: the run differs from the one that started it ({detail})",
-                             hint="repeat the original options, or pass --overwrite to start again")
-    return _union(found[0], found[1:]), False
-
-
-def _union(base: Manifest, others) -> Manifest:
-    """`base` with every shard that one of `others` lists and it does not (shards are identified by index)."""
-    listed = {s.index for s in base.shards}
-    for m in others:
-        for s in m.shards:
-            if s.index not in listed:
-                base.shards.append(s)
-                listed.add(s.index)
-    return base
-
-
-def _clear(out: Path, wipe: bool) -> None:
-    """Remove half-written temporaries and, for --overwrite, the old cache's shards and manifests (rank 0 only,
-    between two barriers: no rank is still inspecting the folder, and none has started writing)."""
-    for p in out.iterdir():
-        temporary = p.name.startswith(".") and p.name.endswith(".tmp")
-        if temporary or (wipe and (p.suffix == ".npy" or p.name.startswith("manifest"))):
-            p.unlink(missing_ok=True)
-
-
 def preflight(cfg: ExtractConfig) -> Positions:
     """Every check that needs only the options and the output folder (sizes, dtypes, positions, an existing cache
     without --resume/--overwrite, a folder interp did not write); callers that load a model themselves run it
@@ -185,7 +123,7 @@ def preflight(cfg: ExtractConfig) -> Positions:
     if not bool(positions.row_mask(1, cfg.ctx).any()):  # before the model loads or --out is created
         raise ConfigError(f"--positions {positions.spec()} selects no position of a block of --ctx {cfg.ctx} tokens",
                           hint=f"select positions below {cfg.ctx} (e.g. drop:1), or raise --ctx")
-    _check_out(Path(cfg.out), cfg)
+    extract_folder.check_out(Path(cfg.out), cfg.resume, cfg.overwrite)
     return positions
 
 
@@ -237,13 +175,13 @@ def extract(cfg: ExtractConfig, model: torch.nn.Module | None = None, progress: 
     failure: InterpError | None = None
     try:
         lock.acquire()
-        old, wipe = _prepare_dir(out, cfg, identity, manifest_name)
+        old, wipe = extract_folder.prepare(out, cfg.resume, cfg.overwrite, identity, manifest_name)
     except InterpError as e:  # a held lock, a resume that does not match: every rank stops, none waits forever
         failure = e
     try:
         distributed.agree(failure)  # every rank has looked at the folder before anything in it is removed
         if rank == 0:
-            _clear(out, wipe)
+            extract_folder.clear(out, wipe)
         distributed.barrier()  # and nothing is written before the removal is over
         setup = time.perf_counter() - t_start  # model, hooks, lock, folder checks, first barrier
         summary = _run(cfg, model, capturer, tokenizer, out, identity, old, manifest_name, rank, world, dtype,
@@ -406,7 +344,7 @@ def _merge_rank_manifests(out: Path, world: int, rows: int, wait_s: float = 60.0
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            merged = _union(Manifest.load(out, "manifest.rank0.json"),
+            merged = extract_folder.union(Manifest.load(out, "manifest.rank0.json"),
                             [Manifest.load(out, f"manifest.rank{r}.json") for r in range(1, world)])
             problem = None if merged.n_rows == rows else f"merged cache has {merged.n_rows} rows, expected {rows}"
         except CacheError as e:  # a rank's manifest not visible yet, or caught mid-replace
