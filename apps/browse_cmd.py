@@ -15,6 +15,10 @@ def add_parser(sub) -> None:
     p.add_argument("--hook", default=None, help="the latents' hook (default: the cache's sparse hook of this SAE)")
     p.add_argument("--dense-cache", default=None, help="a cache holding the SAE's hook densely over the same "
                    "tokens, for the correlation with the SAE-error norm (default: the cache itself if it has it)")
+    p.add_argument("--model", default=None, help="the model for logit effects and token strings, when the cache's "
+                   "manifest names one that cannot be loaded here (an embedded name, a local folder, module:factory)")
+    p.add_argument("--tokenizer", default=None, help="a folder with the tokenizer for the token strings (default: "
+                   "the model's)")
     p.add_argument("--no-model", action="store_true", help="skip logit effects (no model is loaded)")
     p.add_argument("--k-top", type=int, default=20, help="top activating contexts per latent")
     p.add_argument("--bins", type=int, default=64, help="activation-histogram bins per latent")
@@ -26,9 +30,15 @@ def add_parser(sub) -> None:
 
 def cmd_browse(a: argparse.Namespace) -> int:
     from interp.browser import build_browser
+    from interp.errors import ConfigError
+    from interp.models import load, load_tokenizer
 
-    site = build_browser(a.sae, a.cache, a.out, hook=a.hook, dense_cache=a.dense_cache,
-                         model=False if a.no_model else None, k_top=a.k_top, n_bins=a.bins,
+    if a.no_model and a.model:
+        raise ConfigError("--model and --no-model contradict each other", hint="pass one of them")
+    tokenizer = load_tokenizer(a.tokenizer) if a.tokenizer else None  # before the slow work: a bad path fails now
+    model = False if a.no_model else load(a.model) if a.model else None
+    site = build_browser(a.sae, a.cache, a.out, hook=a.hook, dense_cache=a.dense_cache, model=model,
+                         tokenizer=tokenizer, k_top=a.k_top, n_bins=a.bins,
                          n_quantiles=a.quantiles, per_quantile=a.per_quantile, device=a.device, seed=a.seed)
     print(f"wrote {site / 'index.html'}")
     return 0

@@ -127,10 +127,10 @@ def build_browser(sae: str | Path | Any, cache: str | Path, out: str | Path, *, 
                           hint="pass the SAE the cache was extracted with (--sae)")
     dev = pick_device(device)
     dense, err_note = dense_source(reader, dense_cache, _sae_hook(sae), lat_hook)
+    mdl, tok, logit_note = _model_and_tokenizer(reader, model, tokenizer)  # before the passes: a load fails fast
     w_dev = {k: v.to(dev) for k, v in weights.items()}
     data = collect(reader, lat_hook, k_top=k_top, n_bins=n_bins, n_quantiles=n_quantiles, per_quantile=per_quantile,
                    device=dev, backend=backend, seed=seed, dense=dense, sae_weights=w_dev)
-    mdl, tok, logit_note = _model_and_tokenizer(reader, model, tokenizer)
     ids, cos = decoder_neighbours(weights["W_dec"], n_neighbours, device=dev)
     W_U = unembedding(mdl) if mdl is not None else None
     if mdl is not None and W_U is None:

@@ -173,7 +173,8 @@ def checkpoint_path(model: str = DEFAULT_MODEL, step: int | None = None) -> Path
 
 
 def load_tokenizer(model: str | Path = DEFAULT_MODEL):
-    """The tokenizer of an embedded suite, a local folder, or a transformer-lens model (hub)."""
+    """The tokenizer of an embedded suite, a local model or tokenizer folder, a factory, or a transformer-lens model
+    (hub)."""
     name = str(model)
     if is_checkpoint_dir(name):
         from interp.models.checkpoint_dirs import tokenizer_folder
@@ -183,7 +184,9 @@ def load_tokenizer(model: str | Path = DEFAULT_MODEL):
             raise ModelNotFoundError(f"no tokenizer in {name} or its checkpoints",
                                      hint="save the tokenizer into the run folder (tokenizer.save_pretrained)")
         return load_hf_tokenizer(found)
-    folder = embedded_tokenizer_dir(name) if is_embedded(name) else Path(name) if is_hf_folder(name) else None
+    # an embedded suite, a model folder, or a folder holding only a tokenizer (tokenizer.save_pretrained)
+    folder = embedded_tokenizer_dir(name) if is_embedded(name) else Path(name) if is_hf_folder(name) or Path(
+        name).is_dir() else None
     if folder is not None:
         tok = load_hf_tokenizer(folder)
         if tok is None:

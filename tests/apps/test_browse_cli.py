@@ -80,3 +80,50 @@ def test_wrong_sae_is_refused_and_browse_returns_a_site(tmp_path, capsys):
                          n_bins=4, n_quantiles=2, per_quantile=1, device="cpu")
     assert site.path == tmp_path / "site" and "<iframe" in site._repr_html_()
     assert "index.html" in site._repr_html_()
+
+
+def test_tokenizer_and_model_options(tmp_path, capsys):
+    """A cache whose manifest names no loadable model: --tokenizer gives the token strings (each context token is
+    the tokenizer's own decode of the cached id), --model gives the logit effects (W_dec · W_U computed here);
+    --model with --no-model and a missing tokenizer folder are refused in one line before any work."""
+    import numpy as np
+    import torch
+
+    from helpers import tiny_tokenizer
+    from interp.browser.contexts import visible
+    from interp.models import load
+
+    B.make_sae(tmp_path / "sae")
+    data = B.make_data()
+    cache = B.make_cache(tmp_path / "cache", data, dense=False)
+    tok_dir = tmp_path / "tok"
+    tiny_tokenizer().save_pretrained(tok_dir)
+    base = ["browse", "--sae", str(tmp_path / "sae"), "--cache", str(cache), "--k-top", "3", "--bins", "8",
+            "--quantiles", "2", "--per-quantile", "1", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--no-model", "--tokenizer", str(tok_dir)]) == 0
+    tok = tiny_tokenizer()
+    _, recs = B.read_chunk(tmp_path / "a" / "data" / "latents" / "c00000.js")
+    rec = recs[str(B.PLANTED)]
+    for x in rec["top"]:
+        assert x["t"][x["c"]] == visible(tok.decode([int(data["tokens"][x["row"], 0])]))
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path / "model"  # a user's model of the SAE's width (d_model 16)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=300, n_embd=B.D_IN, n_layer=1, n_head=2, n_positions=64)).save_pretrained(
+        folder)
+    tok.save_pretrained(folder)
+    assert main([*base, "--out", str(tmp_path / "b"), "--model", str(folder)]) == 0
+    _, recs = B.read_chunk(tmp_path / "b" / "data" / "latents" / "c00000.js")
+    W_U = load(str(folder)).W_U.detach().double().numpy()
+    W_dec = B.make_sae(tmp_path / "sae2")["W_dec"].astype(np.float64)
+    effect = W_dec[B.PLANTED] @ W_U
+    best = recs[str(B.PLANTED)]["logits"]["pos"][0]
+    assert best[0] == visible(tok.decode([int(effect.argmax())])) and abs(best[1] - effect.max()) < 1e-3 * abs(
+        effect.max())
+
+    assert main([*base, "--out", str(tmp_path / "c"), "--no-model", "--model", str(folder)]) == 2
+    assert "contradict" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "d"), "--tokenizer", str(tmp_path / "nope")]) == 2
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
