@@ -1,9 +1,9 @@
 """The obsprop studies, in the paper's order, each a function returning a small dataclass.
 
-`run_studies` chains them: observables and prompt pairs (§3), greedy path patching, reference points, head feature
+`studies.run_tasks` chains them: observables and prompt pairs (§3), greedy path patching, reference points, head feature
 vectors through OV and LayerNorm (§3.2, §4), the LayerNorm/MLP/path-vector studies, held-out couplings against
 regression slopes and the zero-data gender direction against probes (§4.1, §5), debiasing, and the exact
-self-checks; `tasks.run_tasks` turns the result into the summary, details and arrays of the Result.
+self-checks, and turns the result into the summary, details and arrays of the Result.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`run(Config)`: the paper's studies on one model (tasks.py holds them), then its claims against the numbers.
 
-The studies, in the order `tasks.run_tasks` runs them: observables from the labelled prompts (§3), greedy path
+The studies, in the order `run_tasks` runs them: observables from the labelled prompts (§3), greedy path
 patching, feature vectors of every head through the OV circuit and LayerNorm (§3.2, §4), couplings against the
 regression slopes on held-out text (§4.1), the zero-data gender direction against 30 + 30 probes (§5), debiasing,
 and the exact self-checks (OV identity, first-order paths, isotropic coupling, linear MLP).
@@ -8,11 +8,17 @@ and the exact self-checks (OV identity, first-order paths, isotropic coupling, l
 
 from __future__ import annotations
 
+import time
+
+import torch
+
 from interp.analysis import Finding, Provenance
 from interp.results import fmt
 
 from .config import Config
 from .result import ObsPropResult
+from .steps import circuit_studies, head_features, heldout_study, path_search, reference_points, self_checks, task_setup
+from .tasks import OBS_NAMES, load_model
 
 
 def findings(summary: dict) -> list[Finding]:
@@ -49,11 +55,7 @@ def findings(summary: dict) -> list[Finding]:
 
 def run(config: Config | None = None, model=None) -> ObsPropResult:
     """Run every obsprop study on the configured model (or on `model`, a HookedTransformer with a tokenizer)."""
-    import torch
-
     from interp import models, progress
-
-    from .tasks import load_model, run_tasks
 
     cfg = (config or Config()).validate()
     torch.manual_seed(cfg.seed)
@@ -68,3 +70,80 @@ def run(config: Config | None = None, model=None) -> ObsPropResult:
                               step=step, data=cfg.cache or cfg.data, n_tokens=n_tokens, cache=cfg.cache, **extra)
     return ObsPropResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
                          provenance=prov.to_dict(), findings=findings(summary))
+
+
+def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
+    """Every study (analyses.obsprop.steps), as (summary, details, arrays, provenance)."""
+    t0 = time.perf_counter()
+    t = task_setup(cfg, model)
+    paths = path_search(cfg, model, t)
+    refs = reference_points(cfg, model, t)
+    hf = head_features(cfg, model, t, paths, refs)
+    circuits = circuit_studies(cfg, model, t, paths, refs, hf)
+    held = heldout_study(cfg, model, t, paths, refs, hf)
+    sc = self_checks(cfg, model, t, paths, refs, hf)
+    search, singles, patch = paths.search, paths.singles, paths.patch
+    norms, norms_noln, cos_heads, raw_cos, tops, top, cos_top = (hf.norms, hf.norms_noln, hf.cos_heads, hf.raw_cos,
+                                                                 hf.tops, hf.top, hf.cos_top)
+    carry, cpl, scatter = hf.details["carrying_heads"], held.coupling, held.scatter
+    details: dict = {**t.details, "paths": {k: [{"path": p, "effect": s} for p, s in v] for k, v in search.items()},
+                     "single_node_effect": singles, **hf.details, **circuits, **held.details, "selfcheck": sc}
+    fo_errs = [r["max_rel_err"] for r in sc["first_order"] if "max_rel_err" in r]
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+
+    g = details["gender"]
+    c_err = [abs(r["coupling"] - r["slope"]) for r in cpl if r["pair"] == "subj->obj"]
+    c_err_all = [abs(r["coupling"] - r["slope"]) for r in cpl]
+    summary = {
+        "model": getattr(model.cfg, "model_name", "model"),
+        "subj_logit_gap": details["logit_gap"]["subj"]["gap"],
+        "obj_logit_gap": details["logit_gap"]["obj"]["gap"],
+        "occupation_bias_gap": details["logit_gap"]["occu"]["gap"],
+        "top_subj_head": str(top),
+        "top_subj_path": "->".join(search["subj"][0][0]),
+        "cos_raw_subj_obj": float(raw_cos[0, 1]),
+        "cos_heads_subj_obj_mean": float(sum(r["cos_subj_obj"] for r in carry) / len(carry)),
+        "pronoun_features_more_similar": all(r["cos_subj_obj"] > float(raw_cos[0, 1]) for r in carry),
+        "gender_cos_obsprop": g["obsprop"]["cos_truth"],
+        "gender_cos_probe30": g["probe"]["cos_truth"],
+        "gender_cos_meandiff30": g["meandiff"]["cos_truth"],
+        "gender_auc_obsprop": g["obsprop"]["auc"],
+        "gender_auc_probe30": g["probe"]["auc"],
+        "gender_cos_probe30_same_names": g["probe_tokens"]["cos_truth"],
+        "obsprop_beats_probe": g["obsprop"]["cos_truth"] > g["probe"]["cos_truth"],
+        "n_carrying_heads": len(tops),
+        "coupling_top": cpl[0]["coupling"],
+        "slope_top": cpl[0]["slope"],
+        "coupling_slope_max_abs_err": max(c_err),
+        "coupling_predicts_slope": max(c_err) < 0.1,
+        "coupling_slope_max_abs_err_all_pairs": max(c_err_all),
+        "first_order_max_rel_err": max(fo_errs) if fo_errs else float("nan"),
+        "ov_identity_max_rel_err": sc["ov_dla"]["ov_identity_max_rel_err"],
+        "dla_rel_err": sc["ov_dla"]["dla_rel_err"],
+        "isotropic_coupling_abs_err": abs(sc["isotropic_coupling"]["coupling"] - sc["isotropic_coupling"]["slope"]),
+        "linear_mlp_max_rel_err": max((v for k, v in sc["linear_mlp"].items() if k.endswith("rel_err")),
+                                      default=float("nan")),
+        "linear_mlp_boundary_residual": sc["linear_mlp"].get("boundary_residual", float("nan")),
+        "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
+        "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
+        "ln_approx_perp_rel_err_max": details["ln"]["random_y"]["perp_rel_err_max"],
+        "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
+        "ln_final_cos_approx_boundary": details["ln"]["ln_final"]["cos_approx_boundary"],
+        "debias_bias_gap_before": details["debias"]["bias_gap_before"],
+        "debias_bias_gap_after": details["debias"]["bias_gap_after"],
+        "debias_name_gap_before": details["debias"]["name_gap_before"],
+        "debias_name_gap_after": details["debias"]["name_gap_after"],
+        "debias_occtok_bias_gap_after": details["debias"].get("bias_gap_after_occupation_tokens", float("nan")),
+        "debias_occtok_name_gap_after": details["debias"].get("name_gap_after_occupation_tokens", float("nan")),
+        "cos_code_observables_top": details["code_heads_by_norm"][0]["cos_code_code_block"],
+    }
+    arrays = {"head_norms": norms.numpy(), "head_norms_noln": norms_noln.numpy(), "patch_effect": patch.numpy(),
+              "cos_subj_obj_heads": cos_heads.numpy(), "cos_raw": raw_cos.numpy(), "cos_top_head": cos_top.numpy(),
+              "coupling_pred": torch.tensor([r["coupling"] for r in cpl]).numpy(),
+              "coupling_cov": torch.tensor([r["coupling_cov"] for r in cpl]).numpy(),
+              "slope_fit": torch.tensor([r["slope"] for r in cpl]).numpy(), **scatter}
+    details["obs_names"] = list(OBS_NAMES)
+    details["coupling_labels"] = [r["label"] for r in cpl]
+    summary["runtime_s"] = time.perf_counter() - t0
+    prov = {"n_heldout_tokens": held.n_tokens, "n_layers": L, "n_heads": H, "d_model": model.cfg.d_model}
+    return summary, details, arrays, prov

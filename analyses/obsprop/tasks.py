@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from interp.config_checks import check_context
@@ -185,90 +183,3 @@ def gender_baselines(y: torch.Tensor, x: torch.Tensor, tok: torch.Tensor, ids_f:
         out[name] = {k: float(sum(r_[k] for r_ in rs) / len(rs)) for k in rs[0]}
         out[name]["n_repeats"] = len(rs)
     return out
-
-
-def run_tasks(cfg: Config, model) -> tuple[dict, dict, dict, dict]:
-    """Every study (analyses.obsprop.steps), as (summary, details, arrays, provenance)."""
-    from .steps import (
-        circuit_studies,
-        head_features,
-        heldout_study,
-        path_search,
-        reference_points,
-        self_checks,
-        task_setup,
-    )
-
-    t0 = time.perf_counter()
-    t = task_setup(cfg, model)
-    paths = path_search(cfg, model, t)
-    refs = reference_points(cfg, model, t)
-    hf = head_features(cfg, model, t, paths, refs)
-    circuits = circuit_studies(cfg, model, t, paths, refs, hf)
-    held = heldout_study(cfg, model, t, paths, refs, hf)
-    sc = self_checks(cfg, model, t, paths, refs, hf)
-    search, singles, patch = paths.search, paths.singles, paths.patch
-    norms, norms_noln, cos_heads, raw_cos, tops, top, cos_top = (hf.norms, hf.norms_noln, hf.cos_heads, hf.raw_cos,
-                                                                 hf.tops, hf.top, hf.cos_top)
-    carry, cpl, scatter = hf.details["carrying_heads"], held.coupling, held.scatter
-    details: dict = {**t.details, "paths": {k: [{"path": p, "effect": s} for p, s in v] for k, v in search.items()},
-                     "single_node_effect": singles, **hf.details, **circuits, **held.details, "selfcheck": sc}
-    fo_errs = [r["max_rel_err"] for r in sc["first_order"] if "max_rel_err" in r]
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-
-    g = details["gender"]
-    c_err = [abs(r["coupling"] - r["slope"]) for r in cpl if r["pair"] == "subj->obj"]
-    c_err_all = [abs(r["coupling"] - r["slope"]) for r in cpl]
-    summary = {
-        "model": getattr(model.cfg, "model_name", "model"),
-        "subj_logit_gap": details["logit_gap"]["subj"]["gap"],
-        "obj_logit_gap": details["logit_gap"]["obj"]["gap"],
-        "occupation_bias_gap": details["logit_gap"]["occu"]["gap"],
-        "top_subj_head": str(top),
-        "top_subj_path": "->".join(search["subj"][0][0]),
-        "cos_raw_subj_obj": float(raw_cos[0, 1]),
-        "cos_heads_subj_obj_mean": float(sum(r["cos_subj_obj"] for r in carry) / len(carry)),
-        "pronoun_features_more_similar": all(r["cos_subj_obj"] > float(raw_cos[0, 1]) for r in carry),
-        "gender_cos_obsprop": g["obsprop"]["cos_truth"],
-        "gender_cos_probe30": g["probe"]["cos_truth"],
-        "gender_cos_meandiff30": g["meandiff"]["cos_truth"],
-        "gender_auc_obsprop": g["obsprop"]["auc"],
-        "gender_auc_probe30": g["probe"]["auc"],
-        "gender_cos_probe30_same_names": g["probe_tokens"]["cos_truth"],
-        "obsprop_beats_probe": g["obsprop"]["cos_truth"] > g["probe"]["cos_truth"],
-        "n_carrying_heads": len(tops),
-        "coupling_top": cpl[0]["coupling"],
-        "slope_top": cpl[0]["slope"],
-        "coupling_slope_max_abs_err": max(c_err),
-        "coupling_predicts_slope": max(c_err) < 0.1,
-        "coupling_slope_max_abs_err_all_pairs": max(c_err_all),
-        "first_order_max_rel_err": max(fo_errs) if fo_errs else float("nan"),
-        "ov_identity_max_rel_err": sc["ov_dla"]["ov_identity_max_rel_err"],
-        "dla_rel_err": sc["ov_dla"]["dla_rel_err"],
-        "isotropic_coupling_abs_err": abs(sc["isotropic_coupling"]["coupling"] - sc["isotropic_coupling"]["slope"]),
-        "linear_mlp_max_rel_err": max((v for k, v in sc["linear_mlp"].items() if k.endswith("rel_err")),
-                                      default=float("nan")),
-        "linear_mlp_boundary_residual": sc["linear_mlp"].get("boundary_residual", float("nan")),
-        "ln_cos_approx_exact_mean": details["ln"]["random_y"]["cos_mean"],
-        "ln_cos_approx_exact_min": details["ln"]["random_y"]["cos_min"],
-        "ln_approx_perp_rel_err_max": details["ln"]["random_y"]["perp_rel_err_max"],
-        "ln_final_cos_approx_exact": details["ln"]["ln_final"]["cos_approx_exact"],
-        "ln_final_cos_approx_boundary": details["ln"]["ln_final"]["cos_approx_boundary"],
-        "debias_bias_gap_before": details["debias"]["bias_gap_before"],
-        "debias_bias_gap_after": details["debias"]["bias_gap_after"],
-        "debias_name_gap_before": details["debias"]["name_gap_before"],
-        "debias_name_gap_after": details["debias"]["name_gap_after"],
-        "debias_occtok_bias_gap_after": details["debias"].get("bias_gap_after_occupation_tokens", float("nan")),
-        "debias_occtok_name_gap_after": details["debias"].get("name_gap_after_occupation_tokens", float("nan")),
-        "cos_code_observables_top": details["code_heads_by_norm"][0]["cos_code_code_block"],
-    }
-    arrays = {"head_norms": norms.numpy(), "head_norms_noln": norms_noln.numpy(), "patch_effect": patch.numpy(),
-              "cos_subj_obj_heads": cos_heads.numpy(), "cos_raw": raw_cos.numpy(), "cos_top_head": cos_top.numpy(),
-              "coupling_pred": torch.tensor([r["coupling"] for r in cpl]).numpy(),
-              "coupling_cov": torch.tensor([r["coupling_cov"] for r in cpl]).numpy(),
-              "slope_fit": torch.tensor([r["slope"] for r in cpl]).numpy(), **scatter}
-    details["obs_names"] = list(OBS_NAMES)
-    details["coupling_labels"] = [r["label"] for r in cpl]
-    summary["runtime_s"] = time.perf_counter() - t0
-    prov = {"n_heldout_tokens": held.n_tokens, "n_layers": L, "n_heads": H, "d_model": model.cfg.d_model}
-    return summary, details, arrays, prov

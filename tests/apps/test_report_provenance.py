@@ -41,12 +41,12 @@ def test_rows_name_tokens_source_as_the_token_source():
 def test_obsprop_provenance_names_the_final_step(monkeypatch):
     """run() with step=-1 loads the final checkpoint; the tasks are stubbed (only the provenance is under test)."""
     from analyses import obsprop
-    from analyses.obsprop import tasks
+    from analyses.obsprop import studies
 
     def stub_tasks(cfg, model):
         return {"model": models.model_id(model)}, {}, {}, {"n_heldout_tokens": 2048}
 
-    monkeypatch.setattr(tasks, "run_tasks", stub_tasks)
+    monkeypatch.setattr(studies, "run_tasks", stub_tasks)
     res = obsprop.run(obsprop.Config(step=-1))
     assert res.summary["model"] == f"{models.DEFAULT_MODEL}@step{FINAL}"  # what was loaded
     assert res.provenance["step"] == FINAL
