@@ -148,7 +148,9 @@ class Capturer:
         """A HookedTransformer forward with hooks; the mask goes in as its `attention_mask` (transformer-lens
         then offsets the positions of left-padded sequences itself)."""
         hooks = [(n, lambda x, hook: grab(hook.name, x)) for n in self.names]
-        kwargs = {"attention_mask": batch.attention_mask.long()} if batch.padded else {}
+        kwargs = batch.segment_kwargs(self.model, type(self.model).__name__)
+        if batch.padded:
+            kwargs["attention_mask"] = batch.attention_mask.long()
         with self.model.hooks(fwd_hooks=hooks):
             self.model(batch.inputs, return_type=None, **kwargs)
 
@@ -174,10 +176,11 @@ class Capturer:
 
 def capture(model: torch.nn.Module, inputs=None, hooks: str | Sequence[str] = "blocks.*.hook_resid_post",
             positions=None, dtype: torch.dtype | None = None, batch_size: int | None = None,
-            stop_early: bool = True, *, input_ids=None, attention_mask=None) -> dict[str, torch.Tensor]:
+            stop_early: bool = True, *, input_ids=None, attention_mask=None,
+            token_type_ids=None) -> dict[str, torch.Tensor]:
     """Activations at `hooks` for `inputs`: token ids `[batch, pos]`, a tokenizer's output (dict or BatchEncoding
-    with `input_ids` and `attention_mask`), `input_ids=` / `attention_mask=` keywords, or any input of a plain
-    module.
+    with `input_ids` and `attention_mask`, and for sentence pairs `token_type_ids`), `input_ids=` /
+    `attention_mask=` / `token_type_ids=` keywords, or any input of a plain module.
 
     Without a position selector or mask, tensors are `[batch, pos, ...]` (the module's output as is for
     nn.Modules); with a selector (`"drop:1"`, `"last"`, a bool mask) or an attention mask they are rows
@@ -185,7 +188,7 @@ def capture(model: torch.nn.Module, inputs=None, hooks: str | Sequence[str] = "b
     only). `batch_size` splits the inputs along dim 0 and concatenates, to bound memory.
     """
     cap = Capturer(model, hooks, positions=positions, dtype=dtype, stop_early=stop_early)
-    batch = Batch.of(inputs, input_ids=input_ids, attention_mask=attention_mask)
+    batch = Batch.of(inputs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
     if batch_size is None or len(batch) <= batch_size:
         return cap(batch)
     if cap.positions.kind == "mask":

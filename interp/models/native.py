@@ -87,9 +87,12 @@ class NativeModel(torch.nn.Module):
         return module.register_forward_pre_hook(pre, with_kwargs=True)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None):
-        """The wrapped model's forward; with a mask, positions count real tokens (left padding changes nothing)."""
-        kwargs = {}
+                position_ids: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None):
+        """The wrapped model's forward; with a mask, positions count real tokens (left padding changes nothing);
+        `token_type_ids` (sentence pairs) go to models that take them and are refused by others unless all 0."""
+        from interp.inputs import Batch
+
+        kwargs = Batch(input_ids, token_type_ids=token_type_ids).segment_kwargs(self.hf, type(self.hf).__name__)
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask.long()
             if position_ids is None:

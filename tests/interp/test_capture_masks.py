@@ -131,3 +131,42 @@ def test_batch_encoding_into_a_hooked_transformer(tiny_model):
     want = torch.cat([capture(tiny_model, tok([t], return_tensors="pt")["input_ids"], hooks="blocks.1.hook_resid_post",
                               positions="drop:0")["blocks.1.hook_resid_post"] for t in texts])
     torch.testing.assert_close(got, want, **TOL)
+
+
+def test_sentence_pairs_carry_token_type_ids(native):
+    """BERT sentence pairs: segment B's token_type_ids reach the encoder. Every layer's rows equal Hugging Face's
+    own hidden states of the same padded pair batch (ln2.hook_normalized of block L = hidden_states[L + 1]), and
+    differ from the same ids with the segments dropped, so the test would see them lost."""
+    model = native["bert"]
+    tok = bert_tokenizer()
+    firsts, seconds = ["Alice met Bob.", "She gave him apples in the garden"], ["He said thanks", "no"]
+    enc = tok(firsts, seconds, padding=True, return_tensors="pt", return_token_type_ids=True)
+    assert bool(enc["token_type_ids"].any()) and not bool(enc["attention_mask"].all())
+    hooks = [f"blocks.{layer}.ln2.hook_normalized" for layer in range(model.cfg.n_layers)]
+    got = capture(model, enc, hooks=hooks)
+    with torch.no_grad():
+        states = model.hf(**enc, output_hidden_states=True).hidden_states
+    real = enc["attention_mask"].bool()
+    for layer, name in enumerate(hooks):
+        torch.testing.assert_close(got[name], states[layer + 1][real], rtol=0, atol=0)
+    single = capture(model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], hooks=hooks[-1])
+    assert (single[hooks[-1]] - got[hooks[-1]]).abs().max() > 1e-3
+    keywords = capture(model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                       token_type_ids=enc["token_type_ids"], hooks=hooks[-1])
+    torch.testing.assert_close(keywords[hooks[-1]], got[hooks[-1]], rtol=0, atol=0)
+
+
+def test_segment_b_for_a_model_without_token_types_is_refused(native, tiny_model):
+    """A decoder takes no token_type_ids: all-zero ones (a tokenizer's default) are dropped, segment B refused."""
+    ids = torch.randint(3, 300, (2, 6))
+    zeros, pairs = torch.zeros_like(ids), torch.zeros_like(ids)
+    pairs[:, 3:] = 1
+    for model in (native["qwen3"], tiny_model):
+        plain = capture(model, ids, hooks="blocks.0.hook_resid_post")["blocks.0.hook_resid_post"]
+        same = capture(model, {"input_ids": ids, "token_type_ids": zeros},
+                       hooks="blocks.0.hook_resid_post")["blocks.0.hook_resid_post"]
+        torch.testing.assert_close(same, plain, rtol=0, atol=0)
+        with pytest.raises(ConfigError, match="segment B"):
+            capture(model, {"input_ids": ids, "token_type_ids": pairs}, hooks="blocks.0.hook_resid_post")
+    with pytest.raises(ConfigError, match="token_type_ids has shape"):
+        capture(native["bert"], {"input_ids": ids, "token_type_ids": pairs[:, :4]}, hooks="blocks.0.hook_resid_post")
