@@ -2,7 +2,8 @@
 
 The maths is in `metrics` (nonzero fraction, FAT-ε, CETT and its threshold), `search` (CETT-PPL-p%, Algorithm 1),
 `trends` (the two activation-ratio laws, bounded multi-start fits) and `methods` (TEAL thresholds and greedy
-allocation, CATS, WINA, R-Sparse).
+allocation, CATS, WINA, R-Sparse). `weights` gives each projection's consuming matrix for transformer-lens models
+and natively run Hugging Face decoders alike, `suites` the checkpoints of embedded suites and users' run folders.
 """
 
 from interp.analysis import Analysis

@@ -14,9 +14,11 @@ class Config(AnalysisConfig):
     """Which suites and checkpoints, how many tokens, and the tolerances and sparsities to compare at."""
 
     model: str = "toy-pythia-silu"
-    """The suite whose final checkpoint the sparsification methods are compared on."""
+    """The suite (or run folder, or one Hugging Face folder) whose final checkpoint the sparsification methods are
+    compared on. Natively run decoders work (Llama, Mistral, Qwen2/3, Phi-3, Gemma 2/3); OLMo 2 is refused here (no
+    normalised projection inputs) but may be swept in `suites`."""
     suites: list[str] = field(default_factory=lambda: ["toy-pythia-relu", "toy-pythia-silu"])
-    """Suites (or folders of checkpoint subfolders) swept checkpoint by checkpoint."""
+    """Suites (or run folders of checkpoint subfolders, step<N>/) swept checkpoint by checkpoint."""
     n_tokens: int = 4096
     """Held-out tokens the losses are measured on."""
     calib_tokens: int = 4096
@@ -37,6 +39,9 @@ class Config(AnalysisConfig):
     """Checkpoints before this step are dropped from the trends (-1: the suite's own warm-up from suite.json)."""
     token_unit: float = 1e6
     """D in the trend laws is tokens seen / token_unit (the paper: 1e9; toy runs see millions)."""
+    tokens_per_step: int = 0
+    """Tokens per training step, for D = step × tokens_per_step (0: the suite's own: an embedded suite's suite.json,
+    or a suite.json in a run folder with "tokens_per_step" or "train": {"batch", "ctx"}; else 8 × 256 = 2048)."""
     sparsities: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.7])
     """Input sparsities at which TEAL, WINA, R-Sparse and CATS are compared."""
     rsparse_alpha: float = 0.5
@@ -52,7 +57,8 @@ class Config(AnalysisConfig):
     """A benchmarks/sparsity_speed.py JSON to show as the measured speed-ups ("" = the repository's own, if any)."""
 
     def check(self) -> None:
-        check_ranges(self, at_least={"n_tokens": 1, "calib_tokens": 1, "ctx": 2, "last_k": 1, "batch_size": 1},
+        check_ranges(self, at_least={"n_tokens": 1, "calib_tokens": 1, "ctx": 2, "last_k": 1, "batch_size": 1,
+                                     "tokens_per_step": 0},
                      fractions={"rsparse_alpha": (0.0, 1.0)})
         for name in ("ppl_tolerances", "sparsities"):
             bad = [v for v in getattr(self, name) if not 0 < v < 1]

@@ -36,6 +36,8 @@ def build_figures(res) -> dict[str, Any]:
         from .trends import relu_law, silu_law
 
         for form, law in (("relu", relu_law), ("silu", silu_law)):
+            if not tr.get(form):
+                continue  # too few checkpoints to fit
             params = tr[form]["params"]
             trends.add_trace(go.Scatter(x=grid, y=law(grid, **params), mode="lines",
                                         name=f"{name} Eq. {'4' if form == 'relu' else '5'} (R² "

@@ -1,11 +1,12 @@
-"""Sparse forwards of a transformer-lens model: edits at hook points that zero what a method skips.
+"""Sparse forwards: edits at hook points that zero what a method skips (transformer-lens models and natively run
+Hugging Face decoders alike; their hook names are the same, their consuming matrices come from `weights`).
 
 Output sparsity (CETT, Sparsing Law): at blocks.ℓ.mlp.hook_post zero a_i where |a_i| · ‖W_out[i, :]‖ < τ_ℓ.
 Input sparsity of a projection (TEAL, WINA, R-Sparse), on the hook that feeds it:
-    mlp_in   blocks.ℓ.ln2.hook_normalized   consumed by W_in  [d_model, d_mlp]
+    mlp_in   blocks.ℓ.ln2.hook_normalized   consumed by W_in  [d_model, d_mlp] (gated MLPs: W_gate and W_in)
     mlp_out  blocks.ℓ.mlp.hook_post          consumed by W_out [d_mlp, d_model]
     qkv      blocks.ℓ.ln1.hook_normalized    consumed by W_Q, W_K, W_V (one input, three matrices)
-    attn_out blocks.ℓ.attn.hook_z            consumed by W_O, heads flattened
+    attn_out blocks.ℓ.attn.hook_z            consumed by W_O, heads flattened (native: o_proj's flat input)
 A channel's weight norm c_j is the norm of everything the channel feeds (for qkv, over the three matrices).
 R-Sparse as an input edit: W (x⊙m + V_r V_rᵀ (x⊙(1−m))) = W (x⊙m) + U_r S_r V_rᵀ (x⊙(1−m)), so the skipped
 channels pass through the rank-r part exactly as the paper's output formula says.
@@ -18,32 +19,22 @@ from dataclasses import dataclass
 
 import torch
 
-PROJECTIONS = ("qkv", "attn_out", "mlp_in", "mlp_out")
+from .weights import PROJECTIONS, consumer_matrix
+
+__all__ = ["PROJECTIONS", "HOOKS", "consumer_matrix", "channel_norms", "hook_name", "InputRule", "cett_edit",
+           "projection_rows"]
+
 HOOKS = {"qkv": "blocks.{l}.ln1.hook_normalized", "attn_out": "blocks.{l}.attn.hook_z",
          "mlp_in": "blocks.{l}.ln2.hook_normalized", "mlp_out": "blocks.{l}.mlp.hook_post"}
 
 
-def consumer_matrix(model, layer: int, proj: str) -> torch.Tensor:
-    """The matrix that consumes the projection's input, as [in, out] (rows = input channels)."""
-    b = model.blocks[layer]
-    if proj == "qkv":
-        return torch.cat([w.permute(1, 0, 2).reshape(w.shape[1], -1) for w in (b.attn.W_Q, b.attn.W_K, b.attn.W_V)],
-                         dim=1)
-    if proj == "attn_out":
-        return b.attn.W_O.reshape(-1, b.attn.W_O.shape[-1])
-    if proj == "mlp_in":
-        return b.mlp.W_in
-    if proj == "mlp_out":
-        return b.mlp.W_out
-    raise ValueError(f"unknown projection {proj!r}; one of {PROJECTIONS}")
-
-
-def channel_norms(model, layer: int, proj: str) -> torch.Tensor:
+def channel_norms(model: torch.nn.Module, layer: int, proj: str) -> torch.Tensor:
     """c_j = ‖row j of the consuming matrix‖₂ (the HF column norm)."""
     return consumer_matrix(model, layer, proj).detach().double().norm(dim=1)
 
 
 def hook_name(proj: str, layer: int) -> str:
+    """The canonical name of the hook whose output projection `proj` of `layer` consumes."""
     return HOOKS[proj].format(l=layer)
 
 

@@ -10,6 +10,10 @@
    other tokens; all layers at once, and one layer at a time for the winner per layer.
 5. `speed_bound`: the bandwidth bound 1/(1 − s) of each projection at its realised sparsity (measured kernel
    speed-ups are benchmarks/sparsity_speed.py's, on a GPU).
+
+Models are transformer-lens ones or natively run Hugging Face decoders, suites embedded ones or a user's run
+folder of checkpoint subfolders: the hooks are canonical names either way, the weights come from `weights`, the
+checkpoints and tokens per step from `suites`.
 """
 
 from __future__ import annotations
@@ -29,66 +33,14 @@ from .methods import abs_quantile_threshold, rsparse_budget
 from .metrics import activation_ratio, cett_threshold, nnz_fraction
 from .result import SparsityResult
 from .search import cett_ppl_search
+from .suites import SuiteData, capture_acts, load_checkpoint, load_suite, mean_loss, steps_of
 from .trends import fit_trends
+from .weights import activation_name, mlp_out_matrix, n_layers, refuse_unsupported
 
 PAPER_RELU_A0 = 0.0648  # Sparsing Law 2.4B ReLU limit (Table 2)
 
-
-@dataclass
-class SuiteData:
-    """One suite: checkpoint steps, tokens per step, warm-up, and the evaluation / calibration blocks."""
-
-    name: str
-    steps: list[int]
-    tokens_per_step: int
-    warmup: int
-    eval_blocks: torch.Tensor
-    calib_blocks: torch.Tensor
-
-    def post_warmup(self) -> list[int]:
-        return [s for s in self.steps if s >= max(self.warmup, 1)]
-
-
-def _suite(cfg: Config, name: str) -> SuiteData:
-    from interp.models import checkpoints, load_tokenizer, suite_info
-    from interp.sources import token_blocks
-
-    info = suite_info(name) if name in _embedded() else {}
-    train = info.get("train", {})
-    blocks = token_blocks(cfg.data, load_tokenizer(name), ctx=cfg.ctx, n_tokens=cfg.n_tokens + cfg.calib_tokens)
-    n_eval = max(1, cfg.n_tokens // cfg.ctx)
-    warm = cfg.warmup_steps if cfg.warmup_steps >= 0 else int(train.get("warmup", 0))
-    return SuiteData(name, checkpoints(name), int(train.get("batch", 8)) * int(train.get("ctx", 256)), warm,
-                     blocks[:n_eval], blocks[n_eval:])
-
-
-def _embedded() -> list[str]:
-    from interp.models import embedded_names
-
-    return embedded_names()
-
-
-def _load(name: str, step: int, device: str):
-    from interp.models import load
-
-    return load(name, step=step, device=device)
-
-
-def _acts(model, blocks: torch.Tensor, hooks: list[str], batch: int) -> dict[str, torch.Tensor]:
-    from interp.capture import capture
-
-    return capture(model, blocks, hooks=hooks, dtype=torch.float64, batch_size=batch)
-
-
-def _loss(model, blocks: torch.Tensor, edits: dict, batch: int) -> float:
-    from interp.intervene import per_token_nll
-
-    total, n = 0.0, 0
-    with torch.inference_mode():
-        for s in range(0, len(blocks), batch):
-            nll = per_token_nll(model, blocks[s:s + batch], edits).double()
-            total, n = total + float(nll.sum()), n + nll.numel()
-    return total / n
+# the short names the studies (and the tests) use for the shared helpers of `suites`
+_suite, _load, _acts, _loss = load_suite, load_checkpoint, capture_acts, mean_loss
 
 
 # ------------------------------------------------------------------------------------------------ study 1
@@ -97,7 +49,7 @@ def census(cfg: Config, suite: SuiteData) -> dict[str, np.ndarray]:
     out = {"nnz": [], **{f"fat_{e:g}": [] for e in cfg.fat_eps}}
     for step in progress.bar(suite.steps, f"{suite.name} census", unit="ckpt"):
         model = _load(suite.name, step, cfg.device)
-        hooks = [f"blocks.{li}.mlp.hook_post" for li in range(model.cfg.n_layers)]
+        hooks = [f"blocks.{li}.mlp.hook_post" for li in range(n_layers(model))]
         acts = _acts(model, suite.eval_blocks, hooks, cfg.batch_size)
         out["nnz"].append([nnz_fraction(acts[h]) for h in hooks])
         for e in cfg.fat_eps:
@@ -117,10 +69,10 @@ class PPLSparsity:
 
 def _mlp_state(cfg: Config, suite: SuiteData, step: int):
     model = _load(suite.name, step, cfg.device)
-    hooks = [f"blocks.{li}.mlp.hook_post" for li in range(model.cfg.n_layers)]
+    hooks = [f"blocks.{li}.mlp.hook_post" for li in range(n_layers(model))]
     calib = _acts(model, suite.calib_blocks, hooks, cfg.batch_size)
     rows = {h: projection_rows(calib[h]) for h in hooks}
-    w_outs = {h: model.blocks[li].mlp.W_out.detach().double() for li, h in enumerate(hooks)}
+    w_outs = {h: mlp_out_matrix(model, li).detach().double() for li, h in enumerate(hooks)}
     dense = _loss(model, suite.eval_blocks, {}, cfg.batch_size)
     return model, hooks, rows, w_outs, dense
 
@@ -157,11 +109,16 @@ def ppl_sparsity(cfg: Config, suite: SuiteData) -> PPLSparsity:
 
 # ------------------------------------------------------------------------------------------------ study 3
 def trends(cfg: Config, suite: SuiteData, ppl: PPLSparsity) -> dict[str, dict]:
-    """Both laws fitted to the mean activation ratio at c* over post-warm-up checkpoints, per tolerance."""
+    """Both laws fitted to the mean activation ratio at c* over post-warm-up checkpoints, per tolerance (a run with
+    fewer than 4 of them, Eq. 4's parameter count, gets its points and no fit)."""
     d = np.asarray(suite.post_warmup(), dtype=np.float64) * suite.tokens_per_step / cfg.token_unit
     out = {}
     for key, ratio in ppl.ratio.items():
         a = ratio.mean(1)
+        if len(d) < 4:
+            out[key] = {"D": d.tolist(), "A": a.tolist(), "winner": None, "relu": None, "silu": None, "a0": None,
+                        "note": f"{len(d)} post-warm-up checkpoints: the laws need at least 4"}
+            continue
         tr = fit_trends(d, a)
         out[key] = {"D": d.tolist(), "A": a.tolist(), "winner": tr.winner,
                     "relu": {"params": tr.relu.params, "r2": tr.relu.r2, "aic": tr.relu.aic},
@@ -174,7 +131,7 @@ def trends(cfg: Config, suite: SuiteData, ppl: PPLSparsity) -> dict[str, dict]:
 def _rules(model, calib: dict[str, torch.Tensor], s: float, method: str, alpha: float) -> dict[str, InputRule]:
     """Per projection input (hook name), the rule that skips a fraction s of its channels on the calibration rows."""
     rules = {}
-    for li in range(model.cfg.n_layers):
+    for li in range(n_layers(model)):
         for proj in PROJECTIONS:
             if method == "cats" and proj != "mlp_out":
                 continue  # CATS sparsifies the MLP activation only
@@ -202,11 +159,12 @@ def compare_methods(cfg: Config, suite: SuiteData) -> dict:
     """Loss increase of each method at each sparsity (all layers; and per layer), final checkpoint of cfg.model."""
     step = suite.steps[-1]
     model = _load(suite.name, step, cfg.device)
-    hooks = [hook_name(p, li) for li in range(model.cfg.n_layers) for p in PROJECTIONS]
+    layers = n_layers(model)
+    hooks = [hook_name(p, li) for li in range(layers) for p in PROJECTIONS]
     calib = _calibration(cfg, model, suite, hooks)
     dense = _loss(model, suite.eval_blocks, {}, cfg.batch_size)
     methods = ("teal", "wina", "rsparse", "cats")
-    table: dict = {"dense_loss": dense, "step": step, "all_layers": {}, "per_layer": {}}
+    table: dict = {"dense_loss": dense, "step": step if step >= 0 else None, "all_layers": {}, "per_layer": {}}
     progress.stage("sparsity", f"TEAL / WINA / R-Sparse / CATS on {suite.name}@{step} at {cfg.sparsities}")
     for s in progress.bar(cfg.sparsities, "sparsities", unit="s"):
         key = f"{s:g}"
@@ -217,11 +175,11 @@ def compare_methods(cfg: Config, suite: SuiteData) -> dict:
             if cfg.per_layer:
                 table["per_layer"][key][method] = [
                     _loss(model, suite.eval_blocks, {h: r for h, r in rules.items() if h.startswith(f"blocks.{li}.")},
-                          cfg.batch_size) - dense for li in range(model.cfg.n_layers)]
+                          cfg.batch_size) - dense for li in range(layers)]
         if cfg.per_layer:
             per = table["per_layer"][key]
             table["per_layer"][key]["winner"] = [min(methods, key=lambda m, li=li: per[m][li])
-                                                 for li in range(model.cfg.n_layers)]
+                                                 for li in range(layers)]
     return table
 
 
@@ -270,10 +228,11 @@ def measured_speed(cfg: Config) -> dict | None:
 def size_census(cfg: Config) -> dict[str, dict]:
     """Lazy Neuron across model sizes: the census of each size suite (FAT-ε; its activation has no exact zeros)."""
     from interp.models import embedded_names
+    from interp.models.checkpoint_dirs import is_checkpoint_dir
 
     out = {}
     for name in cfg.size_suites:
-        if name not in embedded_names():
+        if name not in embedded_names() and not is_checkpoint_dir(name):
             continue
         progress.stage("sparsity", f"{name}: census across checkpoints (model sizes)")
         suite = _suite(cfg, name)
@@ -295,11 +254,11 @@ def findings(summary: dict) -> list[Finding]:
         Finding.compare("The ReLU activation ratio (at CETT-PPL-1%) falls with training data as Eq. 4 says (R² of "
                         "the logspace power law)", get("relu_eq4_r2"), ">=", 0.9, key="relu_eq4_r2",
                         paper="Eq. 4 fits every ReLU model, limits 6-8 % (Table 2)",
-                        why_not_applicable="no ReLU suite in this run"),
+                        why_not_applicable="no ReLU suite in this run, or fewer than 4 checkpoints after warm-up"),
         Finding.compare("The SiLU activation ratio (at CETT-PPL-1%) rises with training data as Eq. 5 says (R² of "
                         "the convergent power law)", get("silu_eq5_r2"), ">=", 0.9, key="silu_eq5_r2",
                         paper="Eq. 5 fits every SiLU model, limits 38-41 % (Table 2)",
-                        why_not_applicable="no SiLU suite in this run"),
+                        why_not_applicable="no SiLU suite in this run, or fewer than 4 checkpoints after warm-up"),
         Finding.compare("At the same perplexity tolerance ReLU is sparser than SiLU (final activation ratio at "
                         "CETT-PPL-1%, ReLU minus SiLU)", get("relu_minus_silu_ratio"), "<", 0.0,
                         key="relu_minus_silu_ratio", paper="ReLU limits 6-8 % vs SiLU 38-41 % (Table 2)",
@@ -327,6 +286,10 @@ def findings(summary: dict) -> list[Finding]:
 def run(config: Config | None = None) -> SparsityResult:
     """Activation sparsity of `config.suites` across training, and the methods compared on `config.model`."""
     cfg = (config or Config()).validate()
+    refuse_unsupported(cfg.model, methods=True)
+    for name in cfg.suites:  # before any slow work: encoders, single folders and unknown names
+        refuse_unsupported(name, methods=False)
+        steps_of(name, single_ok=False)
     torch.manual_seed(cfg.seed)
     arrays: dict[str, np.ndarray] = {}
     details: dict = {"suites": {}, "methods": {}}
@@ -334,6 +297,11 @@ def run(config: Config | None = None) -> SparsityResult:
     for name in cfg.suites:
         progress.stage("sparsity", f"{name}: census of every checkpoint")
         suite = _suite(cfg, name)
+        if not suite.post_warmup():
+            from interp.errors import ConfigError
+
+            raise ConfigError(f"{name} has no checkpoint at or after its warm-up (step {max(suite.warmup, 1)}; steps "
+                              f"{suite.steps[0]}..{suite.steps[-1]})", hint="set warmup_steps=0")
         cen = census(cfg, suite)
         ppl = ppl_sparsity(cfg, suite)
         tr = trends(cfg, suite, ppl)
@@ -352,7 +320,7 @@ def run(config: Config | None = None) -> SparsityResult:
             first = f"{cfg.ppl_tolerances[0]:g}"
             summary[f"{act}_ratio_final"] = float(ppl.ratio[first][-1].mean())
             summary[f"{act}_winner"] = tr[first]["winner"]
-            summary["relu_eq4_r2" if act == "relu" else "silu_eq5_r2"] = tr[first][act]["r2"]
+            summary["relu_eq4_r2" if act == "relu" else "silu_eq5_r2"] = (tr[first][act] or {}).get("r2")
     if "relu_ratio_final" in summary and "silu_ratio_final" in summary:
         summary["relu_minus_silu_ratio"] = summary["relu_ratio_final"] - summary["silu_ratio_final"]
     sizes = size_census(cfg)
@@ -372,7 +340,7 @@ def run(config: Config | None = None) -> SparsityResult:
         summary["speed_machine"] = speed["machine"]
         for row in speed["decode"]:
             summary[f"decode_speedup_{row['sparsity']:g}"] = row["speedup"]
-    suite = _suite(cfg, cfg.model)
+    suite = load_suite(cfg, cfg.model, single_ok=True)
     methods = compare_methods(cfg, suite)
     details["methods"] = methods
     details["speed_bound"] = speed_bound({}, cfg.sparsities)
@@ -387,7 +355,5 @@ def run(config: Config | None = None) -> SparsityResult:
 
 
 def _suite_act(name: str) -> str:
-    from interp.models import load
-
-    cfg = getattr(load(name), "cfg", None)
-    return str(getattr(cfg, "act_fn", "")) if cfg is not None else ""
+    """The activation function of the suite's final checkpoint ("relu", "silu", ...)."""
+    return activation_name(load_checkpoint(name, -1, "cpu"))

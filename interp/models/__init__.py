@@ -89,7 +89,7 @@ def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None =
     if placed and not (is_hf_folder(name) and not _converted(Path(name))):
         raise ConfigError(f"a device map applies to natively run Hugging Face folders, not to {name}",
                           hint=f"model types: {', '.join(native_types())}; or drop --device-map")
-    if is_embedded(name):
+    if is_embedded(name) and not _native_run(name):
         path = embedded_checkpoint_path(name, step)
         tok = load_hf_tokenizer(path) or load_hf_tokenizer(embedded_tokenizer_dir(name))
         return load_hf_folder(path, tokenizer=tok, device=device, dtype=dt, name=f"{name}@step{path.name[4:]}",
@@ -133,6 +133,16 @@ def _tag(model: torch.nn.Module, name: str) -> None:
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "model_name"):
         cfg.model_name = name
+
+
+def _native_run(name: str) -> bool:
+    """A run folder whose checkpoints run natively: loaded as a run folder even when it carries a suite.json (which
+    `is_embedded` also accepts from a path outside data/models; the embedded loader converts to transformer-lens)."""
+    if not is_checkpoint_dir(name):
+        return False
+    from interp.models.checkpoint_dirs import checkpoint_folder
+
+    return not _converted(checkpoint_folder(name, None))
 
 
 def _converted(path: Path) -> bool:

@@ -6,6 +6,10 @@ a forward hook). The names mean what they mean in transformer-lens:
 
     blocks.L.hook_resid_pre        the block's input (= hidden_states[L] of output_hidden_states)
     blocks.L.ln1.hook_normalized   the attention's normalised input (pre-norm blocks only)
+    blocks.L.attn.hook_z           the input of the attention's output projection (`self_attn.o_proj`): the heads'
+                                   mixed values, flattened to [batch, pos, n_heads * d_head] as o_proj consumes
+                                   them (transformer-lens' hook_z is [batch, pos, n_heads, d_head]; its
+                                   .flatten(-2) is this, head-major)
     blocks.L.hook_attn_out         what the attention adds to the residual stream (after the post-attention norm
                                    in post-norm blocks such as Gemma 2/3 and OLMo 2)
     blocks.L.hook_resid_mid        the residual stream between attention and MLP, where a module boundary has it
@@ -28,29 +32,33 @@ from dataclasses import dataclass
 # (canonical suffix, module path inside the block ("" = the block), "in" | "out"), in forward order
 _LLAMA_LIKE = (
     ("hook_resid_pre", "", "in"), ("ln1.hook_normalized", "input_layernorm", "out"),
-    ("hook_attn_out", "self_attn", "out"), ("hook_resid_mid", "post_attention_layernorm", "in"),
-    ("ln2.hook_normalized", "post_attention_layernorm", "out"), ("mlp.hook_post", "mlp.down_proj", "in"),
-    ("hook_mlp_out", "mlp", "out"), ("hook_resid_post", "", "out"),
+    ("attn.hook_z", "self_attn.o_proj", "in"), ("hook_attn_out", "self_attn", "out"),
+    ("hook_resid_mid", "post_attention_layernorm", "in"), ("ln2.hook_normalized", "post_attention_layernorm", "out"),
+    ("mlp.hook_post", "mlp.down_proj", "in"), ("hook_mlp_out", "mlp", "out"), ("hook_resid_post", "", "out"),
 )
 _PHI3 = (  # the dropouts (identity in eval) are exactly what is added to the residual stream
     ("hook_resid_pre", "", "in"), ("ln1.hook_normalized", "input_layernorm", "out"),
-    ("hook_attn_out", "resid_attn_dropout", "out"), ("hook_resid_mid", "post_attention_layernorm", "in"),
-    ("ln2.hook_normalized", "post_attention_layernorm", "out"), ("mlp.hook_post", "mlp.down_proj", "in"),
-    ("hook_mlp_out", "resid_mlp_dropout", "out"), ("hook_resid_post", "", "out"),
+    ("attn.hook_z", "self_attn.o_proj", "in"), ("hook_attn_out", "resid_attn_dropout", "out"),
+    ("hook_resid_mid", "post_attention_layernorm", "in"), ("ln2.hook_normalized", "post_attention_layernorm", "out"),
+    ("mlp.hook_post", "mlp.down_proj", "in"), ("hook_mlp_out", "resid_mlp_dropout", "out"),
+    ("hook_resid_post", "", "out"),
 )
 _GEMMA = (  # pre- and post-norms around attention and MLP: the post-norms' outputs are added to the residual
     ("hook_resid_pre", "", "in"), ("ln1.hook_normalized", "input_layernorm", "out"),
-    ("hook_attn_out", "post_attention_layernorm", "out"), ("hook_resid_mid", "pre_feedforward_layernorm", "in"),
-    ("ln2.hook_normalized", "pre_feedforward_layernorm", "out"), ("mlp.hook_post", "mlp.down_proj", "in"),
-    ("hook_mlp_out", "post_feedforward_layernorm", "out"), ("hook_resid_post", "", "out"),
+    ("attn.hook_z", "self_attn.o_proj", "in"), ("hook_attn_out", "post_attention_layernorm", "out"),
+    ("hook_resid_mid", "pre_feedforward_layernorm", "in"), ("ln2.hook_normalized", "pre_feedforward_layernorm", "out"),
+    ("mlp.hook_post", "mlp.down_proj", "in"), ("hook_mlp_out", "post_feedforward_layernorm", "out"),
+    ("hook_resid_post", "", "out"),
 )
 _OLMO2 = (  # post-norms only: no normalised attention/MLP input; the MLP's input is the residual stream itself
-    ("hook_resid_pre", "", "in"), ("hook_attn_out", "post_attention_layernorm", "out"),
-    ("hook_resid_mid", "mlp", "in"), ("mlp.hook_post", "mlp.down_proj", "in"),
-    ("hook_mlp_out", "post_feedforward_layernorm", "out"), ("hook_resid_post", "", "out"),
+    ("hook_resid_pre", "", "in"), ("attn.hook_z", "self_attn.o_proj", "in"),
+    ("hook_attn_out", "post_attention_layernorm", "out"), ("hook_resid_mid", "mlp", "in"),
+    ("mlp.hook_post", "mlp.down_proj", "in"), ("hook_mlp_out", "post_feedforward_layernorm", "out"),
+    ("hook_resid_post", "", "out"),
 )
 _BERT = (  # post-LN blocks: LayerNorm(x + sublayer(x)); names as transformer-lens' HookedEncoder uses them
-    ("hook_resid_pre", "", "in"), ("hook_attn_out", "attention.output.dense", "out"),
+    ("hook_resid_pre", "", "in"), ("attn.hook_z", "attention.output.dense", "in"),
+    ("hook_attn_out", "attention.output.dense", "out"),
     ("hook_resid_mid", "attention.output.LayerNorm", "in"),
     ("ln1.hook_normalized", "attention.output.LayerNorm", "out"),
     ("mlp.hook_post", "output.dense", "in"), ("hook_mlp_out", "output.dense", "out"),

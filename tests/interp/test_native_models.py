@@ -100,7 +100,7 @@ def test_module_paths_still_work_and_star_stays_in_one_component(folders, kind):
 
 def test_a_llama_module_gets_the_same_aliases_as_its_converted_folder(tmp_path):
     """An HF Llama handed over from Python (a factory's model) is wrapped natively; its resid_post equals the
-    HookedTransformer converted from the same weights."""
+    HookedTransformer converted from the same weights, and its attn.hook_z equals TL's hook_z flattened over heads."""
     from interp.models.factory import as_model
 
     hf = tiny_hf_model("llama")
@@ -112,6 +112,10 @@ def test_a_llama_module_gets_the_same_aliases_as_its_converted_folder(tmp_path):
     b = capture(converted, ids, hooks="blocks.*.hook_resid_post")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    za = capture(native, ids, hooks="blocks.*.attn.hook_z")  # native: flattened [b, p, h·d]; TL: [b, p, h, d]
+    zb = capture(converted, ids, hooks="blocks.*.attn.hook_z")
+    for name in za:
+        torch.testing.assert_close(za[name], zb[name].flatten(-2), rtol=1e-4, atol=1e-5)
 
 
 def test_unknown_architecture_lists_both_kinds(tmp_path):
@@ -124,3 +128,47 @@ def test_unknown_architecture_lists_both_kinds(tmp_path):
     with pytest.raises(ModelNotFoundError, match="cannot convert") as err:
         models.load(tmp_path / "gptj")
     assert "gemma2" in err.value.hint and "GPTNeoXForCausalLM" in err.value.hint
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hook_z_is_the_output_projections_input(folders, kind):
+    """blocks.L.attn.hook_z equals what a plain forward pre-hook on the attention's output projection receives
+    ([batch, pos, n_heads·d_head], flattened as o_proj consumes it); an edit there equals the same edit made by a
+    plain pre-hook (the logits of both forwards agree)."""
+    from interp.intervene import edit_hooks
+
+    model = models.load(folders[kind])
+    hf = model.hf
+    proj = "attention.output.dense" if kind == "bert" else "self_attn.o_proj"
+    layers = dict(hf.named_modules())[("" if hf.base_model is hf else hf.base_model_prefix + ".") + model.spec.layers]
+    ids = torch.randint(3, 300, (2, 7), generator=torch.Generator().manual_seed(4))
+    seen: dict[int, torch.Tensor] = {}
+    handles = [block.get_submodule(proj).register_forward_pre_hook(
+        lambda m, args, L=L: seen.__setitem__(L, args[0].detach().clone())) for L, block in enumerate(layers)]
+    try:
+        got = capture(model, ids, hooks="blocks.*.attn.hook_z", stop_early=False)
+    finally:
+        for h in handles:
+            h.remove()
+    heads = hf.config.num_attention_heads
+    for L in range(len(layers)):
+        z = got[f"blocks.{L}.attn.hook_z"]
+        assert z.shape == (2, 7, heads * (getattr(hf.config, "head_dim", None) or hf.config.hidden_size // heads))
+        torch.testing.assert_close(z, seen[L], rtol=0, atol=0)
+
+    def halve_head0(x):
+        d = x.shape[-1] // heads
+        return torch.cat([x[..., :d] * 0.5, x[..., d:]], -1)
+
+    with torch.no_grad(), edit_hooks(model, {"blocks.1.attn.hook_z": halve_head0}):
+        edited = model(ids)
+    handle = layers[1].get_submodule(proj).register_forward_pre_hook(lambda m, args: (halve_head0(args[0]),))
+    try:
+        with torch.no_grad():
+            by_hand = model(ids)
+    finally:
+        handle.remove()
+    key = "last_hidden_state" if kind == "bert" else "logits"
+    torch.testing.assert_close(getattr(edited, key), getattr(by_hand, key), rtol=0, atol=0)
+    with torch.no_grad():
+        assert not torch.equal(getattr(model(ids), key), getattr(edited, key))  # the edit did something
