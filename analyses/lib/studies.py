@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,41 @@ def _accuracy(labels: Tensor):
     return metric
 
 
-def _load(cfg: Config) -> dict[str, Any]:
+@dataclass
+class Setup:
+    """What the studies run on: the LIB cut of the model, the inputs the graph is built from, the node- and
+    edge-ablation evaluation sets (inputs, labels), the mod-add input grid and modulus (None for a language model),
+    and the provenance of the model and data."""
+
+    lm: LIBModel
+    graph_inputs: Tensor
+    eval: tuple[Tensor, Tensor]
+    edge_eval: tuple[Tensor, Tensor]
+    grid: Tensor | None
+    p: int | None
+    provenance: dict[str, Any]
+
+
+@dataclass
+class NodeAblation:
+    """§4.1: accuracy with the first k directions of each node layer kept (LIB and PCA), and the smallest k that
+    keeps `node_fraction` of the unablated accuracy `base`. layers[name][basis] = {k, score, n_required}."""
+
+    base: float
+    layers: dict[str, dict[str, dict[str, Any]]]
+
+
+@dataclass
+class EdgeAblation:
+    """§4.2: per basis and layer, the edges needed to keep the accuracy within `edge_tolerance` of `base` (found
+    by bisection over the edges sorted by size), and their total. graphs[basis][layer] = {n_required, n_edges,
+    trace}; graphs[basis]["total"] = the sum."""
+
+    base: float
+    graphs: dict[str, dict[str, Any]]
+
+
+def _load(cfg: Config) -> Setup:
     """Model, LIB cut, graph inputs and evaluation sets for mod-add or a language model."""
     if cfg.model == "modadd":
         from analyses.lib.modadd import ModAddWeights, P, load_modadd, modadd_data, modadd_meta
@@ -55,9 +90,9 @@ def _load(cfg: Config) -> dict[str, Any]:
         else:
             sub = perm[: cfg.n_edge_eval_samples or None]
             edge_eval = (x_te[sub], y_te[sub])
-        return {"lm": lm, "graph_inputs": x_tr[: cfg.n_samples or None], "eval": (x_te[perm[:ne]], y_te[perm[:ne]]),
-                "edge_eval": edge_eval, "grid": modadd_data(cfg.seed, "all")[0], "p": P,
-                "provenance": {"model": f"modadd seed {cfg.seed} (data/lib)", "training": modadd_meta(cfg.seed)}}
+        return Setup(lm, x_tr[: cfg.n_samples or None], (x_te[perm[:ne]], y_te[perm[:ne]]), edge_eval,
+                     modadd_data(cfg.seed, "all")[0], P,
+                     {"model": f"modadd seed {cfg.seed} (data/lib)", "training": modadd_meta(cfg.seed)})
     from interp import models, sources
 
     step = None if cfg.step < 0 else cfg.step
@@ -79,34 +114,35 @@ def _load(cfg: Config) -> dict[str, Any]:
     x_tr, y_tr, x_te, y_te = x[:n], y[:n], x[n:], y[n:]
     ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx) if cfg.n_edge_eval_samples else None
     edge_eval = (x_tr[:ne], y_tr[:ne]) if cfg.edge_eval_set == "train" else (x_te[:ne], y_te[:ne])
-    return {"lm": lm, "graph_inputs": x_tr, "eval": (x_te, y_te), "edge_eval": edge_eval,
-            "grid": None, "p": None,  # the step that ran: cfg.step -1 means the final one
-            "provenance": {"model": cfg.model, "step": models.resolved_step(cfg.model, step, model),
-                           "data": sources.describe_source(cfg.data)}}
+    return Setup(lm, x_tr, (x_te, y_te), edge_eval, None, None,  # the step that ran: cfg.step -1 is the final one
+                 {"model": cfg.model, "step": models.resolved_step(cfg.model, step, model),
+                  "data": sources.describe_source(cfg.data)})
 
 
-def _node_results(lm: LIBModel, layers: list[LIBLayer], x: Tensor, y: Tensor, cfg: Config) -> dict:
+def node_ablation(lm: LIBModel, layers: list[LIBLayer], x: Tensor, y: Tensor, cfg: Config) -> NodeAblation:
+    """§4.1: ablate all but the first k directions of one node layer at a time, in the LIB and the PCA basis."""
     metric = _accuracy(y)
     with torch.no_grad():
         acts = lm.all_acts(x)
     base = metric(acts[-1])
-    out: dict[str, Any] = {"base": base, "layers": {}}
+    out = NodeAblation(base, {})
     for l, L in enumerate(layers[:-1]):
         row = {}
         for tag, (B, Bp) in {"lib": (L.C, L.C_pinv), "pca": (L.W, L.W_pinv)}.items():
             ks, sc = node_ablation_curve(lm, l, acts[l], B, Bp, metric)
             row[tag] = {"k": ks, "score": sc, "n_required": threshold_count(ks, sc, cfg.node_fraction * base)}
-        out["layers"][L.name] = row
+        out.layers[L.name] = row
     return out
 
 
-def _edge_results(lm: LIBModel, graphs: dict[str, tuple[list[LIBLayer], list[Tensor]]], x: Tensor, y: Tensor,
-                  cfg: Config) -> dict:
+def edge_ablation(lm: LIBModel, graphs: dict[str, tuple[list[LIBLayer], list[Tensor]]], x: Tensor, y: Tensor,
+                  cfg: Config) -> EdgeAblation:
+    """§4.2: per graph (LIB, PCA) and layer, how many of the largest edges (Eq. 7) keep the accuracy."""
     metric = _accuracy(y)
     with torch.no_grad():
         acts = lm.all_acts(x)
     base = metric(acts[-1])
-    out: dict[str, Any] = {"base": base}
+    out = EdgeAblation(base, {})
     for tag, (layers, edges) in graphs.items():
         res = {}
         for l, E in enumerate(edges):
@@ -114,11 +150,13 @@ def _edge_results(lm: LIBModel, graphs: dict[str, tuple[list[LIBLayer], list[Ten
                                       cfg.edge_tolerance, keep_const=cfg.center)
             res[layers[l].name] = {"n_required": n, "n_edges": int(E.numel()), "trace": trace}
         res["total"] = sum(r["n_required"] for r in res.values())
-        out[tag] = res
+        out.graphs[tag] = res
     return out
 
 
-def _fourier(lm: LIBModel, layers: list[LIBLayer], grid: Tensor, p: int, n_dirs: int) -> dict:
+def fourier_study(lm: LIBModel, layers: list[LIBLayer], grid: Tensor, p: int, n_dirs: int) -> dict:
+    """§4.3: per node layer, the Fourier power fractions of the leading `n_dirs` LIB directions over the p × p
+    input grid (`fourier_fractions`)."""
     with torch.no_grad():
         acts = lm.all_acts(grid)
     out = {}
@@ -155,7 +193,7 @@ def run(config: Config | None = None) -> LIBResult:
     torch.manual_seed(cfg.seed)
     progress.stage("lib", f"loading {cfg.model} and its graph inputs")
     data = _load(cfg)
-    lm, xg = data["lm"], data["graph_inputs"]
+    lm, xg = data.lm, data.graph_inputs
     kw = dict(center=cfg.center, trunc=cfg.truncation, integration=cfg.integration, n_intervals=cfg.n_intervals,
               edge_formula=cfg.edge_formula, method=cfg.jacobian_method,
               rotate_final_node_layer=cfg.rotate_final_node_layer)
@@ -172,7 +210,7 @@ def run(config: Config | None = None) -> LIBResult:
         progress.stage("lib", "building the PCA graph")
         graphs["pca"] = lib_build(lm, xg, basis="svd", acts=acts, **kw)
         t_pca = time.time() - t0
-    summary: dict[str, Any] = {"model": data["provenance"]["model"], "n_graph_samples": int(xg.shape[0]),
+    summary: dict[str, Any] = {"model": data.provenance["model"], "n_graph_samples": int(xg.shape[0]),
                                "lib_build_seconds": round(t_lib, 2)}
     details: dict[str, Any] = {"node_layers": lm.node_layers, "pca_build_seconds": round(t_pca, 2)}
     arrays: dict[str, np.ndarray] = {}
@@ -187,22 +225,22 @@ def run(config: Config | None = None) -> LIBResult:
             arrays[f"pca_eig_{l}"] = L.D.numpy()
     if cfg.node_ablation:
         progress.stage("lib", "node ablation")
-        nodes = _node_results(lm, layers, *data["eval"], cfg)
-        summary["test_accuracy"] = nodes["base"]
-        details["node_ablation"] = nodes
-        for name, row in nodes["layers"].items():
+        nodes = node_ablation(lm, layers, *data.eval, cfg)
+        summary["test_accuracy"] = nodes.base
+        details["node_ablation"] = asdict(nodes)
+        for name, row in nodes.layers.items():
             summary[f"lib_nodes_{name}"] = row["lib"]["n_required"]
             summary[f"pca_nodes_{name}"] = row["pca"]["n_required"]
     if cfg.edge_ablation and edges:
         progress.stage("lib", "edge ablation (bisection per layer)")
-        ed = _edge_results(lm, graphs, *data["edge_eval"], cfg)
-        details["edge_ablation"] = ed
+        ed = edge_ablation(lm, graphs, *data.edge_eval, cfg)
+        details["edge_ablation"] = {"base": ed.base, **ed.graphs}
         for tag in graphs:
-            summary[f"{tag}_edges_required_total"] = ed[tag]["total"]
+            summary[f"{tag}_edges_required_total"] = ed.graphs[tag]["total"]
         if "pca" in graphs:
-            summary["lib_minus_pca_edges"] = ed["lib"]["total"] - ed["pca"]["total"]
-    if data["grid"] is not None:
-        fr = _fourier(lm, layers, data["grid"], data["p"], cfg.n_fourier_dirs)
+            summary["lib_minus_pca_edges"] = ed.graphs["lib"]["total"] - ed.graphs["pca"]["total"]
+    if data.grid is not None:
+        fr = fourier_study(lm, layers, data.grid, data.p, cfg.n_fourier_dirs)
         labels = {}
         for name, f in fr.items():
             for k, v in f.items():
@@ -216,6 +254,6 @@ def run(config: Config | None = None) -> LIBResult:
         xy = [r["total_sum"] for r in labels[last]["sum"][1:11]]
         summary["unembed_leading10_x_plus_y_mean"] = float(np.mean(xy))
         summary["unembed_leading10_x_plus_y_ge_0.5"] = int(sum(v >= 0.5 for v in xy))
-    prov = Provenance.collect(**data["provenance"])
+    prov = Provenance.collect(**data.provenance)
     return LIBResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
                      provenance=prov.to_dict(), findings=findings(summary))

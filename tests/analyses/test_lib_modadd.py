@@ -27,9 +27,9 @@ def test_edge_eval_sets():
 
     x_tr, y_tr = modadd_data(0, "train")
     x_te, _ = modadd_data(0, "test")
-    xe, ye = _load(Config())["edge_eval"]
+    xe, ye = _load(Config()).edge_eval
     assert torch.equal(xe, x_tr) and torch.equal(ye, y_tr)
-    xe, _ = _load(Config(edge_eval_set="test", n_edge_eval_samples=600))["edge_eval"]
+    xe, _ = _load(Config(edge_eval_set="test", n_edge_eval_samples=600)).edge_eval
     assert xe.shape[0] == 600 and set(map(tuple, xe.tolist())) <= set(map(tuple, x_te.tolist()))
 
 
