@@ -19,7 +19,8 @@ class Config(AnalysisConfig):
     """
 
     model: str = "toy-pythia-4l"
-    """Embedded suite name, local HF folder or transformer-lens name ("" = interp.models.DEFAULT_MODEL)."""
+    """Embedded suite name, local HF folder or transformer-lens name ("" = interp.models.DEFAULT_MODEL); Mistral,
+    Qwen2, Qwen3 and Phi-3 folders are converted to transformer-lens."""
     probes_dir: str = ""
     """Folder with features.json + probes.jsonl ("" = the embedded data/corpus)."""
     n_pairs: int = 64

@@ -2,7 +2,12 @@
 
 A path is a list of nodes in forward order, e.g. ["attn0.3", "mlp1", "attn2.1"]: the signal enters the first
 node, flows through each, and ends in the logits. Its feature vector y lives at the residual stream that feeds
-the first node (before that node's LayerNorm): y·Δx ≈ the change of the observable along the path.
+the first node (before that node's LayerNorm or RMSNorm): y·Δx ≈ the change of the observable along the path.
+
+Models: transformer-lens HookedTransformers with pre-norm blocks, LayerNorm or RMSNorm (natively run Mistral, Qwen2,
+Qwen3, Phi-3 folders are converted first, see interp.models.as_transformer_lens). Grouped-query attention: query
+head h reads key/value head h // (n_heads / n_kv_heads) (`head_ov`); gated MLPs go through the block's own MLP
+module (modes point / boundary), their 'linear' mode is refused (see pullback_mlp).
 """
 
 from __future__ import annotations
@@ -75,17 +80,49 @@ def final_hook(model) -> str:
     return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
 
 
+NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
+
+
 def check_norm(model) -> None:
-    """Only LayerNorm-family (LN, LNPre) or no normalisation is supported."""
+    """LayerNorm (LN, LNPre), RMSNorm (RMS, RMSPre) or no normalisation, in front of each block's attention and MLP
+    only: the pullbacks take one norm per node, so post-norm blocks (Gemma 2, OLMo 2) are refused."""
     nt = model.cfg.normalization_type
-    if nt not in (None, "LN", "LNPre"):
-        raise ConfigError(f"normalization_type {nt!r} is not supported by obsprop", hint="use an LN model")
+    if nt not in NORMS:
+        raise ConfigError(f"normalization_type {nt!r} is not supported by obsprop",
+                          hint="use a LayerNorm or RMSNorm model")
+    if getattr(model.cfg, "use_normalization_before_and_after", False):
+        raise ConfigError("obsprop's pullbacks take one norm in front of each node; this model also normalises "
+                          "the attention / MLP outputs (post-norm blocks)", hint="use a pre-norm model")
+
+
+def is_rms_model(model) -> bool:
+    """Whether the model's norms are RMSNorms (no centring): reference points then keep their mean."""
+    return str(model.cfg.normalization_type or "").startswith("RMS")
+
+
+def is_gated(model) -> bool:
+    """Whether the MLPs are gated (W_out (act(x W_gate) ⊙ x W_in), Llama-like)."""
+    return bool(getattr(model.cfg, "gated_mlp", False))
+
+
+def head_ov(model, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W_V [d_model, d_head], b_V [d_head], W_O [d_head, d_model]) of query head `head`.
+
+    Grouped-query attention stores n_kv_heads value heads (`_W_V`) and query head h reads value head
+    h // (n_heads / n_kv_heads), as Hugging Face's repeat_kv (and transformer-lens' repeat_interleave `W_V`) do;
+    indexing `_W_V` directly avoids materialising the repeated [n_heads, d_model, d_head] tensor."""
+    attn = model.blocks[layer].attn
+    rep = getattr(attn, "repeat_kv_heads", None)
+    if rep is not None:
+        kv = head // rep
+        return attn._W_V[kv], attn._b_V[kv], attn.W_O[head]
+    return attn.W_V[head], attn.b_V[head], attn.W_O[head]
 
 
 def pullback_head_ov(model, layer: int, head: int, y: torch.Tensor) -> torch.Tensor:
     """OV feature vector W_V[h] W_O[h] y (the paper's `get_attn_normal`; QK ignored). [d_model] (ln1 output)"""
-    attn = model.blocks[layer].attn
-    return attn.W_V[head].detach() @ (attn.W_O[head].detach() @ y.to(attn.W_O.dtype))
+    w_v, _, w_o = head_ov(model, layer, head)
+    return w_v.detach() @ (w_o.detach() @ y.to(w_o.dtype))
 
 
 def _mlp_fn(model, layer: int):
@@ -114,11 +151,16 @@ def pullback_mlp(model, layer: int, y: torch.Tensor, mode: str = "point", x_ref:
 
     point:    ∇_x y·MLP(x) at x_ref
     boundary: ∇ at the point x_t of segment [x_neg, x_pos] where y·MLP(x_t) = 0 (`domain_boundary_intersection`)
-    linear:   W_in W_out y, the activation treated as the identity (`get_fake_mlp_normal`)
+    linear:   W_in W_out y, the activation treated as the identity (`get_fake_mlp_normal`). Refused for a gated
+              MLP: with the activation as the identity it is (x W_gate) ⊙ (x W_in) W_out, quadratic in x, so it has
+              no input-independent linear map.
     """
     if mode not in MLP_MODES:
         raise ConfigError(f"unknown MLP mode {mode!r}", hint=f"one of {MLP_MODES}")
     mlp = model.blocks[layer].mlp
+    if mode == "linear" and is_gated(model):
+        raise ConfigError("MLP mode 'linear' (W_in W_out y) has no meaning for a gated MLP: with the activation as "
+                          "the identity it is quadratic in its input", hint="use mlp_mode 'point' or 'boundary'")
     if mode == "linear":
         return mlp.W_in.detach() @ (mlp.W_out.detach() @ y.to(mlp.W_out.dtype)), {"mode": "linear"}
     if mode == "point":
@@ -133,14 +175,21 @@ def pullback_mlp(model, layer: int, y: torch.Tensor, mode: str = "point", x_ref:
     return mlp_grad(model, layer, y, x_t), {"mode": "boundary", **info}
 
 
-def mean_scale_ref(x: torch.Tensor, eps: float) -> torch.Tensor:
+def mean_scale_ref(x: torch.Tensor, eps: float, centred: bool = True) -> torch.Tensor:
     """Mean of the rows of x [n, d] with its centred part rescaled so that its LN scale is the rows' mean LN scale.
 
     The LN factor must be the token's own scale or the mean over tokens (the paper's
     `propagate_normal_through_LayerNorm`); the mean vector's scale is smaller (token directions partly cancel).
-    The direction of the centred mean, hence the LN output direction, is kept. [d]"""
+    The direction of the centred mean, hence the LN output direction, is kept. [d]
+
+    centred=False (RMSNorm, s = sqrt(|x|²/d + eps)): the whole mean m is rescaled, m·sqrt(d(s̄² − eps))/|m|, so
+    its RMS scale is the rows' mean scale s̄ and the RMSNorm output direction m/|m| is kept."""
     x = x.detach()
     d = x.shape[-1]
+    if not centred:
+        s_mean = (x.pow(2).mean(-1) + eps).sqrt().mean()
+        m = x.mean(0)
+        return m * (((s_mean * s_mean - eps).clamp_min(0.0) * d).sqrt() / m.norm().clamp_min(1e-12))
     xc = x - x.mean(-1, keepdim=True)
     s_mean = (xc.pow(2).mean(-1) + eps).sqrt().mean()
     m = x.mean(0)
@@ -152,12 +201,13 @@ def mean_scale_ref(x: torch.Tensor, eps: float) -> torch.Tensor:
 def refs_from_cache(model, cache: Mapping[str, torch.Tensor], pos: int = -1, batch: int | None = None
                     ) -> dict[str, torch.Tensor]:
     """Residual streams at one position keyed by hook name (one prompt, or over the batch the mean residual at
-    the prompts' mean LN scale, see mean_scale_ref): the reference points for LN factors and MLP gradients."""
+    the prompts' mean norm scale, see mean_scale_ref): the reference points for norm factors and MLP gradients."""
     out = {}
     for k, v in cache.items():
         if "hook_resid" in k:
             v = v[:, pos] if v.dim() == 3 else v
-            out[k] = (mean_scale_ref(v, model.cfg.eps) if batch is None else v[batch]).detach()
+            out[k] = (mean_scale_ref(v, model.cfg.eps, not is_rms_model(model)) if batch is None
+                      else v[batch]).detach()
     return out
 
 

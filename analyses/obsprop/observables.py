@@ -1,4 +1,4 @@
-"""Observables and their pullback through the unembedding and LayerNorms (Dunefsky & Cohan 2024, §3).
+"""Observables and their pullback through the unembedding and LayerNorms or RMSNorms (Dunefsky & Cohan 2024, §3).
 
 Conventions (transformer-lens, row vectors): logits = ln_final(x) @ W_U + b_U, so the observable value
 n·logits = (W_U n)·ln_final(x) + n·b_U. Every pullback maps a covector y on a map's output to the covector
@@ -55,9 +55,15 @@ def pullback_unembed(model, n: torch.Tensor) -> torch.Tensor:
     return model.W_U.detach() @ n.to(model.W_U.dtype)
 
 
+def is_rms(ln: torch.nn.Module) -> bool:
+    """Whether a transformer-lens norm module is an RMSNorm (RMSNorm, RMSNormPre): no centring, no bias."""
+    return type(ln).__name__.startswith("RMSNorm")
+
+
 def _ln_parts(ln: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centered input x_c and the LN scale s = sqrt(mean(x_c²) + eps) (transformer-lens LayerNorm)."""
-    xc = x - x.mean(-1, keepdim=True)
+    """The input as the norm sees it, x_c, and its scale s = sqrt(mean(x_c²) + eps): x_c = x − mean(x) for a
+    transformer-lens LayerNorm, x_c = x for an RMSNorm (s is then the root mean square of x)."""
+    xc = x if is_rms(ln) else x - x.mean(-1, keepdim=True)
     s = (xc.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
     return xc, s
 
@@ -70,14 +76,18 @@ def _ln_weight(ln: torch.nn.Module, like: torch.Tensor) -> torch.Tensor:
 
 def pullback_layernorm(ln: torch.nn.Module, y: torch.Tensor, x: torch.Tensor | None = None,
                        mode: str = "approx", approx_norm: str = "scale") -> torch.Tensor:
-    """J_LN(x)^T y for a transformer-lens LayerNorm `ln` at input x. y, x: [..., d_model].
+    """J(x)^T y for a transformer-lens LayerNorm or RMSNorm `ln` at input x. y, x: [..., d_model].
 
-    none:   y (LN ignored)
-    approx: the paper's scalar-gain approximation, (1/s)·w⊙y; s is the LN scale at x ("scale"),
+    With g = w⊙y (w the gain) and P the norm's centring (LayerNorm: P = I − 11ᵀ/d, x_c = Px; RMSNorm: P = I,
+    x_c = x), both norms are f(x) = w⊙(Px)/s(x) (+ b), s(x) = sqrt(|x_c|²/d + eps), so ∂s/∂x = x_c/(d s) and
+
+    none:   y (norm ignored)
+    approx: the paper's scalar-gain approximation, g/s; s is the norm's scale at x ("scale"),
             ||x||/√d as in the reference code ("raw"), or 1/√d (`estimate_dot`, ||x|| := 1: "unit")
-    frozen: exact Jacobian with the scale s frozen at x: P(w⊙y)/s, P = I − 11ᵀ/d (first-order exact when the
-            model's hook_scale is frozen)
-    exact:  full Jacobian (1/s)(P − x_c x_cᵀ/(d s²)) (w⊙y)
+    frozen: exact Jacobian with the scale s frozen at x: Pg/s (first-order exact when the model's hook_scale is
+            frozen). For RMSNorm P = I, so frozen == approx("scale") == g/s.
+    exact:  full Jacobian, J^T y = (1/s)(Pg − x_c (x_c·g)/(d s²)); for RMSNorm (1/s)(g − x (x·g)/(d s²)), which
+            differs from g/s only along x (LayerNorm: along 1 and x_c).
     """
     if mode not in LN_MODES:
         raise ConfigError(f"unknown LayerNorm mode {mode!r}", hint=f"one of {LN_MODES}")
@@ -98,7 +108,7 @@ def pullback_layernorm(ln: torch.nn.Module, y: torch.Tensor, x: torch.Tensor | N
             s = x.to(y.dtype).norm(dim=-1, keepdim=True) / d ** 0.5
         return g / s
     xc, s = _ln_parts(ln, x.to(y.dtype))
-    pg = g - g.mean(-1, keepdim=True)
+    pg = g if is_rms(ln) else g - g.mean(-1, keepdim=True)
     if mode == "frozen":
         return pg / s
     return (pg - xc * (xc * g).sum(-1, keepdim=True) / (d * s * s)) / s

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .method import Node, _feeds, final_hook, ln_input_hook, ln_module, parse_node
+from .method import Node, _feeds, final_hook, head_ov, ln_input_hook, ln_module, parse_node
+from .observables import is_rms
 
 CACHE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_pattern", "hook_scale")
 
@@ -25,16 +26,18 @@ def run_cache(model, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torc
 
 
 def _ln(model, lnm: torch.nn.Module, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """Apply LayerNorm `lnm`, optionally with its scale frozen to `scale`."""
+    """Apply the norm `lnm`, optionally with its scale frozen to `scale`: w⊙(x − mean x)/scale + b (LayerNorm) or
+    w⊙x/scale (RMSNorm)."""
     if model.cfg.normalization_type is None:
         return x
     if scale is None:
         return lnm(x)
-    xc = x - x.mean(-1, keepdim=True)
+    xc = x if is_rms(lnm) else x - x.mean(-1, keepdim=True)
     w = getattr(lnm, "w", None)
     b = getattr(lnm, "b", None)
     out = xc / scale
-    return out * w + b if w is not None else out
+    out = out * w if w is not None else out
+    return out + b if b is not None else out
 
 
 def _scale_hook(node: Node) -> str:
@@ -50,10 +53,10 @@ def component_out(model, cache: dict, node: Node, resid_in: torch.Tensor | None 
     h = _ln(model, ln_module(model, node), x, scale)
     if node.kind == "mlp":
         return model.blocks[node.layer].mlp(h)
-    attn = model.blocks[node.layer].attn
     pat = cache[f"blocks.{node.layer}.attn.hook_pattern"][:, node.head] if pattern is None else pattern
-    v = h @ attn.W_V[node.head] + attn.b_V[node.head]          # [b, k, d_head]
-    return (pat @ v) @ attn.W_O[node.head]                      # [b, q, d_model]
+    w_v, b_v, w_o = head_ov(model, node.layer, node.head)       # the value head this query head reads (GQA)
+    v = h @ w_v + b_v                                           # [b, k, d_head]
+    return (pat @ v) @ w_o                                      # [b, q, d_model]
 
 
 def at_pos(t: torch.Tensor, pos: int | torch.Tensor) -> torch.Tensor:

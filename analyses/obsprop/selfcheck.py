@@ -12,7 +12,7 @@ import copy
 
 import torch
 
-from .method import feature_vector, ln_input_hook, parse_node, pullback_head_ov, pullback_mlp
+from .method import feature_vector, head_ov, is_gated, ln_input_hook, parse_node, pullback_head_ov, pullback_mlp
 from .observables import pullback_layernorm, pullback_unembed
 from .patching import path_function
 from .scores import gaussian_slope
@@ -78,24 +78,33 @@ def _ov_dla(model, n: torch.Tensor, tokens: torch.Tensor) -> dict:
         if not model.cfg.attn_only:
             total = total + c[f"blocks.{layer}.hook_mlp_out"][0, i] @ y_f
         ln1_x = blk.ln1(c[f"blocks.{layer}.hook_resid_pre"][0])
+        v = c[f"blocks.{layer}.attn.hook_v"][0]                  # [T, n_kv_heads, d_head] (GQA) or n_heads
+        rep = model.cfg.n_heads // v.shape[1]
         for h in range(model.cfg.n_heads):
             A = c[f"blocks.{layer}.attn.hook_pattern"][0, h, i]
             y_h = pullback_head_ov(model, layer, h, y_f)
-            bias = blk.attn.b_V[h] @ (blk.attn.W_O[h] @ y_f)
-            direct = A * ((c[f"blocks.{layer}.attn.hook_v"][0, :, h] @ blk.attn.W_O[h]) @ y_f)   # [T]
+            _, b_v, w_o = head_ov(model, layer, h)
+            bias = b_v @ (w_o @ y_f)
+            direct = A * ((v[:, h // rep] @ w_o) @ y_f)             # [T]
             ov = A * (ln1_x @ y_h + bias)
             ov_err = max(ov_err, float((direct - ov).abs().max() / direct.abs().max().clamp_min(1e-300)))
             total = total + ov.sum()
-    total = total + model.ln_final.b @ pullback_unembed(model, n) + n.to(model.b_U.dtype) @ model.b_U
+    b_f = getattr(model.ln_final, "b", None)                   # RMSNorm: no bias
+    if b_f is not None:
+        total = total + b_f @ pullback_unembed(model, n)
+    total = total + n.to(model.b_U.dtype) @ model.b_U
     obs = float(logits[0, i].double() @ n.double())
     return {"ov_identity_max_rel_err": ov_err, "dla_total": float(total), "observable": obs,
             "dla_rel_err": abs(float(total) - obs) / max(abs(obs), 1e-300)}
 
 
 def linear_mlp(model, y: torch.Tensor, x0: torch.Tensor, layer: int = 0) -> dict:
-    """With the MLP activation replaced by the identity (on a copy), every mode equals W_in W_out y."""
+    """With the MLP activation replaced by the identity (on a copy), every mode equals W_in W_out y (not for a
+    gated MLP, which is then quadratic)."""
     if model.cfg.attn_only:
         return {"skipped": "attention-only model"}
+    if is_gated(model):
+        return {"skipped": "gated MLP (no linear MLP mode)"}
     m = copy.deepcopy(model)
     mlp = m.blocks[layer].mlp
     mlp.act_fn = lambda t: t

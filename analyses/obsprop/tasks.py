@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from interp.config_checks import check_context
-from interp.errors import ConfigError
+from interp.errors import ConfigError, InterpError
 
 from .config import Config
-from .method import Node, cosine, feature_vector, mean_scale_ref
+from .method import Node, check_norm, cosine, feature_vector, is_gated, is_rms_model, mean_scale_ref
 from .patching import at_pos
 from .scores import (
     linear_probe,
@@ -20,35 +20,59 @@ OBS_NAMES = ("subj", "obj", "occu", "code", "code_block")
 
 
 def load_model(cfg: Config, model=None):
-    """The model in float64 (linear algebra and boundary searches in double precision)."""
+    """The model as a HookedTransformer in float64 (linear algebra and boundary searches in double precision).
+
+    A natively run Hugging Face model (Mistral, Qwen2, Qwen3, Phi-3) is converted to transformer-lens with its
+    weights unprocessed, so activations are the HF model's (`interp.models.as_transformer_lens`); the result then
+    carries `converted_from`, which the run's provenance records. Other models are refused in one line.
+    """
     from interp import models
+    from interp.models.native import NativeModel
+    from interp.models.tl_convert import convertible_hint
 
     if model is None:
         name = cfg.model or models.DEFAULT_MODEL
         model = models.load(name, step=None if cfg.step < 0 else cfg.step, device=cfg.device, dtype="float64")
+    if isinstance(model, NativeModel):
+        try:
+            model = models.as_transformer_lens(model, device=cfg.device, dtype=torch.float64)
+        except InterpError as e:
+            raise ConfigError(f"obsprop reads transformer-lens weights (per-head OV circuits, norm gains, MLP "
+                              f"modules), and {e.message}", hint=e.hint) from None
     if not hasattr(model, "cfg") or not hasattr(model, "run_with_cache"):
         raise ConfigError(f"obsprop needs a transformer-lens HookedTransformer: its pullbacks read the attention "
                           f"weights, OV circuits and LayerNorm scales of TL blocks, and {type(model).__name__} "
-                          "exposes none of them",
-                          hint="use a model transformer-lens converts (GPT-2, GPT-NeoX/Pythia, GPT-Neo, Llama, or an "
-                               "embedded suite)")
+                          "exposes none of them", hint=convertible_hint())
     if getattr(model, "tokenizer", None) is None:
         raise ConfigError("the model has no tokenizer", hint="obsprop builds observables from token strings")
+    check_norm(model)
+    if cfg.mlp_mode == "linear" and is_gated(model):
+        raise ConfigError("mlp_mode 'linear' (W_in W_out y) has no meaning for this model's gated MLPs",
+                          hint="use mlp_mode 'point' or 'boundary'")
     if model.cfg.dtype != torch.float64:
         model = model.to(torch.float64, print_details=False)  # transformer-lens prints "Changing model dtype" else
         model.cfg.dtype = torch.float64
     return model.eval()
 
 
+def conversion_note(model) -> str | None:
+    """A sentence for the provenance when the model was converted from a natively run HF model, else None."""
+    arch = getattr(model, "converted_from", None)
+    if arch is None:
+        return None
+    return (f"converted from {arch} (run natively by interp) to a transformer-lens HookedTransformer with "
+            "unprocessed weights, for the weight-based pullbacks (OV circuits, norm gains, MLP modules)")
+
+
 def mean_refs(model, sets: list[tuple[dict, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Residual streams at each prompt's last token over the prompts of (cache, last-index) sets: their mean,
-    at the prompts' mean LN scale (mean_scale_ref; the scale of the mean vector is smaller)."""
+    at the prompts' mean norm scale (mean_scale_ref; the scale of the mean vector is smaller)."""
     rows: dict[str, list[torch.Tensor]] = {}
     for c, last in sets:
         for k, v in c.items():
             if "hook_resid" in k:
                 rows.setdefault(k, []).append(at_pos(v, last))
-    return {k: mean_scale_ref(torch.cat(v), model.cfg.eps) for k, v in rows.items()}
+    return {k: mean_scale_ref(torch.cat(v), model.cfg.eps, not is_rms_model(model)) for k, v in rows.items()}
 
 
 def head_source_ref(model, sets: list[tuple[dict, torch.Tensor]], layer: int, head: int) -> torch.Tensor:
@@ -59,7 +83,7 @@ def head_source_ref(model, sets: list[tuple[dict, torch.Tensor]], layer: int, he
         A = at_pos(c[f"blocks.{layer}.attn.hook_pattern"][:, head], last)          # [b, k]
         j = A.argmax(-1)
         xs.append(c[f"blocks.{layer}.hook_resid_pre"][torch.arange(len(j)), j])
-    return mean_scale_ref(torch.cat(xs), model.cfg.eps)
+    return mean_scale_ref(torch.cat(xs), model.cfg.eps, not is_rms_model(model))
 
 
 def obs_values(model, n: torch.Tensor, tp: torch.Tensor, tn: torch.Tensor, last: torch.Tensor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import Config
-from .method import Node, cosine, coupling, feature_vector, final_hook
+from .method import Node, cosine, coupling, feature_vector, final_hook, is_gated, is_rms_model
 from .observables import APPROX_NORMS, ln_final_boundary, pullback_layernorm, pullback_unembed
 from .prompts import class_prompts
 from .scores import best_fit, observable_at_last, projection_hook
@@ -14,7 +14,8 @@ from .scores import best_fit, observable_at_last, projection_hook
 def ln_task(model, n, refs, refs_neg, sets: list[tuple[dict, torch.Tensor]], top: Node, cfg: Config) -> dict:
     """ln_final three ways (approx / exact at the token / tangent at the decision boundary) and, for random
     covectors on the model's real LN inputs, cos(approx, exact) and agreement on {1, x}^⟂ (exact only for the
-    "scale" approx_norm), with approx at cfg.approx_norm; the {1, x}^⟂ error is also reported for every norm."""
+    "scale" approx_norm), with approx at cfg.approx_norm; the {1, x}^⟂ error is also reported for every norm.
+    RMSNorm: no centring, so approx and exact differ only along x (agreement on {x}^⟂; expected cos √(1 − 1/d))."""
     fh = final_hook(model)
     y = pullback_unembed(model, n)
     lnf = model.ln_final
@@ -31,6 +32,7 @@ def ln_task(model, n, refs, refs_neg, sets: list[tuple[dict, torch.Tensor]], top
                        "cos_frozen_exact": cosine(head_modes["frozen"], head_modes["exact"])}
     g = torch.Generator().manual_seed(cfg.seed)
     d = model.cfg.d_model
+    rms = is_rms_model(model)
     cos: list[float] = []
     perp: dict[str, list[float]] = {k: [] for k in APPROX_NORMS}
     for layer in range(model.cfg.n_layers):
@@ -41,7 +43,8 @@ def ln_task(model, n, refs, refs_neg, sets: list[tuple[dict, torch.Tensor]], top
             yy = torch.randn(d, generator=g, dtype=torch.float64)
             a = pullback_layernorm(ln, yy, x, "approx", cfg.approx_norm)
             cos.append(cosine(a, pullback_layernorm(ln, yy, x, "exact")))
-            basis, _ = torch.linalg.qr(torch.stack([torch.ones(d, dtype=x.dtype), x], 1))
+            span = [x] if rms else [torch.ones(d, dtype=x.dtype), x]      # where approx and exact differ
+            basis, _ = torch.linalg.qr(torch.stack(span, 1))
             gy = ln.w.detach() * yy
             yp = (gy - basis @ (basis.T @ gy)) / ln.w.detach()
             ep = pullback_layernorm(ln, yp, x, "exact")
@@ -50,25 +53,28 @@ def ln_task(model, n, refs, refs_neg, sets: list[tuple[dict, torch.Tensor]], top
     c = torch.tensor(cos)
     out["random_y"] = {"approx_norm": cfg.approx_norm, "cos_min": float(c.min()), "cos_mean": float(c.mean()),
                        "cos_median": float(c.median()), "cos_p05": float(c.quantile(0.05)), "n": len(cos),
-                       "derived_cos": (1 - 2 / d) ** 0.5, "perp_rel_err_max": max(perp[cfg.approx_norm]),
+                       "derived_cos": (1 - (1 if rms else 2) / d) ** 0.5,
+                       "perp_rel_err_max": max(perp[cfg.approx_norm]),
                        "perp_rel_err_max_by_norm": {k: max(v) for k, v in perp.items()}}
     return out
 
 
 def mlp_task(model, n, refs, refs_neg, cfg: Config) -> list[dict]:
-    """Direct-path MLP feature vectors of the subject observable in the three modes, per layer."""
+    """Direct-path MLP feature vectors of the subject observable in the three modes, per layer (gated MLPs: no
+    linear mode, cos_point_linear is NaN)."""
     if model.cfg.attn_only:
         return []
     rows = []
+    modes = ("point", "boundary") if is_gated(model) else ("point", "boundary", "linear")
     for layer in range(model.cfg.n_layers):
         v = {}
         info = {}
-        for mode in ("point", "boundary", "linear"):
+        for mode in modes:
             v[mode], inf = feature_vector(model, n, [f"mlp{layer}"], refs, ln=cfg.ln_mode, mlp=mode,
                                           refs_neg=refs_neg, approx_norm=cfg.approx_norm)
             info[mode] = inf.get(f"mlp{layer}", {})
         rows.append({"mlp": f"mlp{layer}", "cos_point_boundary": cosine(v["point"], v["boundary"]),
-                     "cos_point_linear": cosine(v["point"], v["linear"]),
+                     "cos_point_linear": cosine(v["point"], v["linear"]) if "linear" in v else float("nan"),
                      "norm_point": float(v["point"].norm()), "norm_boundary": float(v["boundary"].norm()),
                      "boundary": info["boundary"]})
     return rows

@@ -7,6 +7,9 @@
     load("pkg.module:factory")        factory() -> (model, tokenizer) or a model with .tokenizer
     load("pythia-70m", step=1000)     transformer-lens name (needs a reachable hub)
     load(my_module)                   any torch.nn.Module, returned as is (hook names are module paths)
+    load("path/to/qwen3", backend="transformer_lens")
+                                      a natively run folder converted to a HookedTransformer (Mistral, Qwen2/3,
+                                      Phi-3; see tl_convert.py), for methods that read transformer-lens weights
 
 transformer-lens stays behind this package: a move to TransformerBridge changes these modules only.
 """
@@ -43,11 +46,14 @@ from interp.models.hf_local import (
 )
 from interp.models.hub import hub_checkpoints, load_hub_model, official_name
 from interp.models.native import load_native, native_model_type
+from interp.models.tl_convert import as_transformer_lens
 
 __all__ = [
     "DEFAULT_MODEL", "load", "checkpoints", "checkpoint_path", "embedded_names", "load_tokenizer", "model_id",
-    "suite_info", "data_dir", "is_transformer", "resolved_step", "input_device", "native_types",
+    "suite_info", "data_dir", "is_transformer", "resolved_step", "input_device", "native_types", "as_transformer_lens",
+    "BACKENDS",
 ]
+BACKENDS = ("auto", "transformer_lens")
 
 WEIGHT_DTYPES = _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float64": torch.float64,
            "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -74,13 +80,22 @@ def _unknown(name: str) -> ModelNotFoundError:
 
 def load(model: str | Path | torch.nn.Module = DEFAULT_MODEL, step: int | None = None, *, device: str = "cpu",
          dtype: torch.dtype | str = torch.float32, processing: bool = False, device_map: str | dict | None = None,
-         max_memory: dict | None = None):
+         max_memory: dict | None = None, backend: str = "auto"):
     """A hookable model: HookedTransformer for names and converted folders, NativeModel for the other supported
     folders, the factory's model for `module:function`, the module itself for an nn.Module.
 
     `dtype` is the weights' dtype; `device_map` / `max_memory` (natively run folders only) place the model with
-    accelerate, offloading what does not fit (see `native.load_native`).
+    accelerate, offloading what does not fit (see `native.load_native`). backend="transformer_lens" returns a
+    HookedTransformer whatever the folder (natively run architectures converted by `as_transformer_lens`, the others
+    refused in one line).
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}", hint=f"one of {', '.join(BACKENDS)}")
+    if backend == "transformer_lens":
+        if device_map is not None or max_memory is not None:
+            raise ConfigError("a device map applies to natively run models, not to transformer-lens conversions",
+                              hint="drop --device-map, or use backend='auto'")
+        return as_transformer_lens(load(model, step, dtype=dtype, processing=processing), device=device, dtype=dtype)
     if isinstance(model, torch.nn.Module):
         return model
     dt = _dtype(dtype)

@@ -65,8 +65,6 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
     processing=True applies transformer-lens' from_pretrained processing (LNPre, fold_ln, centering): logits
     then differ by a constant per position, log-probs agree.
     """
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformer_lens import loading_from_pretrained as loading
     from transformers import AutoModelForCausalLM
 
     path = Path(path).resolve()
@@ -83,9 +81,30 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         tokenizer = load_hf_tokenizer(path)
     quiet_transformers()
     hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, use_safetensors=True).eval()
-    cfg_dict = _tl_config(path, hf_model.config)
-    cfg_dict.update(model_name=name or path.name, init_weights=False, device=device, dtype=dtype,
-                    tokenizer_name=str(path) if tokenizer is not None else None)  # None: no hub look-up
+    doc = json.loads((path / "config.json").read_text())
+    return hooked_from_hf(hf_model, doc, tokenizer=tokenizer, device=device, dtype=dtype, name=name or path.name,
+                          processing=processing, where=f"{path} ({arch})", folder=path)
+
+
+def hooked_from_hf(hf_model, doc: dict, *, tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                   name: str = "model", processing: bool = False, where: str = "the model",
+                   folder: Path | None = None):
+    """A HookedTransformer with `hf_model`'s weights (its config as the dict `doc`, i.e. config.json).
+
+    The weights are read in `hf_model`'s own dtype into a model built in `dtype` (so its rotary tables are computed
+    in `dtype`). `folder` is the model's folder, where transformer-lens may reload the tokenizer from; without one
+    (a model built in memory) it is given an empty temporary folder, since its converter takes any name that is not
+    an existing path for a hub name.
+    """
+    import tempfile
+
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens import loading_from_pretrained as loading
+
+    cfg_dict = _tl_config(doc, hf_model.config, where)
+    src_dtype = next(hf_model.parameters()).dtype
+    cfg_dict.update(model_name=name, init_weights=False, device=device, dtype=dtype,
+                    tokenizer_name=str(folder) if tokenizer is not None and folder else None)  # None: no hub look-up
     if processing:
         cfg_dict["normalization_type"] = "LNPre" if cfg_dict.get("normalization_type") == "LN" else \
             cfg_dict.get("normalization_type")
@@ -94,13 +113,14 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-        state = loading.get_pretrained_state_dict(str(path), cfg, hf_model, dtype=torch.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            state = loading.get_pretrained_state_dict(str(folder or tmp), cfg, hf_model, dtype=src_dtype)
         model.load_and_process_state_dict(
             state, fold_ln=processing, center_writing_weights=processing, center_unembed=processing,
             fold_value_biases=processing,
         )
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:  # shapes transformer-lens lacks
-        raise ModelNotFoundError(f"{path} ({arch}) has a configuration transformer-lens cannot convert "
+        raise ModelNotFoundError(f"{where} has a configuration transformer-lens cannot convert "
                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]})",
                                  hint="load it with transformers directly and capture with interp's nn.Module "
                                       "hooks (module paths as hook names)") from None
@@ -110,12 +130,12 @@ def load_hf_folder(path: str | Path, *, tokenizer=None, device: str = "cpu", dty
         setattr(model.tokenizer, SPECIALS_ATTR, block_specials(tokenizer) if tokenizer is not None else ([], []))
     if str(device) != "cpu":
         model = model.to(device)
-    return (model if dtype == torch.float32 else model.to(dtype)).eval()
+    return (model if dtype == torch.float32 else model.to(dtype, print_details=False)).eval()
 
 
-def _tl_config(path: Path, hf_config) -> dict:
-    """transformer-lens' config for a local folder, read through a neutrally named copy of config.json and patched
-    where its converter ignores the folder's own values.
+def _tl_config(doc: dict, hf_config, where: str = "the model") -> dict:
+    """transformer-lens' config for a model whose config.json is `doc`, read through a neutrally named copy and
+    patched where its converter ignores the model's own values.
 
     The converter picks the architecture from substrings of the path ("llama", "gemma" anywhere in it) before it
     reads config.json, so the real path could override the model; and it drops GPT-NeoX's rope theta, GPT-2's
@@ -125,7 +145,7 @@ def _tl_config(path: Path, hf_config) -> dict:
 
     from transformer_lens import loading_from_pretrained as loading
 
-    doc = json.loads((path / "config.json").read_text())
+    doc = dict(doc)
     kind = getattr(hf_config, "model_type", "")
     if kind == "gpt2":
         doc.setdefault("n_ctx", hf_config.n_positions)
@@ -136,7 +156,7 @@ def _tl_config(path: Path, hf_config) -> dict:
         try:
             cfg = loading.convert_hf_model_config(str(neutral))
         except (AttributeError, KeyError, TypeError, ValueError, NotImplementedError) as e:
-            raise ModelNotFoundError(f"{path}: transformer-lens cannot read its config.json "
+            raise ModelNotFoundError(f"{where}: transformer-lens cannot read its config.json "
                                      f"({type(e).__name__}: {e})", hint="check the folder's config.json") from None
     rope = getattr(hf_config, "rope_parameters", None) or {}
     if kind == "gpt_neox":

@@ -68,9 +68,10 @@ def test_dark_matter_with_saes_trained_from_a_cache(qwen3_run, tmp_path):
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
 
 
-@pytest.mark.parametrize("name", ["obsprop", "lib"])
+@pytest.mark.parametrize("name", ["lib"])
 def test_methods_that_need_transformer_lens_refuse_in_one_line(qwen3_run, tmp_path, capsys, name):
-    """obsprop reads OV circuits and LN scales, LIB's LM mode TL blocks: a natively run model is refused with why."""
+    """LIB's LM mode reads TL blocks: a natively run model is refused with why. (obsprop converts a Qwen3 to
+    transformer-lens and refuses only what does not convert: tests/analyses/test_obsprop_modern.py.)"""
     assert main(["analyze", name, "--model", str(qwen3_run / "step0"), "--out", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "transformer-lens" in err and ("runs natively" in err or "exposes none" in err)
