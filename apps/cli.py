@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="small sizes (what the tests run)")
     d.add_argument("--only", nargs="+", default=None, help="run only these analyses")
     sub.add_parser("toy", help="generate the embedded corpus and train the model suite", add_help=False)
-    sub.add_parser("saes", help="train SAEs on a cache (saes train), score SAEs (saes eval)", add_help=False)
+    sub.add_parser("saes", help="train SAEs on a cache (saes train), score SAEs (saes eval), import other "
+                   "libraries' SAEs (saes import)", add_help=False)
     return p
 
 

@@ -1,7 +1,9 @@
-"""`interp saes train | eval`: train SAEs on a cache of a hook (any model), and score SAEs with the standard evals.
+"""`interp saes train | eval | import`: train SAEs on a cache of a hook (any model), score SAEs with the standard
+evals, and import SAEs that other libraries wrote.
 
     interp saes train --cache cache/ --hook blocks.2.hook_resid_post --widths 4 8 16 --out my_saes/
     interp saes eval --model toy-pythia-4l --saes my_saes/ --out results/sae-evals
+    interp saes import sparsify_run/ --out my_saes/        # sparsify, Gemma Scope params.npz, dictionary_learning
 
 `train` writes one sae-lens folder per width and an index.json that the dark-matter analysis and `saes eval` read
 (`interp analyze dark-matter --model M --saes my_saes/`). `eval` is `interp analyze sae-evals` under another name.
@@ -17,7 +19,8 @@ from pathlib import Path
 
 from interp.errors import ConfigError
 
-USAGE = "interp saes train --cache DIR --hook HOOK --widths N [N ...] --out DIR | interp saes eval [options]"
+USAGE = ("interp saes train --cache DIR --hook HOOK --widths N [N ...] --out DIR | interp saes eval [options] | "
+         "interp saes import SRC [SRC ...] --out DIR [--hook HOOK]")
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -85,6 +88,57 @@ def train_saes(a: argparse.Namespace) -> Path:
     return out
 
 
+def import_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp saes import", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", help="SAE folders of sparsify (cfg.json + sae.safetensors; or a folder of "
+                   "one per hookpoint), Gemma Scope (params.npz) or dictionary_learning (config.json + "
+                   "ae.safetensors)")
+    p.add_argument("--hook", default=None, help="the hook the SAEs were trained on, where a folder does not say "
+                   "(sparsify layers.N, Gemma Scope layer_N of a -res release and dictionary_learning "
+                   "resid_post_layer_N are read as blocks.N.hook_resid_post)")
+    p.add_argument("--model", default="", help="the model the SAEs belong to, recorded in the index (optional)")
+    p.add_argument("--storage-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="dtype the weights are stored in (default float32: exactly the source's float32 values)")
+    p.add_argument("--out", required=True, help="folder for the converted sae-lens SAEs and their index.json")
+    return p
+
+
+def import_saes(a: argparse.Namespace) -> Path:
+    """Convert every SAE of `a.sources` into a sae-lens folder under `a.out`, with entry.json and index.json."""
+    from apps.build.saes import write_index
+    from interp.capture import layer_of
+    from interp.fileio import atomic_write_bytes
+    from interp.sae_formats import foreign_entries, read_foreign, to_sae_lens
+    from interp.saes import save_sae
+
+    found = []
+    for src in a.sources:  # every source is read and checked before anything is written
+        rows = foreign_entries(src, a.hook)
+        if not rows:
+            raise ConfigError(f"{src} holds no SAE of sparsify, Gemma Scope or dictionary_learning",
+                              hint="sae-lens folders need no import: pass them to --saes / --sae directly")
+        found += [(Path(r["abs_path"]), read_foreign(r["abs_path"], a.hook)) for r in rows]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, foreign in found:
+        name = path.stem if path.suffix == ".npz" else path.name
+        save_sae(to_sae_lens(foreign), out / name, storage_dtype=a.storage_dtype,
+                 metadata={"hook_name": foreign.hook, "model_name": a.model})
+        layer = layer_of(foreign.hook)
+        entry = {"name": name, "path": name, "hook": foreign.hook, "component": _component(foreign.hook, layer),
+                 "architecture": foreign.architecture, "d_in": foreign.d_in, "d_sae": foreign.d_sae,
+                 "expansion": foreign.d_sae / foreign.d_in, "k_or_target_l0": foreign.k,
+                 "source": {"format": foreign.source_format, "path": str(path.resolve()), "notes": foreign.notes},
+                 "bytes": sum(f.stat().st_size for f in (out / name).iterdir())}
+        atomic_write_bytes(out / name / "entry.json", json.dumps(entry, indent=2).encode())
+        print(f"  {name}: {foreign.source_format} {foreign.architecture} SAE, d_sae {foreign.d_sae}, hook "
+              f"{foreign.hook}", flush=True)
+    first = layer_of(found[0][1].hook)
+    write_index(out, a.model, None, first if first is not None else -1, {h.hook: h.hook for _, h in found})
+    return out
+
+
 def _component(hook: str, layer: int | None) -> str:
     """The dark-matter component name of a hook ("resid" for blocks.L.hook_resid_post), else the hook itself."""
     if layer is None:
@@ -101,6 +155,10 @@ def saes_main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "train":
         out = train_saes(train_parser().parse_args(rest))
+        print(f"wrote {out / 'index.json'}")
+        return 0
+    if cmd == "import":
+        out = import_saes(import_parser().parse_args(rest))
         print(f"wrote {out / 'index.json'}")
         return 0
     if cmd == "eval":

@@ -29,11 +29,18 @@ def _hub_offline() -> bool:
 
 
 def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: str = "cpu",
-             dtype: str = "float32") -> Any:
-    """A sae-lens SAE from a local folder (cfg.json + sae_weights.safetensors) or a release name via the hub."""
+             dtype: str = "float32", hook: str | None = None) -> Any:
+    """A sae-lens SAE from a local folder (cfg.json + sae_weights.safetensors) or a release name via the hub.
+
+    Folders written by sparsify, Gemma Scope (params.npz) or dictionary_learning (ae.safetensors) load too,
+    converted exactly (`interp.sae_formats`); `hook` names their hook where the folder does not."""
     from sae_lens import SAE
 
+    from interp.sae_formats import detect_format, read_foreign, to_sae_lens
+
     path = Path(source)
+    if path.exists() and detect_format(path) != "sae_lens":
+        return to_sae_lens(read_foreign(path, hook), device=device, dtype=dtype)
     if path.is_dir():
         if not (path / "cfg.json").is_file():
             raise ModelNotFoundError(f"{path} has no cfg.json", hint="point at a folder written by sae.save_model()")
@@ -362,12 +369,18 @@ def load_index(folder: str | os.PathLike) -> dict:
 
 
 def sae_entries(source: str | os.PathLike) -> list[dict]:
-    """[{name, hook, abs_path, ...}] for a folder with an index.json of SAEs, or for one sae-lens SAE folder."""
+    """[{name, hook, abs_path, ...}] for a folder with an index.json of SAEs, for one sae-lens SAE folder, or for
+    SAE folders of another library (one, or a folder of them as sparsify writes: one per hookpoint)."""
     import json
+
+    from interp.sae_formats import foreign_entries
 
     folder = Path(source)
     if (folder / "index.json").is_file():
         return list(load_index(folder)["saes"])
+    foreign = foreign_entries(folder)
+    if foreign:
+        return foreign
     cfg_path = folder / "cfg.json"
     if not cfg_path.is_file():
         raise ConfigError(f"{folder} is neither an SAE folder (cfg.json) nor a folder of SAEs (index.json)",
