@@ -10,7 +10,7 @@ own (in exact arithmetic; the tests check float64 references written from each l
 
     sparsify (cfg.json + sae.safetensors; `SparseCoder`): pre = ReLU(encoder(x − b_dec)), top-k; x̂ = top W_dec +
         b_dec. W_dec is stored [num_latents, d_in] (sae-lens 6.54's own `sparsify_disk_loader` transposes it and
-        fails on this layout). Transcoders, skip connections and non-top-k activations are refused.
+        fails on this layout). Transcoders, skip connections, signed and non-top-k activations are refused.
     Gemma Scope (params.npz): h = x W_enc + b_enc, f = ReLU(h)·[h > θ], x̂ = f W_dec + b_dec; no b_dec on the input.
         npz is read with allow_pickle=False.
     dictionary_learning (config.json + ae.safetensors): AutoEncoder (ReLU, b_dec = `bias`), AutoEncoderTopK (per-row
@@ -154,7 +154,8 @@ def _need(state: dict, keys: tuple[str, ...], where: Path) -> None:
 def _read_sparsify(path: Path) -> ForeignSAE:
     cfg = json.loads((path / "cfg.json").read_text())
     for flag, why in (("transcode", "a transcoder predicts another hook's output"),
-                      ("skip_connection", "its W_skip term has no sae-lens equivalent")):
+                      ("skip_connection", "its W_skip term has no sae-lens equivalent"),
+                      ("signed", "signed top-k keeps negative latents, which no sae-lens form does")):
         if cfg.get(flag):
             raise ConfigError(f"{path}: sparsify {flag}=true is not an SAE interp can splice ({why})",
                               hint="use a plain sparsify SAE (transcode and skip_connection false)")
