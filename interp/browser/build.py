@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,17 @@ def pick_device(device: str = "auto") -> str:
 
 
 def _sae_hook(sae: str | Path | Any) -> str | None:
-    """The hook an SAE was trained on (sae-lens cfg.json metadata.hook_name), if it says."""
+    """The hook an SAE was trained on (a sae-lens cfg.json's metadata.hook_name, or what another library's folder
+    says: `interp.sae_formats`), if it says."""
     if isinstance(sae, (str, Path)):
+        from interp.errors import InterpError
+        from interp.saes import sae_entries
+
         try:
-            cfg = json.loads((Path(sae) / "cfg.json").read_text())
-        except (OSError, ValueError):
+            entries = sae_entries(sae)
+        except (InterpError, OSError, ValueError):
             return None
-        return (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+        return entries[0]["hook"] if len(entries) == 1 else None
     return getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
 
 

@@ -63,6 +63,9 @@ def test_sparsify_topk(tmp_path):
     assert sae.cfg.metadata.hook_name == "blocks.3.hook_resid_post"  # the block's output, as sparsify hooks it
     entries = sae_entries(tmp_path / "run")  # a sparsify run folder: one SAE per hookpoint
     assert [(e["name"], e["hook"], e["d_sae"]) for e in entries] == [("layers.3", "blocks.3.hook_resid_post", D_SAE)]
+    from interp.browser.build import _sae_hook
+
+    assert _sae_hook(tmp_path / "run" / "layers.3") == "blocks.3.hook_resid_post"  # what `interp browse` reads
 
 
 def test_gemma_scope_npz(tmp_path):
