@@ -96,13 +96,8 @@ def _load(cfg: Config) -> Setup:
     from interp import models, sources
 
     step = None if cfg.step < 0 else cfg.step
-    model = models.load(cfg.model, step=step, dtype="float64")
-    if not models.is_transformer(model):
-        raise ConfigError(f"LIB on a language model needs a transformer-lens model; {cfg.model} runs natively "
-                          f"({type(model).__name__}), and the section functions and closed-form Jacobians are "
-                          "written against HookedTransformer blocks",
-                          hint="use a model transformer-lens converts (GPT-2, GPT-NeoX/Pythia, GPT-Neo, Llama, or an "
-                               "embedded suite), or model=modadd")
+    loaded = models.load(cfg.model, step=step, dtype="float64")
+    model = _as_hooked(cfg.model, loaded)
     nodes = cfg.node_layers
     if nodes == DEFAULT_NODES:
         nodes = [f"blocks.{i}.hook_resid_pre" for i in range(model.cfg.n_layers)] + ["unembed", "output"]
@@ -114,9 +109,37 @@ def _load(cfg: Config) -> Setup:
     x_tr, y_tr, x_te, y_te = x[:n], y[:n], x[n:], y[n:]
     ne = max(1, cfg.n_edge_eval_samples // cfg.lm_ctx) if cfg.n_edge_eval_samples else None
     edge_eval = (x_tr[:ne], y_tr[:ne]) if cfg.edge_eval_set == "train" else (x_te[:ne], y_te[:ne])
-    return Setup(lm, x_tr, (x_te, y_te), edge_eval, None, None,  # the step that ran: cfg.step -1 is the final one
-                 {"model": cfg.model, "step": models.resolved_step(cfg.model, step, model),
-                  "data": sources.describe_source(cfg.data)})
+    prov = {"model": cfg.model, "step": models.resolved_step(cfg.model, step, loaded),  # -1: the final one
+            "data": sources.describe_source(cfg.data)}
+    if getattr(model, "converted_from", None):
+        prov["converted_from"] = model.converted_from
+        prov["weights"] = (f"converted from {model.converted_from} (run natively by interp) to a transformer-lens "
+                           "HookedTransformer with unprocessed weights, for LIB's folded-bias sections")
+    return Setup(lm, x_tr, (x_te, y_te), edge_eval, None, None, prov)
+
+
+def _as_hooked(name: str, model: torch.nn.Module) -> torch.nn.Module:
+    """The HookedTransformer LIB cuts into sections: a natively run Hugging Face model (Llama, Mistral, Qwen2,
+    Qwen3, Phi-3) converted with unprocessed weights (`interp.models.as_transformer_lens`; it then carries
+    `converted_from`), a transformer-lens model as is; anything else is refused in one line."""
+    from interp import models
+    from interp.errors import InterpError
+    from interp.models.native import NativeModel
+    from interp.models.tl_convert import convertible_hint
+
+    if isinstance(model, NativeModel):
+        try:
+            model = models.as_transformer_lens(model, dtype=torch.float64)
+        except InterpError as e:
+            raise ConfigError(f"LIB's language-model sections are written against transformer-lens blocks, and "
+                              f"{e.message}", hint=e.hint) from None
+    if not models.is_transformer(model):
+        raise ConfigError(f"LIB on a language model needs a transformer-lens model, and {name} loads as "
+                          f"{type(model).__name__}", hint=convertible_hint() + ", or model=modadd")
+    if model.cfg.dtype != torch.float64:
+        model = model.to(torch.float64, print_details=False)
+        model.cfg.dtype = torch.float64
+    return model.eval()
 
 
 def node_ablation(lm: LIBModel, layers: list[LIBLayer], x: Tensor, y: Tensor, cfg: Config) -> NodeAblation:
@@ -212,6 +235,8 @@ def run(config: Config | None = None) -> LIBResult:
         t_pca = time.time() - t0
     summary: dict[str, Any] = {"model": data.provenance["model"], "n_graph_samples": int(xg.shape[0]),
                                "lib_build_seconds": round(t_lib, 2)}
+    if "converted_from" in data.provenance:                # a natively run HF model, converted to transformer-lens
+        summary["converted_from"] = data.provenance["converted_from"]
     details: dict[str, Any] = {"node_layers": lm.node_layers, "pca_build_seconds": round(t_pca, 2)}
     arrays: dict[str, np.ndarray] = {}
     for tag, (ls, es) in graphs.items():

@@ -1,6 +1,6 @@
 """The analyses on a user's model that transformer-lens does not convert (a tiny random Qwen3, run natively):
 massive activations across a training run's checkpoint folders, dark matter with SAEs trained by
-`interp saes train` from a cache; each writes its result and a report page."""
+`interp saes train` from a cache; each writes its result and a report page. LIB converts it to transformer-lens."""
 
 from __future__ import annotations
 
@@ -68,13 +68,26 @@ def test_dark_matter_with_saes_trained_from_a_cache(qwen3_run, tmp_path):
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
 
 
+def test_lib_on_a_native_checkpoint_converts_it(qwen3_run, tmp_path):
+    """LIB's LM mode converts a natively run Qwen3 (one checkpoint of the run) to transformer-lens and says so."""
+    out = tmp_path / "lib"
+    assert main(["analyze", "lib", "--model", str(qwen3_run), "--step", "10", "--lm-ctx", "4", "--lm-blocks", "4",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["provenance"]["converted_from"] == "Qwen3ForCausalLM" and doc["provenance"]["step"] == 10
+    assert doc["summary"]["converted_from"] == "Qwen3ForCausalLM" and len(doc["findings"]) == 3
+
+
 @pytest.mark.parametrize("name", ["lib"])
-def test_methods_that_need_transformer_lens_refuse_in_one_line(qwen3_run, tmp_path, capsys, name):
-    """LIB's LM mode reads TL blocks: a natively run model is refused with why. (obsprop converts a Qwen3 to
-    transformer-lens and refuses only what does not convert: tests/analyses/test_obsprop_modern.py.)"""
-    assert main(["analyze", name, "--model", str(qwen3_run / "step0"), "--out", str(tmp_path / name)]) == 2
+def test_methods_that_need_transformer_lens_refuse_in_one_line(tmp_path, capsys, name):
+    """LIB's LM mode reads TL blocks: a native model that does not convert to transformer-lens (Gemma 2) is refused
+    with why. (Qwen3 converts: above, and tests/analyses/test_lib_modern.py.)"""
+    from tiny_hf import save_tiny_native
+
+    folder = save_tiny_native(tmp_path / "gemma2", "gemma2")
+    assert main(["analyze", name, "--model", str(folder), "--out", str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 2 and "transformer-lens" in err and ("runs natively" in err or "exposes none" in err)
+    assert err.count("\n") == 2 and "transformer-lens" in err and "Gemma2ForCausalLM" in err
     assert not (tmp_path / name / "result.json").exists()
 
 
