@@ -130,7 +130,22 @@ def hooked_from_hf(hf_model, doc: dict, *, tokenizer=None, device: str = "cpu", 
         setattr(model.tokenizer, SPECIALS_ATTR, block_specials(tokenizer) if tokenizer is not None else ([], []))
     if str(device) != "cpu":
         model = model.to(device)
-    return (model if dtype == torch.float32 else model.to(dtype, print_details=False)).eval()
+    model = model if dtype == torch.float32 else model.to(dtype, print_details=False)
+    _exact_rotary_tables(model)
+    return model.eval()
+
+
+def _exact_rotary_tables(model) -> None:
+    """Recompute each attention's rotary sin/cos tables in the model's dtype: loading the converted state dict
+    leaves them rounded through float32 (3e-8 off in a float64 model), which float64 methods (obsprop, LIB) see."""
+    for block in model.blocks:
+        attn = block.attn
+        if getattr(attn, "rotary_sin", None) is None:
+            continue
+        sin, cos = attn.calculate_sin_cos_rotary(model.cfg.rotary_dim, attn.rotary_sin.shape[0],
+                                                 base=attn._rotary_base(), dtype=attn.rotary_sin.dtype)
+        attn.rotary_sin.copy_(sin)
+        attn.rotary_cos.copy_(cos)
 
 
 def _tl_config(doc: dict, hf_config, where: str = "the model") -> dict:

@@ -172,3 +172,19 @@ def test_hook_z_is_the_output_projections_input(folders, kind):
     torch.testing.assert_close(getattr(edited, key), getattr(by_hand, key), rtol=0, atol=0)
     with torch.no_grad():
         assert not torch.equal(getattr(model(ids), key), getattr(edited, key))  # the edit did something
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "mistral"])
+def test_a_float64_conversion_has_exact_rotary_tables(folders, kind):
+    """backend="transformer_lens" in float64: the rotary tables equal the float64 formula (loading the converted
+    weights had left them rounded through float32, 3e-8 off), so float64 methods see float64 positions."""
+    tl = models.load(folders[kind], backend="transformer_lens", dtype="float64")
+    for block in tl.blocks:
+        attn = block.attn
+        n = attn.rotary_sin.shape[0]
+        pos = torch.arange(n, dtype=torch.float64)[:, None]
+        half = tl.cfg.rotary_dim // 2
+        inv = attn._rotary_base() ** (-torch.arange(half, dtype=torch.float64) / half)
+        angles = torch.cat([pos * inv, pos * inv], -1)  # NeoX layout: pairs (j, j + half), as Llama-family models
+        torch.testing.assert_close(attn.rotary_sin, angles.sin(), rtol=0, atol=1e-12)  # 3e-8 before
+        torch.testing.assert_close(attn.rotary_cos, angles.cos(), rtol=0, atol=1e-12)
