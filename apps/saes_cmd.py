@@ -100,7 +100,9 @@ def import_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="the model the SAEs belong to, recorded in the index (optional)")
     p.add_argument("--storage-dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="dtype the weights are stored in (default float32: exactly the source's float32 values)")
-    p.add_argument("--out", required=True, help="folder for the converted sae-lens SAEs and their index.json")
+    p.add_argument("--out", required=True, help="folder for the converted sae-lens SAEs and their index.json "
+                   "(SAEs already there stay and are listed in the index too)")
+    p.add_argument("--overwrite", action="store_true", help="replace SAE folders of the same name under --out")
     return p
 
 
@@ -120,9 +122,13 @@ def import_saes(a: argparse.Namespace) -> Path:
                               hint="sae-lens folders need no import: pass them to --saes / --sae directly")
         found += [(Path(r["abs_path"]), read_foreign(r["abs_path"], a.hook)) for r in rows]
     out = Path(a.out)
+    names = [path.stem if path.suffix == ".npz" else path.name for path, _ in found]
+    clash = sorted({n for n in names if names.count(n) > 1} | {n for n in names if (out / n).exists()})
+    if clash and not a.overwrite:
+        raise ConfigError(f"{out} would get {', '.join(clash)} twice, or already holds them",
+                          hint="import into another --out, or pass --overwrite to replace existing SAE folders")
     out.mkdir(parents=True, exist_ok=True)
-    for path, foreign in found:
-        name = path.stem if path.suffix == ".npz" else path.name
+    for name, (path, foreign) in zip(names, found):
         save_sae(to_sae_lens(foreign), out / name, storage_dtype=a.storage_dtype,
                  metadata={"hook_name": foreign.hook, "model_name": a.model})
         layer = layer_of(foreign.hook)

@@ -48,3 +48,20 @@ def test_import_cli_then_evals_match_the_original(tmp_path, capsys):
     ours = run_evals(EvalConfig(names=["L2_resid_topk_x4"], **common)).details["saes"][0]
     for key in ("fvu", "l0", "ce_loss_recovered_zero", "kl_sae"):
         assert theirs[key] == pytest.approx(ours[key], rel=1e-4, abs=1e-6), key
+
+
+def test_import_refuses_to_replace_an_sae_without_overwrite(tmp_path):
+    from apps.cli import main
+
+    src = tmp_path / "run" / "layers.1"
+    src.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    save_file({"encoder.weight": torch.randn(16, 4, generator=g), "encoder.bias": torch.zeros(16),
+               "W_dec": torch.randn(16, 4, generator=g), "b_dec": torch.zeros(4)}, str(src / "sae.safetensors"))
+    (src / "cfg.json").write_text(json.dumps({"k": 2, "num_latents": 16, "d_in": 4}))
+    out = tmp_path / "saes"
+    assert main(["saes", "import", str(tmp_path / "run"), "--out", str(out)]) == 0
+    before = (out / "layers.1" / "sae_weights.safetensors").read_bytes()
+    assert main(["saes", "import", str(tmp_path / "run"), "--out", str(out)]) == 2  # one line, nothing touched
+    assert (out / "layers.1" / "sae_weights.safetensors").read_bytes() == before
+    assert main(["saes", "import", str(tmp_path / "run"), "--out", str(out), "--overwrite"]) == 0
