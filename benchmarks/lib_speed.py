@@ -21,7 +21,7 @@ import torch
 def build(method: str, n: int, seed: int):
     from analyses.lib.basis import lib_build
     from analyses.lib.modadd import ModAddWeights, load_modadd, modadd_data
-    from analyses.lib.sections import transformer_lib_model
+    from analyses.lib.tl_sections import transformer_lib_model
 
     try:
         model = load_modadd(seed, torch.float64)

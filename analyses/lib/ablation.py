@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from analyses.lib.basis import LIBLayer
-from analyses.lib.sections import LIBModel
+from analyses.lib.cut import LIBModel
 
 Metric = Callable[[Tensor], float]
 

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from analyses.lib.cut import LIBModel, Section
 from analyses.lib.jacobian import auto_chunk, chunks, integrated_gradient, integrated_jacobian, section_jacobian
 from analyses.lib.linalg import (
     centering_matrix,
@@ -20,7 +21,6 @@ from analyses.lib.linalg import (
     move_const_dir_first,
     sorted_lambda_matrices,
 )
-from analyses.lib.sections import LIBModel, Section
 from interp.errors import ConfigError
 
 BASES = ("jacobian", "(1-0)*alpha", "(1-alpha)^2", "svd", "neuron")

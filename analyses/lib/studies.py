@@ -19,9 +19,10 @@ from torch import Tensor
 from analyses.lib.ablation import edges_required, node_ablation_curve, threshold_count
 from analyses.lib.basis import LIBLayer, lib_build
 from analyses.lib.config import Config
+from analyses.lib.cut import LIBModel
 from analyses.lib.fourier import fourier_fractions, key_frequencies, label_directions
 from analyses.lib.result import LIBResult
-from analyses.lib.sections import LIBModel, transformer_lib_model
+from analyses.lib.tl_sections import transformer_lib_model
 from interp import progress
 from interp.analysis import Finding, Provenance
 from interp.errors import ConfigError

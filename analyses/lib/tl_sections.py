@@ -1,6 +1,6 @@
 """LIB sections of a transformer-lens HookedTransformer: its forward re-implemented from its weights, bias folded.
 
-Every activation is [x, c] with the bias coordinate c last (=1 on data; analyses.lib.sections); each bias b of the
+Every activation is [x, c] with the bias coordinate c last (=1 on data; analyses.lib.cut); each bias b of the
 network enters as c·b, so a section at (αx, αc) is rib's folded-bias section at integration point α. Norms keep
 TL's constant ε (rib's convention), so they are not homogeneous in α; with c = 0 and x = 0 every step returns 0.
 
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from analyses.lib import structured
-from analyses.lib.sections import LIBModel, Section, _compose, _split
+from analyses.lib.cut import LIBModel, Section, compose, split_bias
 from interp.errors import ConfigError, HookNotFoundError
 
 _POST_NORM = ("Olmo2ForCausalLM", "Olmo3ForCausalLM", "OlmoeForCausalLM")
@@ -158,7 +158,7 @@ class _TLFolded:
     # ------------------------------------------------------------------------------------------ steps
     def attn_step(self, i: int, last: bool) -> Section:
         def f(xa: Tensor) -> Tensor:
-            x, c = _split(xa)
+            x, c = split_bias(xa)
             out = self._attn(self._norm(x, c, f"blocks.{i}.ln1"), c, i, last)
             if last:
                 return torch.cat([x[:, -1] + out[:, 0], c[:, -1]], -1)
@@ -169,7 +169,7 @@ class _TLFolded:
 
     def mlp_step(self, i: int) -> Section:
         def f(xa: Tensor) -> Tensor:
-            x, c = _split(xa)
+            x, c = split_bias(xa)
             return torch.cat([x + self._mlp(self._norm(x, c, f"blocks.{i}.ln2"), c, i), c], -1)
         if self.structured:
             m = f"blocks.{i}.mlp."
@@ -180,7 +180,7 @@ class _TLFolded:
     def block_step(self, i: int, last: bool) -> Section:
         """Parallel attention + MLP: x + attn(ln1 x) + mlp(ln2 x)."""
         def f(xa: Tensor) -> Tensor:
-            x, c = _split(xa)
+            x, c = split_bias(xa)
             a = self._attn(self._norm(x, c, f"blocks.{i}.ln1"), c, i, last)
             if last:
                 x, c, a = x[:, -1], c[:, -1], a[:, 0]
@@ -189,7 +189,7 @@ class _TLFolded:
 
     def ln_final_step(self) -> Section:
         def f(xa: Tensor) -> Tensor:
-            x, c = _split(xa)
+            x, c = split_bias(xa)
             return torch.cat([self._norm(x, c, "ln_final"), c], -1)
         if self.cfg.normalization_type is None:
             f.jac = structured.identity_jac()
@@ -197,7 +197,7 @@ class _TLFolded:
 
     def unembed_step(self) -> Section:
         def f(xa: Tensor) -> Tensor:
-            x, c = _split(xa)
+            x, c = split_bias(xa)
             return x @ self.W["unembed.W_U"] + c * self.W["unembed.b_U"]
         f.jac = structured.unembed_jac(self.W["unembed.W_U"], self.W["unembed.b_U"])
         return f
@@ -254,6 +254,6 @@ def transformer_lib_model(model: nn.Module, node_layers: list[str], last_pos_onl
         raise ConfigError("node layers must be distinct and in forward order", hint=f"order: {', '.join(pts)}")
     after_last_attn = len(pts) - (3 if tf.parallel else 4)  # first point computed by the last attention step
     has_pos = [not (last_pos_only and j >= after_last_attn) for j in idx]
-    sections = [_compose(steps[a:b]) for a, b in zip(idx[:-1], idx[1:])]
-    pre = _compose(steps[: idx[0]])
+    sections = [compose(steps[a:b]) for a, b in zip(idx[:-1], idx[1:])]
+    pre = compose(steps[: idx[0]])
     return LIBModel(list(node_layers), sections, lambda tokens: pre(tf.embed(tokens)), has_pos)

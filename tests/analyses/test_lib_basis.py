@@ -9,7 +9,8 @@ from analyses.lib.basis import LIBLayer, lib_basis, lib_build, lib_edges
 from analyses.lib.jacobian import jacobian_loop, jacobian_vmap, section_jacobian
 from analyses.lib.linalg import centering_matrix, fold_bias, gram, integration_points
 from analyses.lib.modadd import load_modadd, modadd_data
-from analyses.lib.sections import mlp_lib_model, transformer_lib_model
+from analyses.lib.sections import mlp_lib_model
+from analyses.lib.tl_sections import transformer_lib_model
 from interp.errors import ConfigError
 
 torch.set_num_threads(1)

@@ -26,8 +26,8 @@ from tiny_hf import save_tiny_native, tiny_config  # noqa: E402
 
 from analyses.lib import Config, run  # noqa: E402
 from analyses.lib.jacobian import section_jacobian  # noqa: E402
-from analyses.lib.sections import transformer_lib_model  # noqa: E402
 from analyses.lib.studies import _as_hooked  # noqa: E402
+from analyses.lib.tl_sections import transformer_lib_model  # noqa: E402
 from helpers import tiny_tokenizer  # noqa: E402
 from interp import models  # noqa: E402
 from interp.errors import ConfigError  # noqa: E402
