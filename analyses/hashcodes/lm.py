@@ -3,18 +3,23 @@
 Two questions, transferred from the digits MLPs: determinism (how many held-out tokens share a code: RR per layer
 and over all layers) and categorisation (do the codes at the last token of the probe prompts group by planted
 feature, and by the planted answer within a feature: 9-NN Hamming, OvO logistic regression, K-means).
+`lm_codes(cfg) -> LMCodes` is the study `run` calls; it is the toolkit's transfer of the paper's questions, not a
+study of the paper.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from analyses.hashcodes.categorize import categorization_suite, knn_accuracy
 from analyses.hashcodes.codes import binarize, drop_constant, pack, redundancy_ratio, region_occupancy
+from analyses.hashcodes.config import Config
 from interp.errors import InterpError
 
 
@@ -118,12 +123,47 @@ def _load_probes(path, per_feature: int, seed: int) -> list[dict]:
     return out
 
 
-def run_lm(cfg, log=None) -> tuple[dict, dict[str, np.ndarray]]:
-    """The embedded-LM part of `run`: returns (details, arrays); status 'skipped' with a note if no model."""
+@dataclass
+class LMCodes:
+    """The language-model study (beyond the paper: §4.1's determinism and categorisation questions asked of an LM's
+    MLP codes). `details` is {"status": "ok", model, step, hooks, threshold, tokens (`token_determinism`), probes
+    (`probe_categorization` + per-layer 9-NN)} or {"status": "skipped", "note": why}; `arrays` holds the per-layer
+    profiles `lm.rr_per_layer`, `lm.n_bits_per_layer`, `lm.feature_knn_per_layer` (empty when skipped)."""
+
+    details: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """'ok' or 'skipped'."""
+        return self.details["status"]
+
+    def contribute(self, arrays: dict[str, np.ndarray], details: dict) -> None:
+        """The `lm.*` arrays and `details["lm"]`."""
+        arrays.update(self.arrays)
+        details["lm"] = self.details
+
+    def summary(self) -> dict[str, Any]:
+        """The status and, when the study ran, the token RR and the which-feature 9-NN and logistic regression."""
+        out: dict[str, Any] = {"lm_status": self.details.get("status")}
+        if self.status == "ok":
+            out["lm_token_rr"] = self.details["tokens"]["rr_all"]
+            out["lm_feature_knn"] = self.details["probes"]["feature_knn"]
+            out["lm_feature_logreg"] = self.details["probes"]["feature_logreg"]
+        return out
+
+
+def _skipped(note: str) -> LMCodes:
+    return LMCodes({"status": "skipped", "note": note})
+
+
+def lm_codes(cfg: Config, log: Callable[[str], None] | None = None) -> LMCodes:
+    """The LM study of `run`: token determinism and probe categorisation of `cfg.model`'s MLP codes; status
+    'skipped' with a note if the study is off or the model is absent."""
     from interp.models import checkpoints, data_dir, embedded_names, load, load_tokenizer
 
     if not cfg.lm:
-        return {"status": "skipped", "note": "disabled (lm=False)"}, {}
+        return _skipped("disabled (lm=False)")
     if cfg.model not in embedded_names():
         from pathlib import Path
 
@@ -132,7 +172,7 @@ def run_lm(cfg, log=None) -> tuple[dict, dict[str, np.ndarray]]:
                     " the LM part is skipped — it runs once data/models/<suite> lands or with model=<HF folder>")
             if log:
                 log(note)
-            return {"status": "skipped", "note": note}, {}
+            return _skipped(note)
     step = None
     if cfg.model in embedded_names():
         steps = checkpoints(cfg.model)
@@ -167,4 +207,4 @@ def run_lm(cfg, log=None) -> tuple[dict, dict[str, np.ndarray]]:
     details["probes"] = cat
     if log:
         log(f"LM {cfg.model}: token RR {det['rr_all']:.3f}, feature 9-NN {cat['feature_knn']:.3f}")
-    return details, arrays
+    return LMCodes(details, arrays)

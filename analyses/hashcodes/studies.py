@@ -1,10 +1,13 @@
-"""`run(Config)`: the paper's studies on digits MLPs and the embedded LM, then its claims against the numbers.
+"""`run(Config)`: the paper's studies in order, each a function returning a small dataclass, then its claims.
 
-1. Width sweep (§4.1): redundancy ratio and categorisation (K-means, 9-NN, logistic regression) of the codes.
-2. Training time (§4.2): the same metrics at epoch checkpoints of the width runs.
-3. Sample size (§4.3): networks trained on subsets.
-4. Phase chart: under-, critically and sufficiently expressive regimes read off the training-set RR.
-5. The embedded language model's MLP codes over tokens and probe prompts.
+1. `width_sweep` -> `WidthSweep` (§4.1): redundancy ratio and categorisation (K-means, 9-NN, logistic regression)
+   of the codes against width; with §4.2 (training time), the same metrics at epoch checkpoints of those runs.
+2. `sample_sweep` -> `SampleSweep` (§4.3): networks trained on subsets.
+3. `phase_chart` -> `PhaseChart` (spec §1.7): under-, critically and sufficiently expressive regimes read off the
+   training-set RR.
+4. `lm_codes` -> `LMCodes`: the embedded language model's MLP codes over tokens and probe prompts.
+`findings` turns the width sweep into the paper's claims, each held or not. Each study writes its part of the
+result through `contribute(arrays, details)`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from analyses.hashcodes.config import Config
+from analyses.hashcodes.digits import load_digits_split
+from analyses.hashcodes.lm import LMCodes, lm_codes
 from analyses.hashcodes.result import HashCodesResult
+from analyses.hashcodes.sweeps import WidthSweep, critical_width, phase_chart, sample_sweep, width_sweep
 from interp import progress
 from interp.analysis import Finding, Provenance
 
@@ -35,11 +42,6 @@ def _threads(n: int):
             yield
     finally:
         torch.set_num_threads(old)
-
-
-def _mean(a: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
 
 
 def findings(arrays: dict[str, np.ndarray]) -> list[Finding]:
@@ -87,38 +89,9 @@ def findings(arrays: dict[str, np.ndarray]) -> list[Finding]:
     return out
 
 
-def run(config: Config | None = None, log=None) -> HashCodesResult:
-    """Digits sweeps (width with epoch checkpoints, sample size), phase charts, and the embedded-LM codes."""
-    from analyses.hashcodes.digits import load_digits_split
-    from analyses.hashcodes.lm import run_lm
-    from analyses.hashcodes.sweeps import critical_width, regimes, sample_sweep, width_sweep
-
-    cfg = (config or Config()).validate().resolved()
-    t0 = time.time()
-    timings: dict[str, float] = {}
-    log = log or (lambda text: progress.stage("hashcodes", text))
-    with _threads(cfg.n_threads):
-        progress.stage("hashcodes", f"width sweep: {len(cfg.widths)} widths × {len(cfg.seeds)} seeds")
-        data = load_digits_split()
-        arrays, details = width_sweep(data, cfg, log=log)
-        timings["width_and_epochs_s"] = time.time() - t0
-        if cfg.sample_sizes and cfg.sample_widths and cfg.sample_seeds:
-            arrays.update(sample_sweep(data, cfg, log=log))
-        timings["samples_s"] = time.time() - t0 - timings["width_and_epochs_s"]
-        for key, src in (("epochs", "epochs.rr_train"), ("samples", "samples.rr_train")):
-            if src in arrays:
-                with np.errstate(all="ignore"):
-                    rr = np.nanmean(arrays[src], axis=-1)
-                arrays[f"phase.{key}.rr_train"] = rr
-                arrays[f"phase.{key}.regime"] = regimes(rr, cfg.rr_sufficient, cfg.rr_under)
-        t1 = time.time()
-        lm_details, lm_arrays = run_lm(cfg, log=log)
-        timings["lm_s"] = time.time() - t1
-    arrays.update(lm_arrays)
-    details["lm"] = lm_details
-    found = findings(arrays)
-    details["timings"] = timings
-    details["notes"] = {
+def _notes(cfg: Config) -> dict[str, Any]:
+    """How the numbers were made, where the port chooses between readings of the reference code."""
+    return {
         "kmeans": "greedy cluster->label mapping (reference compute_clustering_accuracy); Hungarian also given",
         "constant_units": f"dropped, fitted on {cfg.drop_fit_on}",
         "init": cfg.init, "schedule": cfg.schedule, "batchnorm": cfg.batchnorm, "train_dtype": cfg.train_dtype,
@@ -128,29 +101,50 @@ def run(config: Config | None = None, log=None) -> HashCodesResult:
                "k-th distance as scikit-learn's brute path (np.argpartition), equal votes -> smallest label; "
                "'auto' = scikit-learn's ball tree for codes of <= 15 bits (another tie order)",
     }
-    widths = [int(v) for v in arrays["width.values"]]
-    summary: dict[str, Any] = {}
-    means = {k: np.nanmean(arrays[f"width.{k}"], axis=1) for k in
-             ("rr_train", "rr_test", "knn", "logreg", "kmeans_test", "test_acc")}
-    for i, w in enumerate(widths):
-        for k in ("rr_train", "rr_test", "knn", "logreg", "kmeans_test"):
-            summary[f"{k}@w{w}"] = float(means[k][i])
-    summary["critical_width"] = critical_width(widths, means["rr_train"], cfg.rr_sufficient)
+
+
+def _summary(width: WidthSweep, lm: LMCodes, found: list[Finding], rr_sufficient: float) -> dict[str, Any]:
+    """Seed means per width, the critical width, the claims' count, the width-2 tie-aware 9-NN, the LM's numbers."""
+    widths = [int(w) for w in width.widths]
+    means = {k: width.seed_mean(k) for k in ("rr_train", "rr_test", "knn", "logreg", "kmeans_test")}
+    summary: dict[str, Any] = {f"{k}@w{w}": float(means[k][i]) for i, w in enumerate(widths) for k in means}
+    summary["critical_width"] = critical_width(widths, means["rr_train"], rr_sufficient)
     summary["claims_held"] = sum(f.verdict == "held" for f in found)
     summary["claims_checked"] = sum(f.verdict != "not applicable" for f in found)
     if 2 in widths:  # the paper's procedure next to the tie-aware number its claim is judged on
-        summary["knn@w2_tie_aware"] = float(np.nanmean(arrays["width.knn_tie_aware"][widths.index(2)]))
-    summary["lm_status"] = lm_details.get("status")
-    if lm_details.get("status") == "ok":
-        summary["lm_token_rr"] = lm_details["tokens"]["rr_all"]
-        summary["lm_feature_knn"] = lm_details["probes"]["feature_knn"]
-        summary["lm_feature_logreg"] = lm_details["probes"]["feature_logreg"]
-    details["width_table"] = [
-        {"width": w, **{k: float(means[k][i]) for k in means},
-         **{f"{k}_std": float(np.nanstd(arrays[f"width.{k}"][i])) for k in ("rr_train", "rr_test", "knn", "logreg")}}
-        for i, w in enumerate(widths)]
-    prov = Provenance.collect(model=str(lm_details.get("model") or ""), step=lm_details.get("step"),
+        summary["knn@w2_tie_aware"] = float(np.nanmean(width.final["knn_tie_aware"][widths.index(2)]))
+    summary.update(lm.summary())
+    return summary
+
+
+def run(config: Config | None = None, log: Callable[[str], None] | None = None) -> HashCodesResult:
+    """Digits sweeps (width with epoch checkpoints, sample size), phase charts, and the embedded-LM codes."""
+    cfg = (config or Config()).validate().resolved()
+    t0 = time.time()
+    timings: dict[str, float] = {}
+    log = log or (lambda text: progress.stage("hashcodes", text))
+    with _threads(cfg.n_threads):
+        progress.stage("hashcodes", f"width sweep: {len(cfg.widths)} widths × {len(cfg.seeds)} seeds")
+        data = load_digits_split()
+        width = width_sweep(data, cfg, log=log)  # §4.1, with §4.2 at its epoch checkpoints
+        timings["width_and_epochs_s"] = time.time() - t0
+        samples = sample_sweep(data, cfg, log=log)  # §4.3 (None if the config asks for none)
+        timings["samples_s"] = time.time() - t0 - timings["width_and_epochs_s"]
+        phase = phase_chart(width, samples, cfg.rr_sufficient, cfg.rr_under)
+        t1 = time.time()
+        lm = lm_codes(cfg, log=log)
+        timings["lm_s"] = time.time() - t1
+    arrays: dict[str, np.ndarray] = {}
+    details: dict[str, Any] = {}
+    for study in (width, samples, phase, lm):
+        if study is not None:
+            study.contribute(arrays, details)
+    found = findings(arrays)
+    details["timings"] = timings
+    details["notes"] = _notes(cfg)
+    details["width_table"] = width.table()
+    prov = Provenance.collect(model=str(lm.details.get("model") or ""), step=lm.details.get("step"),
                               data="sklearn.datasets.load_digits /16, stratified 80/20 split (random_state=0)",
                               lm_data=cfg.data)
-    return HashCodesResult(summary=summary, details=details, arrays=arrays, config=cfg.to_dict(),
-                           provenance=prov.to_dict(), findings=found)
+    return HashCodesResult(summary=_summary(width, lm, found, cfg.rr_sufficient), details=details, arrays=arrays,
+                           config=cfg.to_dict(), provenance=prov.to_dict(), findings=found)

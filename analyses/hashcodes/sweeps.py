@@ -1,14 +1,20 @@
-"""Sweeps over width, training time and sample size on digits MLPs, and the activation-hash phase chart.
+"""The paper's digits studies and its phase chart, each a function returning a small dataclass.
 
-Every sweep returns numpy arrays indexed [width, (epoch | sample size,) seed] with one entry per metric, so the
-figures and result.json are built from the same numbers. Training time reuses the width runs: metrics are taken
-at the epoch checkpoints of those runs (reference run_training_time_*; after an early stop, the final model).
+- `width_sweep` -> `WidthSweep`: §4.1 (model capacity) and §4.2 (training time), the metrics at the epoch
+  checkpoints of the same runs (reference run_training_time_*; after an early stop, the final model).
+- `sample_sweep` -> `SampleSweep`: §4.3 (sample size).
+- `phase_chart` -> `PhaseChart`: the activation-hash phase chart (spec §1.7), regimes read off the train RR.
+
+Every sweep holds numpy arrays indexed [width, (epoch | sample size,) seed] with one entry per metric, and
+`contribute(arrays, details)` writes them under the names the figures and result.json read, so both are built
+from the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -59,8 +65,78 @@ def _train_kwargs(cfg: Config) -> dict:
                 dtype=getattr(torch, cfg.train_dtype))
 
 
-def width_sweep(data: DigitsData, cfg: Config, log=None) -> tuple[dict[str, np.ndarray], dict]:
-    """Train every (width, seed), metrics at epoch checkpoints and at the end: arrays + occupancy/epoch details."""
+Log = Callable[[str], None] | None
+
+
+@dataclass
+class WidthSweep:
+    """§4.1 (model capacity) and §4.2 (training time): every (width, seed) network trained once, its codes measured
+    at the end (`final[metric]`, [width, seed]) and at the epoch checkpoints of the same run (`per_epoch[metric]`,
+    [width, epoch, seed]), with the per-width region occupancy and how long each seed trained."""
+
+    widths: list[int]
+    epochs: list[int]  # the checkpoints of §4.2
+    final: dict[str, np.ndarray]
+    per_epoch: dict[str, np.ndarray]
+    occupancy: dict[str, list[dict]]  # str(width) -> per seed {"train": sizes, "test": sizes}
+    epochs_trained: dict[str, list[int]]  # str(width) -> per seed
+    stopped_early: dict[str, list[bool]]  # str(width) -> per seed
+
+    def seed_mean(self, metric: str) -> np.ndarray:
+        """The per-width mean over seeds of a final metric, [width] (NaN where no seed has a value)."""
+        return np.nanmean(self.final[metric], axis=1)
+
+    def contribute(self, arrays: dict[str, np.ndarray], details: dict) -> None:
+        """`width.*` ([width, seed]) and `epochs.*` ([width, epoch, seed]) arrays; occupancy and training details."""
+        arrays.update({f"width.{m}": v for m, v in self.final.items()})
+        arrays.update({f"epochs.{m}": v for m, v in self.per_epoch.items()})
+        arrays["width.values"] = np.asarray(self.widths, dtype=np.int64)
+        arrays["epochs.values"] = np.asarray(self.epochs, dtype=np.int64)
+        details.update(occupancy=self.occupancy, epochs_trained=self.epochs_trained,
+                       stopped_early=self.stopped_early)
+
+    def table(self) -> list[dict]:
+        """One row per width: the seed means of the final metrics and the seed spread of RR and categorisation."""
+        means = {k: self.seed_mean(k) for k in ("rr_train", "rr_test", "knn", "logreg", "kmeans_test", "test_acc")}
+        return [{"width": w, **{k: float(means[k][i]) for k in means},
+                 **{f"{k}_std": float(np.nanstd(self.final[k][i])) for k in ("rr_train", "rr_test", "knn", "logreg")}}
+                for i, w in enumerate(self.widths)]
+
+
+@dataclass
+class SampleSweep:
+    """§4.3 (sample size): networks trained on random subsets of each size (tiled to the full training set),
+    `metrics[metric]` indexed [width, size, seed]; sizes above the training set are clipped to it."""
+
+    sizes: list[int]
+    widths: list[int]
+    metrics: dict[str, np.ndarray]
+
+    def contribute(self, arrays: dict[str, np.ndarray], details: dict) -> None:
+        """`samples.*` arrays [width, size, seed] with their axes `samples.values` (sizes) and `samples.widths`."""
+        arrays.update({f"samples.{m}": v for m, v in self.metrics.items()})
+        arrays["samples.values"] = np.asarray(self.sizes, dtype=np.int64)
+        arrays["samples.widths"] = np.asarray(self.widths, dtype=np.int64)
+
+
+@dataclass
+class PhaseChart:
+    """The activation-hash phase chart (spec §1.7): over width × epoch (§4.2) and width × sample size (§4.3), the
+    seed-mean train RR and the regime read off it (`regimes`: 0 under-, 1 critically, 2 sufficiently expressive,
+    -1 no value). Keyed "epochs" and, when the sample sweep ran, "samples"."""
+
+    rr_train: dict[str, np.ndarray]
+    regime: dict[str, np.ndarray]
+
+    def contribute(self, arrays: dict[str, np.ndarray], details: dict) -> None:
+        """`phase.<grid>.rr_train` and `phase.<grid>.regime` arrays per grid."""
+        for key, rr in self.rr_train.items():
+            arrays[f"phase.{key}.rr_train"] = rr
+            arrays[f"phase.{key}.regime"] = self.regime[key]
+
+
+def width_sweep(data: DigitsData, cfg: Config, log: Log = None) -> WidthSweep:
+    """§4.1 and §4.2: train every (width, seed); metrics at the epoch checkpoints and at the end."""
     W, S, E = len(cfg.widths), len(cfg.seeds), len(cfg.epoch_checkpoints)
     final = {m: np.full((W, S), np.nan) for m in FINAL_METRICS}
     ep_metrics = ("rr_train", "rr_test", "n_bits", "test_acc", *[m for m in ("knn", "logreg") if m in
@@ -68,7 +144,8 @@ def width_sweep(data: DigitsData, cfg: Config, log=None) -> tuple[dict[str, np.n
     if "kmeans" in cfg.epoch_metrics:
         ep_metrics += ("kmeans_test",)
     per_epoch = {m: np.full((W, E, S), np.nan) for m in ep_metrics}
-    details: dict = {"occupancy": {}, "epochs_trained": {}, "stopped_early": {}}
+    sweep = WidthSweep(widths=[int(w) for w in cfg.widths], epochs=list(cfg.epoch_checkpoints), final=final,
+                       per_epoch=per_epoch, occupancy={}, epochs_trained={}, stopped_early={})
     for wi, width in enumerate(cfg.widths):
         def on_ckpt(epoch: int, ens, wi=wi) -> None:
             ei = cfg.epoch_checkpoints.index(epoch)
@@ -85,21 +162,20 @@ def width_sweep(data: DigitsData, cfg: Config, log=None) -> tuple[dict[str, np.n
             for m in FINAL_METRICS:
                 final[m][wi, si] = r[m]
             occ.append({"train": r["occupancy_train"], "test": r["occupancy_test"]})
-        details["occupancy"][str(width)] = occ
-        details["epochs_trained"][str(width)] = info.epochs
-        details["stopped_early"][str(width)] = info.stopped_early
+        sweep.occupancy[str(width)] = occ
+        sweep.epochs_trained[str(width)] = info.epochs
+        sweep.stopped_early[str(width)] = info.stopped_early
         if log:
             log(f"width {width}: RR test {np.nanmean(final['rr_test'][wi]):.3f}, "
                 f"9-NN {np.nanmean(final['knn'][wi]):.3f}")
-    arrays = {f"width.{m}": v for m, v in final.items()}
-    arrays.update({f"epochs.{m}": v for m, v in per_epoch.items()})
-    arrays["width.values"] = np.asarray(cfg.widths, dtype=np.int64)
-    arrays["epochs.values"] = np.asarray(cfg.epoch_checkpoints, dtype=np.int64)
-    return arrays, details
+    return sweep
 
 
-def sample_sweep(data: DigitsData, cfg: Config, log=None) -> dict[str, np.ndarray]:
-    """Train on random subsets of each size (tiled to the full training set): arrays [width, size, seed]."""
+def sample_sweep(data: DigitsData, cfg: Config, log: Log = None) -> SampleSweep | None:
+    """§4.3: train on random subsets of each size (tiled to the full training set); None if the config asks for
+    no sample sweep (no sizes, widths or seeds)."""
+    if not (cfg.sample_sizes and cfg.sample_widths and cfg.sample_seeds):
+        return None
     n_all = len(data.y_train)
     sizes = [min(n, n_all) for n in cfg.sample_sizes]
     W, N, S = len(cfg.sample_widths), len(sizes), len(cfg.sample_seeds)
@@ -119,10 +195,23 @@ def sample_sweep(data: DigitsData, cfg: Config, log=None) -> dict[str, np.ndarra
                 out[m][wi, ni, si] = r[m]
         if log:
             log(f"sample sweep width {width}: RR test by size {np.round(np.nanmean(out['rr_test'][wi], 1), 3)}")
-    arrays = {f"samples.{m}": v for m, v in out.items()}
-    arrays["samples.values"] = np.asarray(sizes, dtype=np.int64)
-    arrays["samples.widths"] = np.asarray(cfg.sample_widths, dtype=np.int64)
-    return arrays
+    return SampleSweep(sizes=sizes, widths=list(cfg.sample_widths), metrics=out)
+
+
+def phase_chart(width: WidthSweep, samples: SampleSweep | None, rr_sufficient: float,
+                rr_under: float) -> PhaseChart:
+    """The phase chart (spec §1.7): the seed-mean train RR of the §4.2 (width × epoch) and §4.3 (width × size)
+    grids, and each cell's regime (`regimes` with the config's thresholds)."""
+    grids = {"epochs": width.per_epoch["rr_train"]}
+    if samples is not None:
+        grids["samples"] = samples.metrics["rr_train"]
+    rr_train, regime = {}, {}
+    for key, rr_seeds in grids.items():
+        with np.errstate(all="ignore"):
+            rr = np.nanmean(rr_seeds, axis=-1)
+        rr_train[key] = rr
+        regime[key] = regimes(rr, rr_sufficient, rr_under)
+    return PhaseChart(rr_train=rr_train, regime=regime)
 
 
 def regimes(rr_train: np.ndarray, rr_sufficient: float, rr_under: float) -> np.ndarray:

@@ -67,10 +67,10 @@ def test_config_errors():
 
 
 def test_lm_part_skips_with_note_when_model_absent():
-    from analyses.hashcodes.lm import run_lm
+    from analyses.hashcodes.lm import lm_codes
 
-    details, arrays = run_lm(Config(model="no-such-suite"))
-    assert details["status"] == "skipped" and "no-such-suite" in details["note"] and arrays == {}
+    lm = lm_codes(Config(model="no-such-suite"))
+    assert lm.status == "skipped" and "no-such-suite" in lm.details["note"] and lm.arrays == {}
 
 
 def test_probe_categorization_recovers_planted_labels():
@@ -96,10 +96,11 @@ def test_lm_part_on_embedded_default():
 
     if DEFAULT_MODEL not in embedded_names():
         pytest.skip("embedded default model not in data/models yet")
-    from analyses.hashcodes.lm import run_lm
+    from analyses.hashcodes.lm import lm_codes
 
     torch.set_num_threads(1)
-    details, arrays = run_lm(Config(lm_tokens=2048, lm_probes_per_feature=60))
+    lm = lm_codes(Config(lm_tokens=2048, lm_probes_per_feature=60))
+    details, arrays = lm.details, lm.arrays
     assert details["status"] == "ok" and len(arrays["lm.rr_per_layer"]) == len(details["hooks"])
     assert details["probes"]["feature_knn"] > 0.5
     assert 0 <= details["tokens"]["rr_all"] <= min(r["rr"] for r in details["tokens"]["per_hook"].values())
