@@ -117,7 +117,9 @@ class ShardWriter:
                     shard.files[name] = record
                     self.bytes_written += record["bytes"]
                 shard.left -= 1
-                if shard.left == 0 and not shard.failed and not self._failed:
+                # a shard whose every file landed is listed even after another failed (its files were being
+                # written beside the failed one): resume takes any set of listed shards
+                if shard.left == 0 and not shard.failed:
                     files = {n: shard.files[n] for n in shard.names}
                     self.manifest.shards.append(ShardRecord(shard.index, shard.rows, shard.blocks, files))
                     self.manifest.save(self.directory, self.manifest_name)
