@@ -130,9 +130,11 @@ def import_saes(a: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name, (path, foreign) in zip(names, found):
         save_sae(to_sae_lens(foreign), out / name, storage_dtype=a.storage_dtype,
-                 metadata={"hook_name": foreign.hook, "model_name": a.model})
+                 metadata={"hook_name": foreign.hook, "model_name": a.model,
+                           **({"hook_name_out": foreign.hook_out} if foreign.is_transcoder else {})})
         layer = layer_of(foreign.hook)
         entry = {"name": name, "path": name, "hook": foreign.hook, "component": _component(foreign.hook, layer),
+                 **({"hook_out": foreign.hook_out} if foreign.is_transcoder else {}),
                  "architecture": foreign.architecture, "d_in": foreign.d_in, "d_sae": foreign.d_sae,
                  "expansion": foreign.d_sae / foreign.d_in, "k_or_target_l0": foreign.k,
                  "source": {"format": foreign.source_format, "path": str(path.resolve()), "notes": foreign.notes},

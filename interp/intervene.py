@@ -12,6 +12,10 @@ What happens at the hook, for activations x (rows of the SAE's width; per-head h
     x' = decode(f')                         without keep_error (the splice itself is part of the intervention)
 and then x' + steer (a vector added at `steer_hook`, default the SAE's hook), optionally only at some positions.
 
+A transcoder (a sae-lens Transcoder, or any SAE with `cfg.d_out`) reads one hook and predicts another: its input
+hook's activation is recorded during the forward and the output hook's activation y is replaced by decode(f') (+ the
+error y − decode(f) with keep_error), f = encode(input); see `interp.transcoders`.
+
 The same hook mechanics serve transformer-lens models (hook points), natively run Hugging Face models (canonical
 aliases and module paths, `interp.models.native`) and any `nn.Module` (module paths). `run` also does the clean
 forward, so loss deltas and the KL divergence to the clean next-token distribution come with every intervention.
@@ -244,36 +248,48 @@ class Intervention:
 @contextlib.contextmanager
 def intervene(model: torch.nn.Module, *, sae: Any = None, hook: str | None = None, edits: Sequence[Edit] = (),
               keep_error: bool = False, splice: bool = True, steer: torch.Tensor | None = None,
-              steer_hook: str | None = None, steer_positions: Sequence[int] | None = None) -> Iterator[Intervention]:
+              steer_hook: str | None = None, steer_positions: Sequence[int] | None = None,
+              hook_out: str | None = None) -> Iterator[Intervention]:
     """An intervention on `model` while the block runs (see the module docstring).
 
     sae:        an sae-lens SAE to splice at `hook` (default: the hook it was trained on); with `splice=False` and
-                no edits it is not applied
+                no edits it is not applied. A transcoder reads `hook` (default metadata.hook_name) and replaces
+                `hook_out` (default metadata.hook_name_out), which must fire after it
     edits:      latent edits (`Edit`) applied between encode and decode
     keep_error: add the SAE's error x − decode(encode(x)) back, so only the edits change the activations
-    steer:      a vector [d] added at `steer_hook` (default: the SAE's hook), at `steer_positions` or everywhere
+    steer:      a vector [d] added at `steer_hook` (default: the SAE's hook, a spliced transcoder's output), at
+                `steer_positions` or everywhere
     """
     hook_fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    default_hook = hook
     if sae is not None and (splice or edits):
-        name = hook or sae_hook(sae)
-        hook_fns[name] = sae_edit_fn(sae, edits, keep_error=keep_error)
+        from interp.transcoders import is_transcoder, transcoder_edit_fns, transcoder_hooks
+
+        if is_transcoder(sae):
+            hook_fns.update(transcoder_edit_fns(sae, edits, keep_error, hook=hook, hook_out=hook_out))
+            default_hook = transcoder_hooks(sae, hook, hook_out)[1]
+        else:
+            name = hook or sae_hook(sae)
+            hook_fns[name] = sae_edit_fn(sae, edits, keep_error=keep_error)
     elif edits:
         raise ConfigError("latent edits need an SAE", hint="pass sae=")
     if steer is not None:
-        name = steer_hook or hook or (sae_hook(sae) if sae is not None else None)
+        name = steer_hook or default_hook or (sae_hook(sae) if sae is not None else None)
         if name is None:
             raise ConfigError("a steering vector needs a hook", hint="pass steer_hook=")
         inner = hook_fns.get(name)
+        observes = bool(getattr(inner, "observes", False))  # a transcoder's input: record the steered activation
         vec = torch.as_tensor(steer)
 
         def add(x: torch.Tensor, inner=inner) -> torch.Tensor:
-            x = inner(x) if inner is not None else x
+            x = inner(x) if inner is not None and not observes else x
             v = vec.to(x.device, x.dtype)
             if steer_positions is None:
-                return x + v
-            x = x.clone()
-            x[:, list(steer_positions)] += v
-            return x
+                x = x + v
+            else:
+                x = x.clone()
+                x[:, list(steer_positions)] += v
+            return inner(x) if inner is not None and observes else x
 
         hook_fns[name] = add
     yield Intervention(model, hook_fns)

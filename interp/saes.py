@@ -29,18 +29,20 @@ def _hub_offline() -> bool:
 
 
 def load_sae(source: str | os.PathLike, sae_id: str | None = None, *, device: str = "cpu",
-             dtype: str = "float32", hook: str | None = None) -> Any:
+             dtype: str = "float32", hook: str | None = None, hook_out: str | None = None) -> Any:
     """A sae-lens SAE from a local folder (cfg.json + sae_weights.safetensors) or a release name via the hub.
 
     Folders written by sparsify, Gemma Scope (params.npz) or dictionary_learning (ae.safetensors) load too,
-    converted exactly (`interp.sae_formats`); `hook` names their hook where the folder does not."""
+    converted exactly (`interp.sae_formats`); `hook` names their hook where the folder does not (and `hook_out` a
+    transcoder's output hook). Transcoders load as sae-lens transcoders (`interp.transcoders`)."""
     from sae_lens import SAE
 
+    import interp.transcoders  # noqa: F401  (registers the TopK transcoders with sae-lens' loader)
     from interp.sae_formats import detect_format, read_foreign, to_sae_lens
 
     path = Path(source)
     if path.exists() and detect_format(path) != "sae_lens":
-        return to_sae_lens(read_foreign(path, hook), device=device, dtype=dtype)
+        return to_sae_lens(read_foreign(path, hook, hook_out), device=device, dtype=dtype)
     if path.is_dir():
         if not (path / "cfg.json").is_file():
             raise ModelNotFoundError(f"{path} has no cfg.json", hint="point at a folder written by sae.save_model()")
@@ -392,5 +394,6 @@ def sae_entries(source: str | os.PathLike) -> list[dict]:
     hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
     if not hook:
         raise ConfigError(f"{cfg_path} names no hook (metadata.hook_name)", hint="re-save it with its hook name")
+    hook_out = (cfg.get("metadata") or {}).get("hook_name_out")
     return [{"name": folder.name, "hook": hook, "abs_path": str(folder), "d_sae": cfg.get("d_sae"),
-             "architecture": cfg.get("architecture", "")}]
+             "architecture": cfg.get("architecture", ""), **({"hook_out": hook_out} if hook_out else {})}]

@@ -65,3 +65,27 @@ def test_import_refuses_to_replace_an_sae_without_overwrite(tmp_path):
     assert main(["saes", "import", str(tmp_path / "run"), "--out", str(out)]) == 2  # one line, nothing touched
     assert (out / "layers.1" / "sae_weights.safetensors").read_bytes() == before
     assert main(["saes", "import", str(tmp_path / "run"), "--out", str(out), "--overwrite"]) == 0
+
+
+def test_import_of_a_sparsify_transcoder_keeps_both_hooks(tmp_path):
+    """A sparsify transcoder at `layers.1.mlp` imports as interp's TopKTranscoder reading the MLP input and
+    predicting the MLP output, and computes the same function as the folder it came from."""
+    from apps.cli import main
+    from interp.transcoders import TopKTranscoder
+
+    src = tmp_path / "run" / "layers.1.mlp"
+    src.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    save_file({"encoder.weight": torch.randn(16, 4, generator=g), "encoder.bias": torch.zeros(16),
+               "W_dec": torch.randn(16, 4, generator=g), "b_dec": torch.zeros(4)}, str(src / "sae.safetensors"))
+    (src / "cfg.json").write_text(json.dumps({"k": 3, "num_latents": 16, "d_in": 4, "activation": "topk",
+                                              "transcode": True}))
+    assert main(["saes", "import", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--storage-dtype",
+                 "float32"]) == 0
+    (entry,) = json.loads((tmp_path / "out" / "index.json").read_text())["saes"]
+    assert (entry["hook"], entry["hook_out"], entry["architecture"]) == \
+        ("blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out", "topk_transcoder")
+    imported, direct = load_sae(tmp_path / "out" / "layers.1.mlp"), load_sae(src)
+    assert type(imported) is TopKTranscoder and imported.cfg.metadata.hook_name_out == "blocks.1.hook_mlp_out"
+    x = torch.randn(32, 4, generator=g)
+    torch.testing.assert_close(imported(x), direct(x), rtol=0, atol=0)

@@ -152,9 +152,9 @@ def test_refusals_name_the_problem(tmp_path):
     (pickle_only / "ae.pt").write_bytes(b"not even a pickle: interp must not try to open it")
     with pytest.raises(ConfigError, match="pickle.*never opens"):
         load_sae(pickle_only, hook="h")
-    _write_sparsify(tmp_path / "tc" / "layers.1", transcode=True)
-    with pytest.raises(ConfigError, match="transcode"):
-        load_sae(tmp_path / "tc" / "layers.1")
+    _write_sparsify(tmp_path / "skip" / "layers.1", skip_connection=True)  # transcoders load: test_transcoders
+    with pytest.raises(ConfigError, match="skip_connection"):
+        load_sae(tmp_path / "skip" / "layers.1")
     _write_sparsify(tmp_path / "odd" / "embed_in")
     with pytest.raises(ConfigError, match="hook="):
         load_sae(tmp_path / "odd" / "embed_in")
