@@ -1,5 +1,5 @@
-"""`interp saes train | eval | import`: train SAEs on a cache of a hook (any model), score SAEs with the standard
-evals, and import SAEs that other libraries wrote.
+"""`interp saes train | eval | import`: train SAEs on a cache of a hook (any model), score SAEs (and transcoders,
+on the output hook they replace) with the standard evals, and import SAEs that other libraries wrote.
 
     interp saes train --cache cache/ --hook blocks.2.hook_resid_post --widths 4 8 16 --out my_saes/
     interp saes eval --model toy-pythia-4l --saes my_saes/ --out results/sae-evals

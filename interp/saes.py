@@ -4,7 +4,7 @@ activations from interp's cache or any tensor source (wandb off, no hub datasets
     sae = load_sae("data/saes/toy-pythia-4l/L2_resid_topk_x8")           # local sae-lens folder
     sae = load_sae("gemma-scope-2b-pt-res", sae_id="layer_12/width_16k/average_l0_82")  # needs a hub
     sae = train_sae(open_cache("cache").iter_batches, hook="blocks.2.hook_resid_post", d_sae=1024, k=16)
-    recon, l0 = reconstruct(sae, acts)                                   # [N, d], [N]
+    recon, l0 = reconstruct(sae, acts)                                   # [N, d], [N]; a transcoder's: [N, d_out]
 """
 
 from __future__ import annotations
@@ -112,7 +112,12 @@ def save_sae(sae: Any, path: str | os.PathLike, *, storage_dtype: str = "float16
 
 @torch.no_grad()
 def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sae(x) = decode(encode(x)) [N, d] and the per-row L0 [N] (float32, no grad)."""
+    """Sae(x) = decode(encode(x)) [N, d] and the per-row L0 [N] (float32, no grad); for a transcoder, x are rows of
+    its input hook and the result predicts its OUTPUT hook: decode(encode(x)) + x W_skipᵀ [N, d_out]."""
+    from interp.transcoders import is_transcoder, predict
+
+    if is_transcoder(sae):
+        return predict(sae, acts, batch_size=batch_size)
     if acts.dim() != 2 or acts.shape[1] != sae.cfg.d_in:
         raise ConfigError(f"activations {tuple(acts.shape)} do not match the SAE's d_in={sae.cfg.d_in}",
                           hint="pass [N, d_in] activations from the hook the SAE was trained on")
@@ -129,7 +134,8 @@ def reconstruct(sae: Any, acts: torch.Tensor, *, batch_size: int = 8192) -> tupl
 
 @torch.no_grad()
 def effective_decoder(sae: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """(D [d_sae, d_in], b [d_in]) with decode(f) = f @ D + b, probed from `decode` itself (float32).
+    """(D [d_sae, d_out], b [d_out]) with decode(f) = f @ D + b, probed from `decode` itself (float32); d_out = d_in
+    for an SAE. A skip transcoder's x W_skipᵀ is no part of decode (`interp.transcoders.skip_term`).
 
     Covers options that rescale codes inside decode (e.g. TopK's rescale_acts_by_decoder_norm), so code-space
     maths (pursuit, feature ablation) uses the dictionary the SAE really applies. Probed on a float32 copy on the

@@ -119,6 +119,51 @@ def transcoder_hooks(sae: Any, hook: str | None = None, hook_out: str | None = N
     return str(h_in), str(h_out)
 
 
+def has_skip(sae: Any) -> bool:
+    """Whether the transcoder has a skip connection W_skip [d_out, d_in] (sae-lens' SkipTranscoder and kin)."""
+    return getattr(sae, "W_skip", None) is not None
+
+
+def skip_term(sae: Any, x: torch.Tensor) -> torch.Tensor:
+    """x W_skipᵀ [.., d_out] for rows x [.., d_in] of a skip transcoder (in x's dtype), else zeros."""
+    if not has_skip(sae):
+        return x.new_zeros(*x.shape[:-1], int(sae.cfg.d_out))
+    return x @ sae.W_skip.T.to(x.device, x.dtype)
+
+
+@torch.no_grad()
+def encode_predict(sae: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f [N, d_sae], ŷ [N, d_out]) of input rows x [N, d_in], in the transcoder's dtype and on its device:
+
+        f = encode(x),   ŷ = decode(f) + x W_skipᵀ      (the skip term only for skip transcoders)
+
+    ŷ is what a splice without edits puts at the output hook (`transcoder_edit_fns`)."""
+    param = sae.W_dec
+    xs = x.to(param.device, param.dtype)
+    f = sae.encode(xs)
+    y = sae.decode(f)
+    return f, (y + skip_term(sae, xs) if has_skip(sae) else y)
+
+
+@torch.no_grad()
+def predict(sae: Any, x_in: torch.Tensor, *, batch_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """The transcoder's prediction of its OUTPUT hook from rows of its INPUT hook, and the per-row L0:
+
+        ŷ = decode(encode(x)) + x W_skipᵀ   [N, d_out],   L0 = #{i : f_i ≠ 0}   [N]      (float32, no grad)
+
+    `interp.saes.reconstruct` hands transcoders here, so callers that score ŷ must compare it with the output
+    hook's activations y, not with x."""
+    if x_in.dim() != 2 or x_in.shape[1] != int(sae.cfg.d_in):
+        raise ConfigError(f"activations {tuple(x_in.shape)} do not match the transcoder's d_in={sae.cfg.d_in}",
+                          hint="pass [N, d_in] rows of the transcoder's input hook (metadata.hook_name)")
+    preds, l0s = [], []
+    for s in range(0, x_in.shape[0], batch_size):
+        f, y = encode_predict(sae, x_in[s:s + batch_size])
+        preds.append(y.float())
+        l0s.append((f != 0).sum(-1).float())
+    return torch.cat(preds), torch.cat(l0s)
+
+
 class InputRecorder:
     """The input hook's function: keeps the activation for the output hook and returns it unchanged."""
 
@@ -151,7 +196,7 @@ def transcoder_edit_fns(sae: Any, edits: Sequence[LatentEdit] = (), keep_error: 
     take rows as they come (no hook_z reshaping), so no `interp.saes.flat_rows` is needed."""
     h_in, h_out = transcoder_hooks(sae, hook, hook_out)
     d_in, d_out = int(sae.cfg.d_in), int(sae.cfg.d_out)
-    w_skip = getattr(sae, "W_skip", None)
+    skips = has_skip(sae)
     recorder = InputRecorder()
 
     def replace(y: torch.Tensor) -> torch.Tensor:
@@ -175,8 +220,8 @@ def transcoder_edit_fns(sae: Any, edits: Sequence[LatentEdit] = (), keep_error: 
         out = sae.decode(edited)
         if keep_error:  # y + (decode(f') − decode(f)): exactly y when no edit changes f
             out = ys.to(dt) + (out - sae.decode(f))
-        elif w_skip is not None:
-            out = out + xs @ w_skip.T.to(xs.device)
+        elif skips:
+            out = out + skip_term(sae, xs)
         return out.to(y.dtype).reshape(y.shape)
 
     if h_in == h_out:

@@ -87,7 +87,15 @@ def findings(summary: dict) -> list[Finding]:
 
 
 def _check_entry(entry: dict, sae) -> None:
-    """The index must describe the SAE folder it points at: its width feeds the scaling fits, its hook the rows."""
+    """The index must describe the SAE folder it points at: its width feeds the scaling fits, its hook the rows.
+    Transcoders are refused: the decomposition x = Sae(x) + error needs an SAE that reconstructs its own hook."""
+    from interp.transcoders import is_transcoder, transcoder_hooks
+
+    if is_transcoder(sae):
+        h_in, h_out = transcoder_hooks(sae, entry.get("hook"), entry.get("hook_out") or entry.get("hook"))
+        raise ConfigError(f"{entry['name']} is a transcoder ({h_in} -> {h_out}); the dark-matter decomposition "
+                          "needs SAEs that reconstruct their own hook",
+                          hint="leave transcoders out of its index; score them with `interp saes eval`")
     own = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
     if int(entry["d_sae"]) != int(sae.cfg.d_sae) or (own and own != entry["hook"]):
         raise ConfigError(f"SAE index entry {entry['name']} says d_sae={entry['d_sae']} on {entry['hook']}, its "

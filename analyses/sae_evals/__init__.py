@@ -5,7 +5,8 @@
     result.details["saes"]                     # one row per SAE: FVU, L0, dead/dense, CE/KL loss recovered
 
 Reconstruction numbers come from one forward pass per batch that serves every SAE of the model; loss recovered
-splices each SAE in with `interp.intervene` and ablates each hook (zero and mean) once. `interp saes eval` runs it.
+splices each SAE in with `interp.intervene` and ablates each hook (zero and mean) once. Transcoders are scored on
+the output hook they replace (both hooks captured in the same forward). `interp saes eval` runs it.
 """
 
 from interp.analysis import Analysis

@@ -16,7 +16,8 @@ class Config(AnalysisConfig):
     model: str = "toy-pythia-4l"
     """The model the SAEs belong to: an embedded suite name, a local Hugging Face folder or a TL name."""
     saes: str = ""
-    """A folder with an index.json of SAEs, or one sae-lens SAE folder ("" = data/saes/<model>, the shipped ones)."""
+    """A folder with an index.json of SAEs and/or transcoders, or one sae-lens SAE or transcoder folder ("" =
+    data/saes/<model>, the shipped ones)."""
     names: list[str] = field(default_factory=list)
     """Only the SAEs of these names (empty = every SAE of the folder)."""
     cache: str = ""

@@ -1,11 +1,14 @@
 """The standard SAE numbers, as streaming sums over token batches (bounded memory at any token count).
 
-Reconstruction, for activations x [N, d], reconstructions x̂ and latents f [N, d_sae] (sums over rows and dims):
+Reconstruction, for the activations x [N, d] of the hook that is replaced, their prediction x̂ and the latents
+f [N, d_sae] (sums over rows and dims). For an SAE x is its own hook and x̂ = decode(encode(x)); for a transcoder
+x is its OUTPUT hook's activations y and x̂ = ŷ = decode(encode(x_in)) + x_in W_skipᵀ from its input hook's x_in, so
+the variance in the denominator is the output's:
     FVU = Σ‖x − x̂‖² / Σ‖x − x̄‖²,   explained variance = 1 − FVU          (x̄: the mean activation over the tokens)
     L0 = mean over tokens of #{i : f_i ≠ 0};   density_i = fraction of tokens with f_i ≠ 0
     dead: density_i = 0;   dense: density_i > the dense threshold
-Loss recovered (Bricken et al. 2023; SAELens' evals), for the next-token cross-entropy L and the baseline L_b of
-ablating the hook (zero, or the mean activation):
+Loss recovered (Bricken et al. 2023; SAELens' evals), for the next-token cross-entropy L, L_sae with the replaced
+hook set to x̂, and the baseline L_b of ablating that hook (zero, or its mean activation):
     CE loss recovered = (L_b − L_sae) / (L_b − L_clean)
     KL recovered      = 1 − KL(clean ‖ sae) / KL(clean ‖ baseline)
 """
@@ -36,7 +39,7 @@ class ReconSums:
         self.act_sum = np.zeros(self.d_sae, dtype=np.float64)
 
     def update(self, x: torch.Tensor, rec: torch.Tensor, f: torch.Tensor) -> None:
-        """x, rec [N, d]; f [N, d_sae]."""
+        """x [N, d] the replaced hook's activations, rec [N, d] their prediction; f [N, d_sae] the latents."""
         x64, r64 = x.double(), rec.double()
         self.n += x.shape[0]
         self.sse += float(((x64 - r64) ** 2).sum())

@@ -8,14 +8,16 @@ from interp.results import Result
 
 
 class SAEEvalsResult(Result):
-    """FVU, L0, dead/dense latents, density histograms and CE/KL loss recovered of a model's SAEs."""
+    """FVU, L0, dead/dense latents, density histograms and CE/KL loss recovered of a model's SAEs and transcoders."""
 
     analysis: ClassVar[str] = "sae-evals"
     title: ClassVar[str] = "SAE evals: reconstruction, sparsity, latent census and loss recovered"
     captions: ClassVar[dict[str, str]] = {
-        "tradeoff": "Each SAE's L0 against its explained variance: up and to the left is better.",
-        "loss_recovered": "CE loss recovered when the SAE replaces the activations, against zero and mean "
-                          "ablation: 1 means the model does not notice the splice.",
+        "tradeoff": "Each SAE's L0 against its explained variance: up and to the left is better. Transcoders "
+                    "(diamonds) are scored on the output hook they predict.",
+        "loss_recovered": "CE loss recovered when the SAE replaces the activations (a transcoder: its output hook), "
+                          "against zero and mean ablation of that hook: 1 means the model does not notice the "
+                          "splice.",
         "density": "How often each latent fires (log10 of the fraction of tokens): a mass at the left edge is "
                    "nearly dead latents, one at the right dense ones.",
     }
