@@ -9,12 +9,14 @@ from pathlib import Path
 def add_parser(sub) -> None:
     """Register the `browse` subcommand."""
     p = sub.add_parser("browse", help="build the offline latent browser of an SAE over a sparse cache")
-    p.add_argument("--sae", required=True, help="the SAE folder (sae-lens cfg.json + sae_weights.safetensors)")
+    p.add_argument("--sae", required=True, help="the SAE folder (sae-lens cfg.json + sae_weights.safetensors), or a "
+                   "transcoder's (its latents at its input hook)")
     p.add_argument("--cache", required=True, help="a cache holding its latents (interp extract --sae ... --sparse)")
     p.add_argument("--out", required=True, help="site folder (open OUT/index.html; no server needed)")
     p.add_argument("--hook", default=None, help="the latents' hook (default: the cache's sparse hook of this SAE)")
     p.add_argument("--dense-cache", default=None, help="a cache holding the SAE's hook densely over the same "
-                   "tokens, for the correlation with the SAE-error norm (default: the cache itself if it has it)")
+                   "tokens, for the correlation with the SAE-error norm (default: the cache itself if it has it); "
+                   "for a transcoder its output hook (and its input hook if it has a skip term)")
     p.add_argument("--model", default=None, help="the model for logit effects and token strings, when the cache's "
                    "manifest names one that cannot be loaded here (an embedded name, a local folder, module:factory)")
     p.add_argument("--tokenizer", default=None, help="a folder with the tokenizer for the token strings (default: "

@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model-dtype", default="float32", help="weights' dtype at load time: float32, bfloat16, float16")
     p.add_argument("--device-map", default=None, help="'auto': spread a natively run HF folder over the GPUs, "
                    "the CPU and disk with accelerate")
-    p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook")
+    p.add_argument("--sae", default=None, help="sae-lens SAE folder: store its latents instead of the hook (a "
+                   "transcoder's: encoded from its input hook)")
     p.add_argument("--sparse", choices=["topk", "threshold"], default=None, help="store activations sparsely")
     p.add_argument("--k", type=int, default=None, help="top-k for --sparse topk")
     p.add_argument("--threshold", type=float, default=0.0, help="threshold for --sparse threshold")
@@ -75,13 +76,15 @@ def cmd_extract(a: argparse.Namespace) -> int:
 def sparse_extract(a: argparse.Namespace) -> int:
     """Store SAE latents (or thresholded / top-k activations) sparsely in the cache; print the summary line."""
     from interp import distributed
-    from interp.encode import sparse_hook_formats
+    from interp.encode import check_transcoder_hooks, sparse_hook_formats
     from interp.extract import ExtractConfig, extract, preflight
     from interp.models import DEFAULT_MODEL, load
 
     distributed.init_from_env(a.device)
     model_name = a.model or DEFAULT_MODEL
     preflight(ExtractConfig(model=model_name, **extract_options(a)))  # refusals before the model loads
+    if a.sae:
+        check_transcoder_hooks(list(a.hooks), a.sae)  # a transcoder's output hook named instead of its input
     model = load(model_name, a.checkpoint, device=distributed.local_device(a.device), dtype=a.model_dtype,
                  device_map=a.device_map)
     value_dtype = a.dtype if a.dtype in ("bfloat16", "float16", "bf16", "fp16") else "bfloat16"

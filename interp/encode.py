@@ -6,6 +6,10 @@ format spec (the cache spec plus "sae": PATH, which the manifest records, so a r
 checks the SAE's width against the hook before anything is written, and turns a shard's hook rows into latents
 (`encode_rows`, sae-lens `encode`: the encoder output, not the decoder's; delphi PR #131) for the format's encoder.
 SAEs are loaded once per process.
+
+Transcoders (`interp.transcoders`: read an input hook, predict an output hook) encode their INPUT hook's rows, so
+`--hooks` must name the input hook; their spec also records "transcoder": true and "hook_out" (the output hook
+the decoder writes), and naming the output hook is refused before the model loads (`check_transcoder_hooks`).
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import torch
 
 from interp.cache.formats import get as get_format
 from interp.cache.sparse_formats import sparse_spec as storage_spec
-from interp.capture import Capturer, resolve_hooks
+from interp.capture import Capturer, glob_match, resolve_hooks
 from interp.errors import ConfigError
 from interp.saes import flat_rows, load_sae
+from interp.transcoders import is_transcoder
 
 _SAES: dict[tuple[str, str], Any] = {}
 DEFAULT_HOOKS = ["blocks.*.hook_resid_post"]  # interp extract's --hooks default
@@ -44,7 +49,40 @@ def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = No
         k = getattr(model.cfg, "k", None)
     spec = storage_spec(kind, d=int(model.cfg.d_sae), k=k, threshold=threshold, value_dtype=value_dtype,
                         by=by or "value")
-    return {"format": spec["format"], "dtype": spec["dtype"], "sae": str(sae), **spec}
+    out = {"format": spec["format"], "dtype": spec["dtype"], "sae": str(sae), **spec}
+    if is_transcoder(model):  # the manifest says whose latents these are and where the decoder writes
+        h_out = _own_hooks(model)[1]
+        out.update({"transcoder": True, **({"hook_out": h_out} if h_out else {})})
+    return out
+
+
+def _own_hooks(sae: Any) -> tuple[str | None, str | None]:
+    """(input hook, output hook) an SAE's metadata names; the output hook only for transcoders (else None)."""
+    meta = getattr(sae.cfg, "metadata", None)
+    h_in = getattr(meta, "hook_name", None)
+    h_out = (getattr(meta, "hook_name_out", None) or getattr(sae.cfg, "hook_name_out", None)
+             if is_transcoder(sae) else None)
+    return (str(h_in) if h_in else None), (str(h_out) if h_out else None)
+
+
+def check_transcoder_hooks(hooks: list[str], sae: str) -> None:
+    """Refuse (one line naming both hooks) hook names or globs that reach a transcoder's OUTPUT hook but not its
+    input hook: its latents encode the input hook's rows. Needs no model (globs are matched against the two names);
+    an SAE, or a transcoder that does not name both hooks, passes."""
+    h_in, h_out = _own_hooks(sae_model(sae))
+    if not h_in or not h_out or h_in == h_out:
+        return
+    if any(glob_match(p, h_out) for p in hooks) and not any(glob_match(p, h_in) for p in hooks):
+        raise ConfigError(f"the transcoder {sae} reads {h_in} and predicts {h_out}: its latents encode the input "
+                          f"hook {h_in}, not the output hook {h_out} that --hooks names",
+                          hint=f"pass --hooks {h_in} (or leave --hooks out)")
+
+
+def check_format_hooks(formats: dict[str, dict]) -> None:
+    """`check_transcoder_hooks` for every hook of ExtractConfig.formats whose spec names an SAE (the Python path)."""
+    for hook, spec in formats.items():
+        if spec.get("sae"):
+            check_transcoder_hooks([hook], spec["sae"])
 
 
 def check_sae_width(hook: str, row_shape: tuple[int, ...], spec: dict) -> None:
@@ -93,8 +131,9 @@ def sparse_hook_formats(model: torch.nn.Module, hooks: list[str], kind: str | No
     or when the hooks are the extract default); the format defaults to topk for TopK SAEs, else threshold.
     """
     if sae is not None:
+        check_transcoder_hooks(hooks, sae)
         model_sae = sae_model(sae)
-        own = getattr(getattr(model_sae.cfg, "metadata", None), "hook_name", None)
+        own = _own_hooks(model_sae)[0]
         names = resolve_hooks(model, hooks)
         if own and (own in names or hooks == DEFAULT_HOOKS):
             names = [own]

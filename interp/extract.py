@@ -22,7 +22,7 @@ from interp.cache.shards import STORAGE, dtype_name, file_stem, open_npy, shard_
 from interp.cache.writer import ShardWriter, default_writer_threads
 from interp.capture import Capturer
 from interp.config_checks import check_context, check_device
-from interp.encode import check_sae_width, with_encode_device
+from interp.encode import check_format_hooks, check_sae_width, with_encode_device
 from interp.errors import CacheError, ConfigError, InterpError
 from interp.fileio import remove_empty_folders
 from interp.models import DEFAULT_MODEL, WEIGHT_DTYPES, input_device, load, model_id
@@ -123,6 +123,7 @@ def preflight(cfg: ExtractConfig) -> Positions:
     if not bool(positions.row_mask(1, cfg.ctx).any()):  # before the model loads or --out is created
         raise ConfigError(f"--positions {positions.spec()} selects no position of a block of --ctx {cfg.ctx} tokens",
                           hint=f"select positions below {cfg.ctx} (e.g. drop:1), or raise --ctx")
+    check_format_hooks(cfg.formats)  # a transcoder's latents at its output hook
     extract_folder.check_out(Path(cfg.out), cfg.resume, cfg.overwrite)
     return positions
 

@@ -4,7 +4,9 @@ Three passes over the cache's shards, one shard in memory at a time (on the GPU 
 
 1. count, sum, min and max of the nonzero activations and the top-k rows (`interp.kernels.latent_stats` per shard,
    merged with the running top-k by a stable sort of `[d_sae, 2k]`); with the SAE's dense hook also the sums that
-   give each latent's Pearson correlation with the SAE-error norm ‖x − x̂‖ (x̂ = `interp.kernels.decode`).
+   give each latent's Pearson correlation with the SAE-error norm ‖x − x̂‖ (x̂ = `interp.kernels.decode`). For a
+   transcoder the dense rows are its OUTPUT hook's y and the norm is ‖y − ŷ‖ with ŷ = decode(f) (+ x W_skipᵀ from
+   the input hook's dense rows x for a skip transcoder).
 2. the activation histogram: `n_bins` equal-width bins on [min(0, min), max] per latent, exact counts.
 3. quantile samples: the histogram's cumulative counts map each bin to one of `n_quantiles` activation-quantile
    bins (bin b goes to quantile ⌊n_q · (values below b) / count⌋); in every (latent, quantile) group the builder
@@ -122,13 +124,16 @@ class Collector:
 
     def __init__(self, reader: Any, hook: str, *, k_top: int = 20, n_bins: int = 64, n_quantiles: int = 8,
                  per_quantile: int = 4, device: str = "cpu", backend: str = "auto", seed: int = 0,
-                 dense: tuple[Any, str] | None = None, sae_weights: dict[str, Tensor] | None = None):
+                 dense: tuple[Any, str] | None = None, sae_weights: dict[str, Tensor] | None = None,
+                 dense_in: tuple[Any, str] | None = None):
         if min(k_top, n_bins, n_quantiles, per_quantile) < 1:
             raise ConfigError("k_top, n_bins, n_quantiles and per_quantile must be at least 1")
         self.reader, self.hook, self.device, self.backend, self.seed = reader, hook, torch.device(device), backend, seed
         self.k, self.n_bins, self.nq, self.s = k_top, n_bins, n_quantiles, per_quantile
         self.d = int(reader.spec(hook)["d_sae"])
-        self.dense, self.w = dense, sae_weights
+        self.dense, self.w, self.dense_in = dense, sae_weights, dense_in
+        if dense is not None and "W_skip" in (sae_weights or {}) and dense_in is None:
+            raise ConfigError("a skip transcoder's prediction error needs its input hook's dense rows (dense_in)")
 
     def shards(self):
         r = self.reader
@@ -136,10 +141,16 @@ class Collector:
             lo, hi = int(r.offsets[i]), int(r.offsets[i + 1])
             yield lo, read_sparse(r, self.hook, lo, hi).to(self.device)
 
+    def _dense_rows(self, src: tuple[Any, str], lo: int, n: int) -> Tensor:
+        dreader, dhook = src
+        return dreader.read(dhook, lo, lo + n).to(self.device, torch.float32).reshape(n, -1)
+
     def _error_norm(self, s: SparseActs, lo: int) -> Tensor:
-        dreader, dhook = self.dense
-        x = dreader.read(dhook, lo, lo + s.n_rows).to(self.device, torch.float32).reshape(s.n_rows, -1)
+        """‖x − decode(f)‖ per row (a transcoder: ‖y − decode(f) − x W_skipᵀ‖, y the output hook's rows)."""
+        x = self._dense_rows(self.dense, lo, s.n_rows)
         xhat = decode(s, self.w["W_dec"], self.w["b_dec"], backend=self.backend).float()
+        if "W_skip" in self.w:
+            xhat = xhat + self._dense_rows(self.dense_in, lo, s.n_rows) @ self.w["W_skip"].T
         return (x - xhat).double().norm(dim=1)
 
     def pass_stats(self) -> dict[str, Tensor]:

@@ -15,13 +15,15 @@ from torch import Tensor
 
 
 def load_sae_weights(sae: str | Path | Any) -> dict[str, Tensor]:
-    """W_dec `[d_sae, d_in]` and b_dec `[d_in]` (float32) of a sae-lens folder or a loaded SAE."""
+    """W_dec `[d_sae, d_in]` and b_dec `[d_in]` (float32) of a sae-lens folder or a loaded SAE; a transcoder's
+    decoder writes its output hook (`[d_sae, d_out]`, `[d_out]`), and a skip transcoder adds W_skip `[d_out, d_in]`."""
     if isinstance(sae, (str, Path)):
         from safetensors.torch import load_file
 
         w = load_file(str(Path(sae) / "sae_weights.safetensors"))
-        return {"W_dec": w["W_dec"].float(), "b_dec": w["b_dec"].float()}
-    return {"W_dec": sae.W_dec.detach().float().cpu(), "b_dec": sae.b_dec.detach().float().cpu()}
+    else:
+        w = {k: getattr(sae, k) for k in ("W_dec", "b_dec", "W_skip") if getattr(sae, k, None) is not None}
+    return {k: w[k].detach().float().cpu() for k in ("W_dec", "b_dec", "W_skip") if k in w}
 
 
 @torch.no_grad()
