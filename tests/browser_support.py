@@ -82,3 +82,17 @@ def read_chunk(path: Path):
     assert text.startswith(head) and text.endswith(");\n"), text[:80]
     cid, payload = text[len(head):-3].split(",", 1)
     return json.loads(cid), json.loads(payload)
+
+
+def value_range(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per latent (column) the histogram range the collector uses: [min(0, min of nonzeros), max of nonzeros]."""
+    nz = A != 0
+    lo = np.array([min(0.0, A[nz[:, j], j].min()) if nz[:, j].any() else 0.0 for j in range(A.shape[1])])
+    hi = np.array([A[nz[:, j], j].max() if nz[:, j].any() else 0.0 for j in range(A.shape[1])], dtype=np.float64)
+    return lo, hi
+
+
+def histogram_bins(v: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
+    """The bin of each value in n equal bins over [lo, hi] (the top edge in the last bin)."""
+    w = hi - lo if hi - lo > 0 else 1.0
+    return np.clip(np.floor((v.astype(np.float64) - lo) / w * n).astype(np.int64), 0, n - 1)

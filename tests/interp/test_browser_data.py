@@ -32,18 +32,6 @@ def built(tmp_path_factory):
     return {"data": data, "w": w, "site": site, "ld": ld, "ex": ex}
 
 
-def _range(A: np.ndarray):
-    nz = A != 0
-    lo = np.array([min(0.0, A[nz[:, j], j].min()) if nz[:, j].any() else 0.0 for j in range(A.shape[1])])
-    hi = np.array([A[nz[:, j], j].max() if nz[:, j].any() else 0.0 for j in range(A.shape[1])], dtype=np.float64)
-    return lo, hi
-
-
-def _bins(v, lo, hi, n):
-    w = hi - lo if hi - lo > 0 else 1.0
-    return np.clip(np.floor((v.astype(np.float64) - lo) / w * n).astype(np.int64), 0, n - 1)
-
-
 def _priority(rows: np.ndarray, seed: int = 0) -> np.ndarray:
     x = (rows.astype(np.int64) + seed * 7919) % (MINSTD - 1) + 1
     for _ in range(2):
@@ -58,7 +46,7 @@ def test_density_mean_range_exact(built):
     fired = ld.count > 0
     np.testing.assert_allclose(ld.mean[fired], A.astype(np.float64).sum(0)[fired] / ld.count[fired], rtol=1e-12)
     assert np.isnan(ld.mean[B.D_SAE - 1]) and ld.count[B.D_SAE - 1] == 0
-    lo, hi = _range(A)
+    lo, hi = B.value_range(A)
     assert np.array_equal(ld.lo, lo) and np.array_equal(ld.hi, hi)
 
 
@@ -80,10 +68,11 @@ def test_top_k_exact_with_ties(built):
 
 def test_histogram_and_quantile_bins_exact(built):
     A, ld = built["data"]["A"], built["ld"]
-    lo, hi = _range(A)
+    lo, hi = B.value_range(A)
     for j in range(B.D_SAE):
         v = A[A[:, j] != 0, j]
-        h = np.bincount(_bins(v, lo[j], hi[j], N_BINS), minlength=N_BINS) if v.size else np.zeros(N_BINS, int)
+        h = (np.bincount(B.histogram_bins(v, lo[j], hi[j], N_BINS), minlength=N_BINS) if v.size
+             else np.zeros(N_BINS, int))
         assert np.array_equal(ld.hist[j], h), j
         if not v.size:
             continue
@@ -98,10 +87,10 @@ def test_histogram_and_quantile_bins_exact(built):
 def test_quantile_samples_are_the_bottom_priority_rows(built):
     """Each (latent, quantile) keeps the S rows of smallest priority among its rows in that quantile bin."""
     A, ld = built["data"]["A"], built["ld"]
-    lo, hi = _range(A)
+    lo, hi = B.value_range(A)
     for j in range(B.D_SAE):
         rows = np.nonzero(A[:, j])[0]
-        q_of = ld.qbin[j][_bins(A[rows, j], lo[j], hi[j], N_BINS)] if rows.size else np.zeros(0, int)
+        q_of = ld.qbin[j][B.histogram_bins(A[rows, j], lo[j], hi[j], N_BINS)] if rows.size else np.zeros(0, int)
         for q in range(NQ):
             cand = rows[q_of == q]
             want = cand[np.argsort(_priority(cand))][:S]

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from apps.cli import main
+from browser_support import histogram_bins, value_range
 from interp.browser import build_browser
 from interp.cache import open_cache
 from interp.cache.sparse_formats import read_sparse
@@ -133,18 +134,6 @@ def test_output_hook_is_refused_in_one_line_before_the_model_loads(run, tmp_path
     assert IN in e.value.message and OUT in e.value.message and calls == []
 
 
-def _range(A: np.ndarray):
-    nz = A != 0
-    lo = np.array([min(0.0, A[nz[:, j], j].min()) if nz[:, j].any() else 0.0 for j in range(A.shape[1])])
-    hi = np.array([A[nz[:, j], j].max() if nz[:, j].any() else 0.0 for j in range(A.shape[1])], dtype=np.float64)
-    return lo, hi
-
-
-def _bins(v, lo, hi, n):
-    w = hi - lo if hi - lo > 0 else 1.0
-    return np.clip(np.floor((v.astype(np.float64) - lo) / w * n).astype(np.int64), 0, n - 1)
-
-
 @pytest.fixture(scope="module")
 def built(run, toy):
     path, cache, _ = run["tc"]
@@ -157,7 +146,7 @@ def built(run, toy):
 def test_browser_top_k_histogram_and_density_exact(built):
     _, ld, _, A = built
     assert np.array_equal(ld.count, (A != 0).sum(0))
-    lo, hi = _range(A)
+    lo, hi = value_range(A)
     assert np.array_equal(ld.lo, lo) and np.array_equal(ld.hi, hi)
     for j in range(D_SAE):
         rows = np.nonzero(A[:, j])[0]
@@ -167,7 +156,7 @@ def test_browser_top_k_histogram_and_density_exact(built):
         assert np.array_equal(ld.top_rows[j], want), j
         np.testing.assert_array_equal(ld.top_vals[j][: len(order)], A[rows[order], j])
         v = A[rows, j]
-        h = np.bincount(_bins(v, lo[j], hi[j], N_BINS), minlength=N_BINS) if v.size else np.zeros(N_BINS, int)
+        h = np.bincount(histogram_bins(v, lo[j], hi[j], N_BINS), minlength=N_BINS) if v.size else np.zeros(N_BINS, int)
         assert np.array_equal(ld.hist[j], h), j
     assert (ld.count > 0).sum() > D_SAE // 2  # most latents fire: the comparison is not vacuous
 
