@@ -15,13 +15,18 @@ from torch import Tensor
 
 
 def load_sae_weights(sae: str | Path | Any) -> dict[str, Tensor]:
-    """W_dec `[d_sae, d_in]` and b_dec `[d_in]` (float32) of a sae-lens folder or a loaded SAE; a transcoder's
+    """W_dec `[d_sae, d_in]` and b_dec `[d_in]` (float32) of an SAE folder (sae-lens, or another library's, read by
+    `interp.sae_formats`) or a loaded SAE; a transcoder's
     decoder writes its output hook (`[d_sae, d_out]`, `[d_out]`), and a skip transcoder adds W_skip `[d_out, d_in]`."""
-    if isinstance(sae, (str, Path)):
+    if isinstance(sae, (str, Path)) and (Path(sae) / "sae_weights.safetensors").is_file():
         from safetensors.torch import load_file
 
         w = load_file(str(Path(sae) / "sae_weights.safetensors"))
     else:
+        if isinstance(sae, (str, Path)):  # another library's folder (sparsify, Gemma Scope, dictionary_learning)
+            from interp.saes import load_sae
+
+            sae = load_sae(sae)
         w = {k: getattr(sae, k) for k in ("W_dec", "b_dec", "W_skip") if getattr(sae, k, None) is not None}
     return {k: w[k].detach().float().cpu() for k in ("W_dec", "b_dec", "W_skip") if k in w}
 

@@ -89,3 +89,43 @@ def test_import_of_a_sparsify_transcoder_keeps_both_hooks(tmp_path):
     assert type(imported) is TopKTranscoder and imported.cfg.metadata.hook_name_out == "blocks.1.hook_mlp_out"
     x = torch.randn(32, 4, generator=g)
     torch.testing.assert_close(imported(x), direct(x), rtol=0, atol=0)
+
+
+def test_extract_and_browse_a_sparsify_folder_as_it_is(tmp_path):
+    """No import: `--sae <sparsify folder>` extracts top-k latents equal to the SAE's own encoder of the hook's rows,
+    and the browser's logit effects are that folder's W_dec · W_U (float64)."""
+    import numpy as np
+
+    from interp.browser import build_browser
+    from interp.cache import open_cache
+    from interp.cache.sparse_formats import read_sparse
+    from interp.encode import sparse_hook_formats
+    from interp.extract import ExtractConfig, extract
+    from interp.models import load
+
+    model = load("toy-pythia-4l")
+    d, d_sae, k = int(model.cfg.d_model), 64, 4
+    src = tmp_path / "run" / "layers.1"
+    src.mkdir(parents=True)
+    g = torch.Generator().manual_seed(5)
+    w = {"encoder.weight": torch.randn(d_sae, d, generator=g) / d ** 0.5, "encoder.bias": torch.zeros(d_sae),
+         "W_dec": torch.randn(d_sae, d, generator=g), "b_dec": torch.randn(d, generator=g) * 0.1}
+    save_file(w, str(src / "sae.safetensors"))
+    (src / "cfg.json").write_text(json.dumps({"k": k, "num_latents": d_sae, "d_in": d}))
+    hooks, formats = sparse_hook_formats(model, ["blocks.*.hook_resid_post"], "topk", sae=str(src),
+                                         value_dtype="float32")
+    assert hooks == ["blocks.1.hook_resid_post"]  # sparsify's layers.1 = the block's output
+    common = dict(model="toy-pythia-4l", data="embedded", tokens=512, ctx=64, batch_size=4)
+    extract(ExtractConfig(out=str(tmp_path / "lat"), hooks=hooks, formats=formats, **common), model=model,
+            progress=False)
+    extract(ExtractConfig(out=str(tmp_path / "dense"), hooks=hooks, **common), model=model, progress=False)
+    x = torch.as_tensor(np.asarray(open_cache(tmp_path / "dense").read(hooks[0], 0, None), dtype=np.float32))
+    pre = torch.relu((x.double() - w["b_dec"].double()) @ w["encoder.weight"].double().T)  # sparsify's encoder
+    want = torch.zeros_like(pre).scatter(1, pre.topk(k).indices, pre.topk(k).values)
+    got = read_sparse(open_cache(tmp_path / "lat"), hooks[0], 0, None).to_dense().double()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    _, _, ex = build_browser(src, tmp_path / "lat", tmp_path / "site", model=model, tokenizer=model.tokenizer,
+                             n_logits=5, device="cpu", return_data=True)
+    eff = w["W_dec"].double().numpy() @ model.W_U.detach().double().numpy()
+    for j in range(d_sae):
+        np.testing.assert_allclose(ex.logits["pos"][j], np.sort(eff[j])[::-1][:5], rtol=1e-5, atol=1e-6)
