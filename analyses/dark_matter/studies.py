@@ -176,6 +176,11 @@ def run(config: Config | None = None, *, model: torch.nn.Module | None = None) -
     hooks = component_hooks(layer)
     index = load_index(cfg.saes or default_sae_dir(cfg.model))
     entries = [e for e in index["saes"] if e["hook"] in hooks.values()]
+    for e in entries:  # before any slow work: a transcoder at a component hook would reach the §7 regressions
+        if e.get("hook_out") not in (None, e["hook"]) or e.get("kind") == "transcoder":
+            raise ConfigError(f"{e['name']} is a transcoder ({e['hook']} -> {e.get('hook_out')}); the dark-matter "
+                              "decomposition needs SAEs that reconstruct their own hook",
+                              hint="leave transcoders out of its index; score them with `interp saes eval`")
     sweep = sorted([e for e in entries if e["hook"] == hooks["resid"]],
                    key=lambda e: (_ORDER.get(e["architecture"], 9), e["d_sae"]))
     if not sweep:

@@ -179,3 +179,26 @@ def test_damaged_sae_index_is_a_typed_error(tmp_path):
     (tmp_path / "index.json").write_text('{"saes": [{"name": "x"}]}')  # no "path"
     with pytest.raises(ConfigError, match="damaged"):
         load_index(tmp_path)
+
+
+def test_a_transcoder_at_a_component_hook_is_refused_before_any_capture(tmp_path, monkeypatch):
+    """A transcoder whose input hook is a component hook (blocks.1.hook_resid_post = layer 2's prev_resid) would
+    reach the §7 regressions as if it reconstructed that hook: refused in one line, before activations are taken."""
+    import json
+    import shutil
+
+    import analyses.dark_matter.studies as studies
+    from analyses.dark_matter import Config, run
+    from interp.data_paths import data_dir
+
+    shipped = data_dir() / "saes" / "toy-pythia-4l"
+    folder = tmp_path / "saes"
+    shutil.copytree(shipped, folder)
+    index = json.loads((folder / "index.json").read_text())
+    first = index["saes"][0]
+    index["saes"].append({**first, "name": "tc", "hook": "blocks.1.hook_resid_post", "kind": "transcoder",
+                          "hook_out": "blocks.2.hook_mlp_out"})
+    (folder / "index.json").write_text(json.dumps(index))
+    monkeypatch.setattr(studies, "collect", lambda *a, **k: pytest.fail("activations were collected"))
+    with pytest.raises(ConfigError, match="tc is a transcoder"):
+        run(Config(saes=str(folder), layer=2))
