@@ -104,8 +104,8 @@ function renderLatent(j){load('latents/c'+pad(Math.floor(j/meta.latent_chunk),5)
   main.appendChild(el('p',{},[back]));
   if(!L){main.appendChild(el('p',{cls:'err',text:'no latent '+j}));return;}
   main.appendChild(section('Latent #'+j,[el('p',{id:'stats',text:'density '+fmt(L.density,5)+' ('+L.count+
-    ' of '+meta.n_rows+' tokens) \u00b7 mean '+fmt(L.mean)+' \u00b7 max '+fmt(L.max)+
-    (L.err_corr===null?'':' \u00b7 correlation with the SAE-error norm '+fmt(L.err_corr))})].concat(
+    ' of '+meta.n_rows+' tokens) \u00b7 mean '+fmt(L.mean)+' \u00b7 max '+fmt(L.max)+(L.err_corr===null?'':
+    ' \u00b7 correlation with '+(meta.err_label||'the SAE-error norm')+' '+fmt(L.err_corr))})].concat(
     L.err_corr===null&&meta.err_note?[el('p',{cls:'muted',text:meta.err_note})]:[])));
   var nb=L.hist.counts.length,shade=L.hist.qbin.map(function(q){return q%2?'#4a7fd4':'#8fb3ea';});
   main.appendChild(section('Activation histogram',[bars(L.hist.counts,640,120,shade),el('p',{cls:'muted',

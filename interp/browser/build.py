@@ -214,7 +214,9 @@ def build_browser(sae: str | Path | Any, cache: str | Path, out: str | Path, *, 
     where = lat_hook if not tc else f"transcoder: {lat_hook} \u2192 {h_out or '?'}"
     err_is = "" if not tc else (f"; its SAE error is the prediction error \u2016y \u2212 \u0177\u2016 at "
                                 f"{h_out or 'the output hook'}")
-    ex = Extras((ids.numpy(), cos.numpy()), logits, {"logit": logit_note, "err": err_note},
+    err_label = (f"the prediction-error norm \u2016y \u2212 \u0177\u2016 at {h_out or 'the output hook'}" if tc
+                 else "the SAE-error norm")
+    ex = Extras((ids.numpy(), cos.numpy()), logits, {"logit": logit_note, "err": err_note, "err_label": err_label},
                 {"title": f"latent browser: {name}",
                  "subtitle": (f"{where} of {ident.get('model', '?')} over {reader.n_rows:,} tokens ({reader.path})"
                               + err_is),

@@ -156,6 +156,7 @@ def write_site(out: str | Path, reader: Any, hook: str, data: LatentData, ex: Ex
     meta = {"n_latents": d, "n_rows": data.n_rows, "latent_chunk": latent_chunk, "index_chunk": index_chunk,
             "n_index_chunks": (d + index_chunk - 1) // index_chunk, "n_buckets": N_BUCKETS,
             "has_err": data.err_corr is not None, "err_note": ex.notes.get("err", ""),
+            "err_label": ex.notes.get("err_label", "the SAE-error norm"),
             "logit_note": ex.notes.get("logit", ""), **ex.info}
     _chunk(out / MARKER, "meta", meta)
     index = out / "index.html"

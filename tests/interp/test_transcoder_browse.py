@@ -198,6 +198,7 @@ def test_error_correlation_is_the_prediction_error_at_the_output_hook(built, run
     want = _err_corr(A, w, Y)
     fired = ~np.isnan(want)
     np.testing.assert_allclose(ld.err_corr[fired], want[fired], atol=1e-6)
+    assert OUT in _meta(site)["err_label"] and "prediction-error" in _meta(site)["err_label"]  # the page's label
     X = np.asarray(open_cache(run["dense"]).read(IN, 0, None), dtype=np.float32)
     against_input = _err_corr(A, w, X[:, : w["W_dec"].shape[1]])  # the SAE formula at the input hook differs
     assert np.nanmax(np.abs(against_input - ld.err_corr)) > 1e-2
