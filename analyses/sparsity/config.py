@@ -41,7 +41,8 @@ class Config(AnalysisConfig):
     """D in the trend laws is tokens seen / token_unit (the paper: 1e9; toy runs see millions)."""
     tokens_per_step: int = 0
     """Tokens per training step, for D = step × tokens_per_step (0: the suite's own: an embedded suite's suite.json,
-    or a suite.json in a run folder with "tokens_per_step" or "train": {"batch", "ctx"}; else 8 × 256 = 2048)."""
+    or a suite.json in a run folder with "tokens_per_step" or "train": {"batch", "ctx"}, or the token count in the
+    last checkpoint's trainer_state.json; else 8 × 256 = 2048)."""
     sparsities: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.7])
     """Input sparsities at which TEAL, WINA, R-Sparse and CATS are compared."""
     rsparse_alpha: float = 0.5

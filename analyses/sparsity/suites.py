@@ -7,7 +7,8 @@ checkpoints. The model whose final checkpoint the methods are compared on may al
 
 Tokens per step (the trend laws' D) come from `Config.tokens_per_step` when set, else from the suite's info:
 an embedded suite's suite.json, or a `suite.json` in a run folder (the same "train": {"batch", "ctx", "warmup"}
-that `interp toy train` writes, or a top-level "tokens_per_step"), else the default 8 × 256 = 2048.
+that `interp toy train` writes, or a top-level "tokens_per_step"), or, without one, the token count that
+transformers' Trainer logs in the last checkpoint's trainer_state.json; else the default 8 × 256 = 2048.
 """
 
 from __future__ import annotations
@@ -51,13 +52,36 @@ def suite_info(name: str) -> dict:
     if name in embedded_names():
         return embedded_info(name)
     path = Path(name) / "suite.json"
-    if not (is_checkpoint_dir(name) and path.is_file()):
+    if not is_checkpoint_dir(name):
         return {}
+    if not path.is_file():
+        return trainer_state_info(name)
     try:
         info = json.loads(path.read_text())
     except ValueError as e:
         raise ConfigError(f"{path} is not JSON ({type(e).__name__})", hint="fix it or remove it") from None
     return info if isinstance(info, dict) else {}
+
+
+def trainer_state_info(name: str) -> dict:
+    """{"tokens_per_step": ...} from the last checkpoint's trainer_state.json (transformers' Trainer), when its log
+    counts input tokens (`include_num_input_tokens_seen`): num_input_tokens_seen / step of the last such entry;
+    {} otherwise. The file is JSON; training_args.bin (a pickle) is never read."""
+    from interp.models.checkpoint_dirs import checkpoint_folder
+
+    state = checkpoint_folder(name, None) / "trainer_state.json"
+    if not state.is_file():
+        return {}
+    try:
+        log = json.loads(state.read_text()).get("log_history", [])
+    except (ValueError, AttributeError):
+        return {}
+    seen = [e for e in log if isinstance(e, dict) and e.get("num_input_tokens_seen") and e.get("step")]
+    if not seen:
+        return {}
+    last = seen[-1]
+    return {"tokens_per_step": round(float(last["num_input_tokens_seen"]) / float(last["step"])),
+            "tokens_per_step_source": str(state)}
 
 
 def tokens_per_step(cfg: Config, info: dict) -> int:

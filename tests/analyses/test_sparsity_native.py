@@ -267,3 +267,24 @@ def test_olmo2_is_refused_for_the_methods_in_one_line_and_a_single_folder_is_no_
     assert tokens_per_step(Config(), {}) == DEFAULT_TOKENS_PER_STEP == 2048
     assert tokens_per_step(Config(tokens_per_step=7), {"tokens_per_step": 9}) == 7
     assert tokens_per_step(Config(), {"tokens_per_step": 9}) == 9
+
+
+def test_tokens_per_step_from_a_trainer_state(tmp_path):
+    """A run folder of transformers' Trainer checkpoints and no suite.json: D's tokens per step come from the last
+    checkpoint's trainer_state.json (num_input_tokens_seen / step); without that count, the stated default."""
+    import json
+
+    from analyses.sparsity import Config
+    from analyses.sparsity.suites import DEFAULT_TOKENS_PER_STEP, suite_info, tokens_per_step
+
+    for step in (10, 20):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "config.json").write_text("{}")
+    log = [{"step": 10, "loss": 3.0, "num_input_tokens_seen": 40960}, {"step": 20, "num_input_tokens_seen": 81920},
+           {"step": 20, "train_runtime": 1.0}]
+    state = tmp_path / "checkpoint-20" / "trainer_state.json"
+    state.write_text(json.dumps({"global_step": 20, "log_history": log}))
+    assert tokens_per_step(Config(), suite_info(str(tmp_path))) == 4096
+    assert tokens_per_step(Config(tokens_per_step=100), suite_info(str(tmp_path))) == 100  # the option wins
+    state.write_text(json.dumps({"global_step": 20, "log_history": [{"step": 20, "loss": 2.0}]}))
+    assert tokens_per_step(Config(), suite_info(str(tmp_path))) == DEFAULT_TOKENS_PER_STEP
