@@ -47,7 +47,8 @@ def train_saes(a: argparse.Namespace) -> Path:
     from interp.cache import open_cache
     from interp.capture import layer_of
     from interp.fileio import atomic_write_bytes
-    from interp.saes import load_sae, reconstruct, save_sae, train_sae
+    from interp.sae_training import train_sae
+    from interp.saes import load_sae, reconstruct, save_sae
 
     reader = open_cache(a.cache)  # refuses a missing or damaged cache before any training
     if a.hook not in reader.hooks:

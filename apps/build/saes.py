@@ -65,7 +65,8 @@ def build(cfg: BuildConfig, model: torch.nn.Module | None = None, texts: list[st
     """Extract, train every SAE, save them (float16) with an index.json; return the output folder."""
     from interp.extract import ExtractConfig, extract
     from interp.models import data_dir, load
-    from interp.saes import reconstruct, save_sae, train_sae
+    from interp.sae_training import train_sae
+    from interp.saes import reconstruct, save_sae
 
     model = model if model is not None else load(cfg.model, step=cfg.checkpoint)
     layer = cfg.layer if cfg.layer >= 0 else middle_layer(model)

@@ -8,7 +8,8 @@ import torch
 from analyses.dark_matter.method import decompose_sae_error, per_token_width_predictability
 from analyses.dark_matter.synthetic import sparse_feature_data
 from interp.errors import ConfigError, HubUnavailableError, ModelNotFoundError
-from interp.saes import effective_decoder, load_sae, reconstruct, save_sae, train_sae
+from interp.sae_training import train_sae
+from interp.saes import effective_decoder, load_sae, reconstruct, save_sae
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ def _worker(rank: int, world: int, init_file: str, cache: str, sae_dir: str, out
     import torch.distributed as dist
 
     from analyses.dark_matter.streaming import fit_linear_error_from_cache
-    from interp.saes import load_sae, train_sae
+    from interp.sae_training import train_sae
+    from interp.saes import load_sae
     from interp.stats.lstsq import lstsq_from_cache
 
     torch.set_num_threads(1)
@@ -39,7 +40,8 @@ def _worker(rank: int, world: int, init_file: str, cache: str, sae_dir: str, out
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_neox_dir, text_file):
     from interp.extract import extract
-    from interp.saes import save_sae, train_sae
+    from interp.sae_training import train_sae
+    from interp.saes import save_sae
 
     tmp = tmp_path_factory.mktemp("dp")
     cache = tmp / "cache"
@@ -98,7 +100,7 @@ def test_data_parallel_sae_training_follows_single_process(runs) -> None:
 def test_norm_factor_is_sae_lens_estimate() -> None:
     from sae_lens.training.activation_scaler import ActivationScaler
 
-    from interp.saes import _norm_scaling_factor
+    from interp.sae_training import _norm_scaling_factor
 
     g = torch.Generator().manual_seed(0)
     batches = [torch.randn(100, 24, generator=g) * 3 + 1 for _ in range(7)]
@@ -123,7 +125,7 @@ def test_world_without_process_group_is_refused() -> None:
 def test_rank_samples_give_the_single_process_step_count() -> None:
     """sae-lens steps while seen < total and sizes its schedule by total // batch: for every total, W ranks of
     batch b must match one process of batch W·b on both counts (brute force over small sizes)."""
-    from interp.saes import _rank_samples
+    from interp.sae_training import _rank_samples
 
     for world in (2, 3, 4):
         for b in (2, 3, 8):
