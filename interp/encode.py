@@ -24,7 +24,6 @@ from interp.cache.sparse_formats import sparse_spec as storage_spec
 from interp.capture import Capturer, glob_match, resolve_hooks
 from interp.errors import ConfigError
 from interp.saes import flat_rows, load_sae
-from interp.transcoders import is_transcoder
 
 _SAES: dict[tuple[str, str], Any] = {}
 DEFAULT_HOOKS = ["blocks.*.hook_resid_post"]  # interp extract's --hooks default
@@ -50,6 +49,8 @@ def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = No
     spec = storage_spec(kind, d=int(model.cfg.d_sae), k=k, threshold=threshold, value_dtype=value_dtype,
                         by=by or "value")
     out = {"format": spec["format"], "dtype": spec["dtype"], "sae": str(sae), **spec}
+    from interp.transcoders import is_transcoder  # imports sae-lens (seconds): only once an SAE is loaded
+
     if is_transcoder(model):  # the manifest says whose latents these are and where the decoder writes
         h_out = _own_hooks(model)[1]
         out.update({"transcoder": True, **({"hook_out": h_out} if h_out else {})})
@@ -58,6 +59,8 @@ def sparse_spec(kind: str, *, k: int | None = None, threshold: float | None = No
 
 def _own_hooks(sae: Any) -> tuple[str | None, str | None]:
     """(input hook, output hook) an SAE's metadata names; the output hook only for transcoders (else None)."""
+    from interp.transcoders import is_transcoder
+
     meta = getattr(sae.cfg, "metadata", None)
     h_in = getattr(meta, "hook_name", None)
     h_out = (getattr(meta, "hook_name_out", None) or getattr(sae.cfg, "hook_name_out", None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.cache import checksum
+from interp.cache.checksum import validate
 from interp.errors import CacheError
 from interp.fileio import atomic_write_bytes
 
@@ -49,7 +49,7 @@ class ShardRecord:
             if not SAFE_NAME.fullmatch(name) or name.startswith(".."):
                 raise ValueError(f"shard file name {name!r} is not a plain file name inside the cache")
             try:
-                checksum.validate(rec)
+                validate(rec)
             except ValueError as e:
                 raise ValueError(f"record of {name!r}: {e}") from None
         return ShardRecord(index, rows, blocks, dict(files))

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp.cache import checksum
+from interp.cache.checksum import DEFAULT, algorithm_of, digest_file, hasher
+from interp.cache.checksum import record as file_record
 from interp.errors import CacheCorruptError, CacheError
 from interp.fileio import atomic_file
 
@@ -82,7 +83,7 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
     array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray makes them 1-d)
     plain = not array.dtype.hasobject and array.dtype.names is None
     header = _npy_header(array) if plain else None
-    h, size = checksum.hasher(checksum.DEFAULT), 0
+    h, size = hasher(DEFAULT), 0
     with atomic_file(path) as f:
         if header is None:  # rare layouts (structured dtypes, huge headers): numpy's own writer, in memory
             buf = io.BytesIO()
@@ -94,7 +95,7 @@ def write_npy_atomic(path: Path, array: np.ndarray, chunk: int = 1 << 22) -> dic
         for piece in pieces:
             h.update(piece)
             size += f.write(piece)
-    return checksum.record(h.hexdigest(), size, checksum.DEFAULT)
+    return file_record(h.hexdigest(), size, DEFAULT)
 
 
 def check_file(path: Path, record: dict, full: bool = True) -> None:
@@ -107,8 +108,8 @@ def check_file(path: Path, record: dict, full: bool = True) -> None:
     if size != record["bytes"]:
         raise CacheCorruptError(f"shard file {path} has {size} bytes, the manifest says {record['bytes']} (truncated?)",
                                 hint="run interp cache verify --repair, then interp extract --resume")
-    algorithm = checksum.algorithm_of(record) if full else None
-    if algorithm is not None and checksum.digest_file(path, algorithm) != record[algorithm]:
+    algorithm = algorithm_of(record) if full else None
+    if algorithm is not None and digest_file(path, algorithm) != record[algorithm]:
         raise CacheCorruptError(f"shard file {path} does not match its {algorithm} in the manifest (corrupted bytes)",
                                 hint="run interp cache verify --repair, then interp extract --resume")
 

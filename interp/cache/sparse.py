@@ -18,7 +18,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from interp.cache import checksum
+from interp.cache.checksum import algorithm_of, digest_bytes
+from interp.cache.checksum import record as file_record
 from interp.errors import CacheCorruptError, CacheError, ConfigError
 from interp.fileio import atomic_write_bytes
 from interp.kernels.types import FeatureMajor
@@ -45,7 +46,7 @@ def _write(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = st_save(tensors, metadata={"interp": json.dumps(meta, sort_keys=True)})
     atomic_write_bytes(Path(path), data)
-    return {**checksum.record(checksum.digest_bytes(data), len(data)), **{
+    return {**file_record(digest_bytes(data), len(data)), **{
         k: meta[k] for k in ("format", "n_rows", "nnz", "d_sae") if k in meta}}
 
 
@@ -60,8 +61,8 @@ def _read(path: Path, record: dict | None, expect: str) -> tuple[dict[str, Tenso
         if len(data) != record["bytes"]:
             raise CacheCorruptError(f"sparse shard {path} has {len(data)} bytes, the manifest says {record['bytes']}",
                                     hint="run interp cache verify --repair, then interp extract --resume")
-        algorithm = checksum.algorithm_of(record)
-        if checksum.digest_bytes(data, algorithm) != record[algorithm]:
+        algorithm = algorithm_of(record)
+        if digest_bytes(data, algorithm) != record[algorithm]:
             raise CacheCorruptError(f"sparse shard {path} does not match its {algorithm} in the manifest",
                                     hint="run interp cache verify --repair, then interp extract --resume")
     try:

@@ -130,3 +130,16 @@ def test_interp_imports_neither_analyses_nor_apps():
     bad = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.split(".")[0] == "interp"
                  for t in targets if t.split(".")[0] in ("analyses", "apps"))
     assert not bad, "interp must not import analyses or apps: " + "; ".join(bad)
+
+
+def test_dense_extraction_does_not_import_sae_lens():
+    """sae-lens (and transformer-lens under it) take seconds to import: the extraction, encoding and browser modules
+    and the CLI import them only once an SAE is loaded, so `interp extract` of dense hooks never pays for them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, interp.extract, interp.encode, interp.browser, apps.cli; "
+            "print(sorted(m for m in ('sae_lens', 'transformer_lens') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
