@@ -115,7 +115,9 @@ def test_dictionary_learning_topk(tmp_path):
     def encode(x):  # AutoEncoderTopK.encode (use_threshold=False, its default)
         return _topk(torch.relu((x - w["b_dec"]) @ w["encoder.weight"].T + w["encoder.bias"]), K)
 
-    _check(tmp_path / "topk", encode, lambda f: f @ w["decoder.weight"].T + w["b_dec"], hook="blocks.4.hook_mlp_out")
+    sae = _check(tmp_path / "topk", encode, lambda f: f @ w["decoder.weight"].T + w["b_dec"],
+                 hook="blocks.4.hook_mlp_out")
+    assert (sae.cfg.architecture(), sae.cfg.k, sae.cfg.metadata.hook_name) == ("topk", K, "blocks.4.hook_mlp_out")
 
 
 @pytest.mark.parametrize("threshold", [0.3, -1.0])
@@ -142,7 +144,9 @@ def test_dictionary_learning_jumprelu_folds_its_feature_scale(tmp_path):
         h = x @ w["W_enc"] + w["b_enc"]
         return torch.relu(h * (h > w["threshold"])) * n
 
-    _check(tmp_path / "jr", encode, lambda f: (f / n) @ w["W_dec"] + w["b_dec"], hook="h")
+    sae = _check(tmp_path / "jr", encode, lambda f: (f / n) @ w["W_dec"] + w["b_dec"], hook="h")
+    assert sae.cfg.architecture() == "jumprelu"  # the scale is folded: decoder rows of unit norm, no rescaling left
+    torch.testing.assert_close(sae.W_dec.double().norm(dim=1), torch.ones(D_SAE, dtype=torch.float64), **TOL)
 
 
 def test_refusals_name_the_problem(tmp_path):
